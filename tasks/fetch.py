@@ -1,0 +1,287 @@
+"""Fetch stage: the only code that talks to FRED (through fredapi) or to the embedded demo source.
+
+Where the data comes from is decided once per run (`load_source`): a named `FredCredentials` block;
+else the environment variables `FRED_API_KEY` / `FRED_API_URL`; else the offline demo source,
+loudly labelled. Each series is fetched by its own task run (`fetch-<SERIES>` in the UI), which
+retries transient failures (timeouts, connection errors, HTTP 5xx and 429, truncated bodies) with
+exponential backoff and jitter, and fails at once on permanent ones (bad key, unknown series) with
+FRED's own message. The API key is removed from every message before it can reach a log or an error.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+from urllib.error import HTTPError, URLError
+from urllib.request import urlopen
+
+import pandas as pd
+from fredapi import Fred
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+from pydantic import SecretStr
+
+from blocks.fred import FRED_API_URL, FredCredentials
+from tasks.demo import generate_demo_series
+from tasks.errors import FredConfigurationError, FredError, FredRequestError, FredTransientError, redact
+from tasks.settings import FetchSettings
+
+DEMO_LABEL = "DEMO DATA (synthetic, no FRED key configured)"
+
+
+@dataclass(frozen=True)
+class FredSource:
+    """Fetch from the FRED API (or a FRED-compatible mirror) with this key."""
+
+    api_key: SecretStr
+    api_url: str
+    origin: str  # where the key came from, for the log: "block 'fred'" or "environment"
+    kind: Literal["fred"] = "fred"
+
+    def describe(self) -> str:
+        """One line for the log, without the key."""
+        return f"FRED at {self.api_url} (credentials from {self.origin})"
+
+
+@dataclass(frozen=True)
+class DemoSource:
+    """Generate the offline demo series (see tasks.demo)."""
+
+    seed: int = 0
+    kind: Literal["demo"] = "demo"
+
+    def describe(self) -> str:
+        """One line for the log."""
+        return DEMO_LABEL
+
+
+Source = FredSource | DemoSource
+
+
+def resolve_source(block: FredCredentials | None, env: Mapping[str, str], *, block_name: str | None = None) -> Source:
+    """Choose the data source: the block if given, else FRED_API_KEY/FRED_API_URL, else the demo.
+
+    Args:
+        block: A loaded FredCredentials block, or None.
+        env: Environment variables (injected so the choice is testable).
+        block_name: Name the block was loaded under, for the log.
+
+    Returns:
+        A FredSource or a DemoSource.
+
+    Raises:
+        FredConfigurationError: FRED_API_URL is set without FRED_API_KEY, or a value is malformed.
+    """
+    if block is not None:
+        return FredSource(block.api_key, block.api_url, origin=f"block {block_name!r}")
+    key = env.get("FRED_API_KEY", "").strip()
+    url = env.get("FRED_API_URL", "").strip()
+    if not key:
+        if url:
+            raise FredConfigurationError(
+                "FRED_API_URL is set but FRED_API_KEY is not: set FRED_API_KEY to your FRED API key, "
+                "or unset FRED_API_URL to run on the offline demo data."
+            )
+        return DemoSource()
+    try:
+        creds = FredCredentials(api_key=key, api_url=url or FRED_API_URL)
+    except ValueError as exc:
+        raise FredConfigurationError(
+            f"FRED_API_URL / FRED_API_KEY are not usable: {redact(str(exc), key)}"
+        ) from None
+    return FredSource(creds.api_key, creds.api_url, origin="environment (FRED_API_KEY)")
+
+
+def load_source(block_name: str | None) -> Source:
+    """Load the named FredCredentials block (which must exist) or fall back to the environment.
+
+    Raises:
+        FredConfigurationError: `block_name` was given but no such block is saved.
+    """
+    if block_name is None:
+        return resolve_source(None, os.environ)
+    try:
+        block = FredCredentials.load(block_name)
+    except ValueError as exc:
+        raise FredConfigurationError(
+            f"No FredCredentials block named {block_name!r} could be loaded ({exc}). Create it with "
+            "`python -m blocks setup` (reads FRED_API_KEY) or in the Prefect UI under Blocks, or "
+            "run without fred_block to use FRED_API_KEY from the environment."
+        ) from None
+    return resolve_source(block, os.environ, block_name=block_name)
+
+
+# ---------------------------------------------------------------- FRED client
+
+
+class _RateLimiter:
+    """Spaces requests to one API root at least `interval` seconds apart, across threads."""
+
+    _lock = threading.Lock()
+    _next_slot: dict[str, float] = {}
+
+    @classmethod
+    def wait(cls, key: str, requests_per_minute: float) -> None:
+        interval = 60.0 / requests_per_minute
+        with cls._lock:
+            now = time.monotonic()
+            slot = max(now, cls._next_slot.get(key, now))
+            cls._next_slot[key] = slot + interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class _FredClient(Fred):
+    """fredapi's client with a request timeout, a rate limit and HTTP status kept on errors.
+
+    fredapi builds the URLs and parses the XML; only its private fetch helper is replaced,
+    because it calls urlopen without a timeout and folds the HTTP status into a bare ValueError.
+    """
+
+    def __init__(self, source: FredSource, settings: FetchSettings, series_id: str) -> None:
+        super().__init__(api_key=source.api_key.get_secret_value())
+        self.root_url = source.api_url
+        self._settings = settings
+        self._series_id = series_id
+
+    def _fail(self, cls: type[FredError], message: str, status: int | None = None) -> FredError:
+        return cls(self._series_id, redact(message, self.api_key), status=status)
+
+    def _Fred__fetch_data(self, url: str) -> ET.Element:  # overrides fredapi's Fred.__fetch_data
+        url += "&api_key=" + self.api_key
+        _RateLimiter.wait(self.root_url, self._settings.requests_per_minute)
+        sid = self._series_id
+        try:
+            with urlopen(url, timeout=self._settings.timeout_seconds) as response:
+                body = response.read()
+        except HTTPError as exc:
+            raise self._http_error(exc) from None
+        except (TimeoutError, URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise self._fail(
+                FredTransientError,
+                f"{sid}: could not reach FRED at {self.root_url}: {type(reason).__name__}: {reason}",
+            ) from None
+        try:
+            return ET.fromstring(body)
+        except ET.ParseError as exc:
+            raise self._fail(
+                FredTransientError,
+                f"{sid}: FRED answered with a body that is not XML ({exc}); a proxy error page or a "
+                f"truncated response. First bytes: {body[:80]!r}",
+            ) from None
+
+    def _http_error(self, exc: HTTPError) -> FredError:
+        sid = self._series_id
+        try:
+            body = exc.read()
+            message = ET.fromstring(body).get("message") or body[:200].decode(errors="replace")
+        except (ET.ParseError, OSError):
+            message = exc.reason if isinstance(exc.reason, str) else "no error message"
+        if exc.code == 429 or exc.code >= 500:
+            return self._fail(FredTransientError, f"{sid}: FRED HTTP {exc.code}: {message}", exc.code)
+        hint = ""
+        if "api_key" in message:
+            hint = " Check the API key in the FredCredentials block or FRED_API_KEY."
+        elif "series does not exist" in message:
+            hint = " Check the series id in settings.series (FRED ids are case-sensitive)."
+        return self._fail(FredRequestError, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
+
+
+def fetch_fred_series(source: FredSource, series_id: str, start: date, end: date, *, settings: FetchSettings) -> pd.Series:
+    """Fetch one series' observations from `start` to `end` through fredapi.
+
+    Returns:
+        Float series indexed by date ("." from FRED becomes NaN).
+
+    Raises:
+        FredTransientError: worth retrying (timeout, connection, HTTP 5xx/429, body not XML).
+        FredRequestError: not worth retrying (bad key, unknown series, unparsable values).
+    """
+    client = _FredClient(source, settings, series_id)
+    try:
+        values = client.get_series(series_id, observation_start=start, observation_end=end)
+    except FredError:
+        raise
+    except ValueError as exc:  # raised by fredapi's own parsing, e.g. float("n/a")
+        raise FredRequestError(
+            series_id, f"{series_id}: FRED data could not be parsed: {redact(str(exc), client.api_key)}"
+        ) from None
+    values = pd.to_numeric(values, errors="coerce").astype("float64")
+    values.index = pd.DatetimeIndex(values.index, name="date").as_unit("ns")
+    values.name = series_id
+    return values
+
+
+def fetch_series(source: Source, series_id: str, start: date, end: date, *, settings: FetchSettings) -> pd.Series:
+    """Observations of one series between `start` and `end` (inclusive) from `source`."""
+    if isinstance(source, DemoSource):
+        values = generate_demo_series((series_id,), end, seed=source.seed)[series_id]
+        return values.loc[pd.Timestamp(start) :]
+    return fetch_fred_series(source, series_id, start, end, settings=settings)
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry transient FRED failures only."""
+    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return isinstance(exc, FredTransientError)
+
+
+@task(name="resolve-data-source", cache_policy=NO_CACHE)
+def resolve_source_task(fred_block: str | None) -> Source:
+    """Decide where the data comes from, and say so in the log."""
+    logger = get_run_logger()
+    source = load_source(fred_block)
+    if isinstance(source, DemoSource):
+        logger.warning(
+            "%s: every output of this run is made from generated demo data. Configure a "
+            "FredCredentials block or FRED_API_KEY for real FRED data.",
+            DEMO_LABEL,
+        )
+    else:
+        logger.info("Data source: %s", source.describe())
+    return source
+
+
+@task(name="fetch-series", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
+def fetch_series_task(source: Source, series_id: str, start: date, end: date, settings: FetchSettings) -> pd.Series:
+    """Fetch one series and log what arrived."""
+    logger = get_run_logger()
+    values = fetch_series(source, series_id, start, end, settings=settings)
+    label = f" [{DEMO_LABEL}]" if isinstance(source, DemoSource) else ""
+    if values.empty:
+        logger.warning("%s: no observations between %s and %s%s", series_id, start, end, label)
+    else:
+        logger.info(
+            "%s: %d observations %s .. %s, %d missing%s",
+            series_id,
+            len(values),
+            values.index[0].date(),
+            values.index[-1].date(),
+            int(values.isna().sum()),
+            label,
+        )
+    return values
+
+
+def fetch_task_for(series_id: str, settings: FetchSettings):  # noqa: ANN201 - a configured Prefect Task
+    """`fetch_series_task` named after the series, with the retry policy of `settings`."""
+    return fetch_series_task.with_options(
+        task_run_name=f"fetch-{series_id}",
+        retries=settings.retries,
+        retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
+        if settings.retry_backoff_seconds > 0
+        else 0,
+        retry_jitter_factor=settings.retry_jitter_factor,
+    )

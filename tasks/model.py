@@ -1,0 +1,223 @@
+"""Model stage: build, train and run the Keras LSTM (Input -> LSTM -> Dense(n_series)).
+
+Functions here take arrays and return arrays or plain frames; they never touch files, clocks or
+Prefect. TensorFlow is imported lazily so that modules which only read outputs stay light.
+
+Forecasting is recursive: each step's predicted returns become the next window's last row. The
+network is called through one traced `tf.function` per model and the recursion runs over a whole
+batch of origins at once, so a 30-session forecast costs milliseconds, and a backtest over hundreds
+of origins costs as many calls as its longest horizon, not as many as its origins times horizons.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.features import LEVEL, RETURN, Scaler
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def _keras() -> Any:
+    import keras
+
+    return keras
+
+
+def build_model(*, sequence_length: int, n_features: int, n_outputs: int, units: int, learning_rate: float) -> keras.Model:
+    """Input(sequence_length, n_features) -> LSTM(units) -> Dense(n_outputs), Adam, MSE loss."""
+    keras = _keras()
+    inputs = keras.Input(shape=(sequence_length, n_features), name="window")
+    hidden = keras.layers.LSTM(units, name="lstm")(inputs)
+    outputs = keras.layers.Dense(n_outputs, name="next_returns")(hidden)
+    model = keras.Model(inputs, outputs, name="market_lstm")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    return model
+
+
+def set_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels."""
+    keras = _keras()
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train_network(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    on_epoch_end: EpochCallback | None = None,
+) -> pd.DataFrame:
+    """Fit `model` on the training windows, reporting the validation loss after each epoch.
+
+    Args:
+        model: a compiled model from `build_model`.
+        train: (inputs, targets) of the training windows.
+        validation: (inputs, targets) of the validation slice (from the training part).
+        epochs: number of epochs.
+        batch_size: batch size.
+        seed: random seed (weights initialised before this call use the same seed).
+        on_epoch_end: called with (epoch number from 1, {"loss": ..., "val_loss": ...}).
+
+    Returns:
+        One row per epoch: epoch, loss, val_loss.
+    """
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    callbacks = []
+    if on_epoch_end is not None:
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: on_epoch_end(
+                    epoch + 1, {k: float(v) for k, v in (logs or {}).items()}
+                )
+            )
+        )
+    history = model.fit(
+        train[0],
+        train[1],
+        validation_data=validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return frame[["epoch", "loss", "val_loss"]]
+
+
+_PREDICTORS: weakref.WeakKeyDictionary[Any, Predictor] = weakref.WeakKeyDictionary()
+
+
+def predictor_for(model: keras.Model) -> Predictor:
+    """`make_predictor(model)`, traced once per model and reused."""
+    if model not in _PREDICTORS:
+        _PREDICTORS[model] = make_predictor(model)
+    return _PREDICTORS[model]
+
+
+def make_predictor(model: keras.Model) -> Predictor:
+    """A fast batch predictor: one traced tf.function, float32 arrays in and out."""
+    import tensorflow as tf
+
+    sequence_length, n_features = model.input_shape[1], model.input_shape[2]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, sequence_length, n_features], tf.float32)])
+    def _call(x: tf.Tensor) -> tf.Tensor:
+        return model(x, training=False)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return _call(tf.convert_to_tensor(x, dtype=tf.float32)).numpy()
+
+    return predict
+
+
+def fit_shrinkage(predicted: np.ndarray, actual: np.ndarray, *, confidence_z: float) -> np.ndarray:
+    """Per-series factor in [0, 1] scaling predicted returns towards the random walk.
+
+    The least-squares slope of actual on predicted returns over the validation slice, lowered by
+    `confidence_z` standard errors and clipped to [0, 1]. A network without demonstrable skill on
+    held-out data gets 0 and forecasts exactly "tomorrow equals today"; one whose predictions are
+    merely over-confident is damped. Fitted on data the network was not trained on, never on the
+    test part.
+
+    Args:
+        predicted: (n, n_series) predicted log-returns on the validation slice (no shrinkage).
+        actual: (n, n_series) actual log-returns of the same rows.
+        confidence_z: standard errors subtracted from the slope (0 = plain least squares).
+    """
+    numerator = np.sum(predicted * actual, axis=0)
+    denominator = np.sum(predicted * predicted, axis=0)
+    safe = np.where(denominator > 0, denominator, np.inf)
+    slope = numerator / safe
+    residual_var = np.sum((actual - slope * predicted) ** 2, axis=0) / max(len(actual) - 1, 1)
+    standard_error = np.sqrt(residual_var / safe)
+    return np.clip(slope - confidence_z * standard_error, 0.0, 1.0)
+
+
+def predict_returns(predictor: Predictor, inputs: np.ndarray, scaler: Scaler) -> np.ndarray:
+    """Predicted log-returns (shrinkage applied) for a batch of windows, shape (batch, n_series)."""
+    mean, scale = scaler.return_moments()
+    return (predictor(inputs) * scale + mean) * scaler.shrinkage_array()
+
+
+def forecast_log_levels(
+    predictor: Predictor, windows: np.ndarray, recent_log_levels: np.ndarray, scaler: Scaler, horizon: int
+) -> np.ndarray:
+    """Recursive multi-step forecast for a batch of origins.
+
+    Each step predicts the next returns, appends them to the log-levels, recomputes the level
+    feature (deviation from the mean of the last `level_window` log-levels) and shifts the window.
+
+    Args:
+        predictor: from `make_predictor`.
+        windows: (batch, L, n_features) standardised windows ending at each origin.
+        recent_log_levels: (batch, level_window, n_series) log-levels up to each origin, the last
+            one being the origin's.
+        scaler: the fitted scaler (with shrinkage).
+        horizon: steps to forecast.
+
+    Returns:
+        (batch, horizon, n_series) forecast log-levels.
+    """
+    n_series = recent_log_levels.shape[2]
+    if scaler.columns != tuple(f"{RETURN}:{s}" for s in scaler.series) + tuple(
+        f"{LEVEL}:{s}" for s in scaler.series
+    ):  # pragma: no cover - guards the feature layout
+        raise ValueError("scaler columns do not follow the returns-then-levels feature layout")
+    mean, scale = np.asarray(scaler.mean), np.asarray(scaler.scale)
+    window = np.array(windows, dtype=np.float32, copy=True)
+    history = np.array(recent_log_levels, dtype=np.float64, copy=True)
+    out = np.empty((window.shape[0], horizon, n_series))
+    for step in range(horizon):
+        step_returns = predict_returns(predictor, window, scaler)
+        level = history[:, -1, :] + step_returns
+        history = np.concatenate([history[:, 1:, :], level[:, None, :]], axis=1)
+        deviation = level - history.mean(axis=1)
+        out[:, step, :] = level
+        new_row = (np.concatenate([step_returns, deviation], axis=1) - mean) / scale
+        window = np.concatenate([window[:, 1:, :], new_row[:, None, :].astype(np.float32)], axis=1)
+    return out
+
+
+def model_to_bytes(model: keras.Model) -> bytes:
+    """The model in Keras' native .keras format (a zip of JSON config and weights; no pickle)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lstm_model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def model_from_bytes(content: bytes) -> keras.Model:
+    """Load a model written by `model_to_bytes` (Keras safe mode: no arbitrary code)."""
+    import tempfile
+    from pathlib import Path
+
+    keras = _keras()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lstm_model.keras"
+        path.write_bytes(content)
+        return keras.models.load_model(path, safe_mode=True, compile=False)

@@ -1,0 +1,185 @@
+"""Output stage (pure): the published CSV tables, their contract, validation and serialisation.
+
+File and column names are a public contract: Power BI queries depend on them (see README.md,
+"Output files", and docs/pbi_integration.md). Every table is long (one row per date and series),
+so adding a series to the configuration adds rows, never columns.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.backtest import BACKTEST_COLUMNS
+from tasks.errors import OutputValidationError
+from tasks.evaluate import METRIC_COLUMNS
+
+SCHEMAS: dict[str, list[str]] = {
+    "actuals.csv": ["date", "series_id", "value", "filled", "data_source"],
+    "predicted.csv": ["date", "series_id", "actual", "predicted", "naive", "split", "model_version", "data_source"],
+    "forecasted_data.csv": [
+        "date",
+        "series_id",
+        "horizon",
+        "forecast",
+        "lower_95",
+        "lower_80",
+        "upper_80",
+        "upper_95",
+        "as_of",
+        "model_version",
+        "data_source",
+    ],
+    "model_metrics.csv": [*METRIC_COLUMNS, "model_version", "data_source"],
+    "model_history.csv": ["epoch", "loss", "val_loss", "model_version"],
+    "backtest_metrics.csv": [*BACKTEST_COLUMNS, "model_version", "data_source"],
+}
+
+# Columns that must never be empty, per table.
+_REQUIRED = {
+    "actuals.csv": ["date", "series_id", "value"],
+    "predicted.csv": ["date", "series_id", "actual", "predicted", "naive", "split"],
+    "forecasted_data.csv": ["date", "series_id", "horizon", "forecast", "lower_95", "lower_80", "upper_80", "upper_95"],
+    "model_metrics.csv": ["series_id", "split", "n", "mse", "mae", "naive_mae", "mase"],
+    "model_history.csv": ["epoch", "loss", "val_loss"],
+    "backtest_metrics.csv": ["series_id", "horizon", "n", "mae", "rmse", "naive_mae", "mase"],
+}
+
+
+def actuals_table(levels: pd.DataFrame, filled: pd.DataFrame) -> pd.DataFrame:
+    """Long table of the aligned levels: date, series_id, value, filled."""
+    value = levels.rename_axis("date").reset_index().melt(id_vars="date", var_name="series_id", value_name="value")
+    flags = filled.reindex(index=levels.index, columns=levels.columns, fill_value=False)
+    value["filled"] = flags.to_numpy().T.reshape(-1)
+    return value
+
+
+def label_table(table: pd.DataFrame, name: str, **constants: object) -> pd.DataFrame:
+    """Add constant columns (model_version, data_source, as_of) and order columns as SCHEMAS[name]."""
+    labelled = table.assign(**constants)
+    return labelled[SCHEMAS[name]]
+
+
+def validate_outputs(tables: dict[str, pd.DataFrame], *, last_actual: date, horizon: int, sessions: pd.DatetimeIndex) -> None:
+    """Check every table against its contract before anything is published.
+
+    Args:
+        tables: file name -> table.
+        last_actual: last date of actuals.csv; forecasts must start after it.
+        horizon: forecast rows expected per series.
+        sessions: the NYSE sessions the forecast must use (the `horizon` sessions after last_actual).
+
+    Raises:
+        OutputValidationError: with every problem found in the first failing table.
+    """
+    for name, table in tables.items():
+        problems = _schema_problems(name, table)
+        if name in ("actuals.csv", "predicted.csv", "forecasted_data.csv") and not problems:
+            problems += _date_problems(table)
+        if name == "forecasted_data.csv" and not problems:
+            problems += _forecast_problems(table, last_actual, horizon, sessions)
+        if problems:
+            raise OutputValidationError(name, problems)
+
+
+def _schema_problems(name: str, table: pd.DataFrame) -> list[str]:
+    expected = SCHEMAS[name]
+    if list(table.columns) != expected:
+        return [f"columns {list(table.columns)} differ from the contract {expected}"]
+    if table.empty:
+        return ["the table is empty"]
+    problems = []
+    for column in _REQUIRED[name]:
+        empty = int(table[column].isna().sum())
+        if empty:
+            problems.append(f"{empty} empty value(s) in column {column!r}")
+        elif pd.api.types.is_float_dtype(table[column]) and not np.isfinite(table[column]).all():
+            problems.append(f"non-finite values in column {column!r}")
+    return problems
+
+
+def _date_problems(table: pd.DataFrame) -> list[str]:
+    problems = []
+    for sid, group in table.groupby("series_id", sort=False):
+        dates = pd.DatetimeIndex(group["date"])
+        if not dates.is_monotonic_increasing or dates.has_duplicates:
+            problems.append(f"{sid}: dates are not strictly increasing")
+    return problems
+
+
+def _forecast_problems(table: pd.DataFrame, last_actual: date, horizon: int, sessions: pd.DatetimeIndex) -> list[str]:
+    problems = []
+    expected = pd.DatetimeIndex(sessions).as_unit("ns")
+    for sid, group in table.groupby("series_id", sort=False):
+        dates = pd.DatetimeIndex(group["date"]).as_unit("ns")
+        if len(group) != horizon:
+            problems.append(f"{sid}: {len(group)} forecast rows, expected {horizon}")
+        elif not dates.equals(expected):
+            problems.append(f"{sid}: forecast dates are not the {horizon} NYSE sessions after {last_actual}")
+        if (group["forecast"] <= 0).any():
+            problems.append(f"{sid}: non-positive forecasts")
+        bands = group[["lower_95", "lower_80", "upper_80", "upper_95"]].to_numpy()
+        if not (np.diff(bands, axis=1) >= 0).all():
+            problems.append(f"{sid}: interval bounds are not ordered lower_95 <= lower_80 <= upper_80 <= upper_95")
+    return problems
+
+
+def to_csv_bytes(table: pd.DataFrame) -> bytes:
+    """UTF-8 CSV, ISO dates, '\\n' line ends, booleans as true/false, full float precision."""
+    out = table.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].dt.strftime("%Y-%m-%d")
+        elif pd.api.types.is_bool_dtype(out[column]):
+            out[column] = np.where(out[column], "true", "false")
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue().encode("utf-8")
+
+
+def assemble_tables(
+    *,
+    actuals: pd.DataFrame,
+    predictions: pd.DataFrame,
+    metrics: pd.DataFrame,
+    forecast: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    backtest: pd.DataFrame | None = None,
+    model_version: str,
+    data_source: str,
+    as_of: date,
+) -> dict[str, pd.DataFrame]:
+    """All tables of a run, labelled and ordered by their contract."""
+    labels = {"model_version": model_version, "data_source": data_source}
+    tables = {
+        "actuals.csv": label_table(actuals, "actuals.csv", data_source=data_source),
+        "predicted.csv": label_table(predictions, "predicted.csv", **labels),
+        "forecasted_data.csv": label_table(forecast, "forecasted_data.csv", as_of=as_of.isoformat(), **labels),
+        "model_metrics.csv": label_table(metrics, "model_metrics.csv", **labels),
+    }
+    if history is not None:
+        tables["model_history.csv"] = label_table(history, "model_history.csv", model_version=model_version)
+    if backtest is not None:
+        tables["backtest_metrics.csv"] = label_table(backtest, "backtest_metrics.csv", **labels)
+    return tables
+
+
+def serialize_tables(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, bytes], dict[str, int]]:
+    """(file name -> CSV bytes, file name -> data rows)."""
+    return {name: to_csv_bytes(t) for name, t in tables.items()}, {name: len(t) for name, t in tables.items()}
+
+
+@task(name="validate-outputs", cache_policy=NO_CACHE)
+def validate_outputs_task(tables: dict[str, pd.DataFrame], *, last_actual: date, horizon: int) -> None:
+    """Check every output table; nothing is published if one fails."""
+    from tasks.sessions import sessions_after
+
+    validate_outputs(tables, last_actual=last_actual, horizon=horizon, sessions=sessions_after(last_actual, horizon))
+    get_run_logger().info(
+        "Outputs valid: %s", ", ".join(f"{name} ({len(t)} rows)" for name, t in tables.items())
+    )

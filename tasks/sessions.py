@@ -1,0 +1,128 @@
+"""The NYSE calendar (exchange-calendars' XNYS), pinned to an explicit date range.
+
+`exchange_calendars.get_calendar("XNYS")` without bounds covers 20 years back to 1 year ahead of
+*today*, so its answers move with the clock. Every function here takes the range from its
+arguments instead, which keeps runs for a given `as_of` reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
+
+import exchange_calendars as xcals
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+CALENDAR = "XNYS"
+# Calendar bounds are rounded to whole years so that nearby calls share one cached calendar.
+_EARLIEST = date(1990, 1, 1)
+
+
+@lru_cache(maxsize=8)
+def _calendar(first_year: int, last_year: int) -> xcals.ExchangeCalendar:
+    return xcals.get_calendar(
+        CALENDAR, start=date(first_year, 1, 1).isoformat(), end=date(last_year, 12, 31).isoformat()
+    )
+
+
+def nyse_calendar(start: date, end: date) -> xcals.ExchangeCalendar:
+    """The XNYS calendar covering at least `start` .. `end` (whole years, cached).
+
+    Args:
+        start: First date the caller needs.
+        end: Last date the caller needs (forecasts need dates after as_of).
+
+    Returns:
+        An exchange_calendars calendar pinned to whole years around the range.
+    """
+    start = max(start, _EARLIEST)
+    # A year of margin on each side: bounds that are holidays (1 January) stay inside the calendar.
+    return _calendar(start.year - 1, end.year + 1)
+
+
+def _to_date(value: date | pd.Timestamp) -> date:
+    return value.date() if isinstance(value, pd.Timestamp) else value
+
+
+def is_session(day: date) -> bool:
+    """Whether the NYSE holds a regular session on `day` (weekends and holidays are not)."""
+    return bool(nyse_calendar(day, day).is_session(pd.Timestamp(day)))
+
+
+def sessions_in_range(start: date, end: date) -> pd.DatetimeIndex:
+    """NYSE sessions from `start` to `end`, both included, as a tz-naive DatetimeIndex named "date"."""
+    if end < start:
+        return pd.DatetimeIndex([], name="date")
+    sessions = nyse_calendar(start, end).sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    return pd.DatetimeIndex(sessions, name="date").as_unit("ns")
+
+
+def last_session_on_or_before(day: date) -> date:
+    """The latest NYSE session on or before `day`."""
+    cal = nyse_calendar(day - timedelta(days=30), day)
+    return _to_date(cal.date_to_session(pd.Timestamp(day), direction="previous"))
+
+
+def sessions_after(last: date, count: int) -> pd.DatetimeIndex:
+    """The `count` NYSE sessions strictly after `last` (holidays and weekends skipped).
+
+    Args:
+        last: The last observed date.
+        count: How many sessions to return.
+
+    Returns:
+        DatetimeIndex named "date" with `count` sessions.
+    """
+    # 30 sessions span about 45 calendar days; leave room for any horizon up to a few years.
+    horizon_end = last + timedelta(days=int(count * 1.6) + 30)
+    cal = nyse_calendar(last, horizon_end)
+    first = cal.date_to_session(pd.Timestamp(last + timedelta(days=1)), direction="next")
+    return pd.DatetimeIndex(cal.sessions_window(first, count), name="date").as_unit("ns")
+
+
+def session_window_start(end: date, count: int) -> date:
+    """The first of the `count` NYSE sessions ending on or before `end`."""
+    span_start = end - timedelta(days=int(count * 1.6) + 30)
+    sessions = sessions_in_range(span_start, end)
+    if len(sessions) < count:  # pragma: no cover - the span above always holds enough sessions
+        raise ValueError(f"calendar span too short for {count} sessions before {end}")
+    return _to_date(sessions[-count])
+
+
+@dataclass(frozen=True)
+class MarketDay:
+    """Whether the NYSE trades on a day, and if not, why."""
+
+    day: date
+    is_session: bool
+    reason: str  # "a regular session", "a Saturday", "a NYSE holiday (Thanksgiving)", ...
+
+
+def market_day(day: date) -> MarketDay:
+    """Classify `day` on the NYSE calendar."""
+    if is_session(day):
+        return MarketDay(day, True, "a regular NYSE session")
+    if day.weekday() >= 5:
+        return MarketDay(day, False, f"a {day:%A}")
+    cal = nyse_calendar(day, day)
+    stamp = pd.Timestamp(day)
+    names = cal.regular_holidays.holidays(stamp, stamp, return_name=True)
+    name = str(names.iloc[0]) if len(names) else "market closure"
+    return MarketDay(day, False, f"a NYSE holiday ({name})")
+
+
+@task(name="check-market-calendar", cache_policy=NO_CACHE)
+def check_market_calendar_task(as_of: date, *, force: bool) -> MarketDay:
+    """Log whether the NYSE trades on as_of; the flow decides what to do about it."""
+    logger = get_run_logger()
+    status = market_day(as_of)
+    if status.is_session:
+        logger.info("%s is %s", as_of, status.reason)
+    elif force:
+        logger.warning("%s is %s, NYSE closed; running anyway because force=True", as_of, status.reason)
+    else:
+        logger.info("%s is %s: NYSE closed, no forecast today", as_of, status.reason)
+    return status

@@ -1,0 +1,225 @@
+"""The pipeline's one typed settings object, passed to the flows as their `settings` parameter.
+
+Everything a run can be tuned with lives here, validated by pydantic when Prefect validates the flow
+parameters, so a bad value fails before any work starts, with a message naming the field. Nothing
+happens at import time; no field reads the clock, the environment or the disk.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_SERIES: tuple[str, ...] = ("SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV")
+
+# FRED series ids are upper-case letters, digits and underscores (e.g. "SP500", "BAMLH0A0HYM2").
+_SERIES_ID = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,39}$")
+
+
+def _check_series_id(value: str) -> str:
+    if not _SERIES_ID.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a FRED series id: use upper-case letters, digits and underscores, "
+            "as FRED spells it (e.g. 'SP500', 'VIXCLS')"
+        )
+    return value
+
+
+SeriesId = Annotated[str, AfterValidator(_check_series_id)]
+
+
+class FetchSettings(BaseModel):
+    """How the fetch stage talks to FRED: timeout, retries of transient errors, rate limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Timeout of one HTTP request to FRED, in seconds."
+    )
+    retries: int = Field(
+        default=4,
+        ge=0,
+        le=20,
+        description="Retries of a transient failure (timeout, connection error, HTTP 5xx or 429).",
+    )
+    retry_backoff_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=600,
+        description="First retry delay; each further retry doubles it (with jitter).",
+    )
+    retry_jitter_factor: float = Field(
+        default=0.5, ge=0, le=1, description="Random extra delay, as a fraction of each retry delay."
+    )
+    requests_per_minute: float = Field(
+        default=100.0,
+        gt=0,
+        description="Client-side rate limit; FRED allows about 120 requests per minute per key.",
+    )
+
+
+class StorageSettings(BaseModel):
+    """How reads and writes of the storage block (local folder or Azure Blob) are retried."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(default=3, ge=1, le=10, description="Attempts per file on transient errors.")
+    timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Time limit of one read or write of one file."
+    )
+    retry_delay_seconds: float = Field(
+        default=2.0, ge=0, le=300, description="Delay before the first retry; doubled for each further one."
+    )
+
+
+class BacktestSettings(BaseModel):
+    """Walk-forward backtest over the test period (training flow)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    horizons: tuple[int, ...] = Field(
+        default=(1, 5, 10, 20, 30),
+        min_length=1,
+        description="Forecast horizons (in NYSE sessions) reported in backtest_metrics.csv.",
+    )
+    refit_every: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Refit the scaler and the model every N sessions of the test period (expanding window). "
+            "0 = never refit: every origin uses the model fitted on the training part only."
+        ),
+    )
+    origin_step: int = Field(
+        default=1, ge=1, description="Sessions between two forecast origins of the backtest."
+    )
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons_positive_increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(h < 1 for h in value) or list(value) != sorted(set(value)):
+            raise ValueError(f"horizons must be distinct positive integers in increasing order, got {value}")
+        return value
+
+
+class ChampionGateSettings(BaseModel):
+    """When a newly trained model may replace the champion the daily flow uses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    series: tuple[SeriesId, ...] | None = Field(
+        default=None,
+        description="Series whose backtest MASE must pass the gate; None = every configured series.",
+    )
+    horizon: int = Field(default=1, ge=1, description="Horizon (sessions) whose backtest MASE is gated.")
+    max_mase: float = Field(
+        default=1.0,
+        gt=0,
+        description="A challenger's MASE must be at most this on every gated series (1.0 = as good as the random walk).",
+    )
+
+
+class Settings(BaseModel):
+    """Pipeline settings shared by the training and the daily flow."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    series: tuple[SeriesId, ...] = Field(
+        default=DEFAULT_SERIES,
+        min_length=1,
+        description="FRED series ids to model together, in this order.",
+    )
+    history_start: date = Field(
+        default=date(2020, 1, 1), description="First observation date used for training."
+    )
+    sequence_length: int = Field(
+        default=10, ge=1, le=250, description="Sessions in one input window of the LSTM."
+    )
+    level_window: int = Field(
+        default=120,
+        ge=2,
+        le=500,
+        description="Sessions of the rolling mean that the log-level feature is measured against.",
+    )
+    forecast_horizon: int = Field(
+        default=30, ge=1, le=250, description="NYSE sessions forecast after the last observation."
+    )
+    epochs: int = Field(default=20, ge=1, le=1000, description="Training epochs.")
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Training batch size.")
+    lstm_units: int = Field(default=64, ge=1, le=1024, description="Units of the LSTM layer.")
+    learning_rate: float = Field(default=1e-3, gt=0, le=1, description="Adam learning rate.")
+    test_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Last fraction of the sessions held out for evaluation."
+    )
+    validation_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="Last fraction of the training part used as validation slice (never the test part).",
+    )
+    shrinkage_confidence_z: float = Field(
+        default=1.0,
+        ge=0,
+        le=5,
+        description=(
+            "Predicted returns are scaled by the validation slice's least-squares slope minus this "
+            "many standard errors (clipped to 0..1): 0 = trust the slope, higher = closer to the "
+            "random walk unless the model shows skill."
+        ),
+    )
+    seed: int = Field(default=42, ge=0, description="Random seed; training is repeatable for a given seed.")
+    max_fill_sessions: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Longest run of missing sessions filled forward; a longer gap is an error.",
+    )
+    max_stale_sessions: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="A series whose last observation is more sessions before as_of than this is stale.",
+    )
+    fetch: FetchSettings = Field(default_factory=FetchSettings, description="FRED client behaviour.")
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings, description="Retries and time limits of storage reads and writes."
+    )
+    backtest: BacktestSettings = Field(
+        default_factory=BacktestSettings, description="Walk-forward backtest of the training flow."
+    )
+    champion_gate: ChampionGateSettings = Field(
+        default_factory=ChampionGateSettings, description="Promotion rule for newly trained models."
+    )
+
+    @field_validator("series")
+    @classmethod
+    def _series_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        duplicated = sorted({s for s in value if value.count(s) > 1})
+        if duplicated:
+            raise ValueError(f"series ids must be unique, repeated: {duplicated}")
+        return value
+
+    @model_validator(mode="after")
+    def _gate_series_configured(self) -> Settings:
+        unknown = [s for s in (self.champion_gate.series or ()) if s not in self.series]
+        if unknown:
+            raise ValueError(f"champion_gate.series names series not in settings.series: {unknown}")
+        if self.champion_gate.horizon not in self.backtest.horizons:
+            raise ValueError(
+                f"champion_gate.horizon ({self.champion_gate.horizon}) must be one of "
+                f"backtest.horizons {self.backtest.horizons}"
+            )
+        if max(self.backtest.horizons) > self.forecast_horizon:
+            raise ValueError(
+                f"backtest.horizons go up to {max(self.backtest.horizons)} sessions, beyond "
+                f"forecast_horizon ({self.forecast_horizon})"
+            )
+        return self
+
+    @property
+    def gated_series(self) -> tuple[str, ...]:
+        """Series the champion gate checks."""
+        return self.champion_gate.series or self.series

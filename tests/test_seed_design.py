@@ -1,0 +1,54 @@
+"""Smoke test of the seed-design benchmark baseline (tiny model, synthetic data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.seed_design import SeedResult, backtest_seed_design, run_seed_design
+
+SERIES = ["SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV"]
+
+
+def _synthetic_levels(n_rows: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    steps = rng.normal(0.0, 0.01, size=(n_rows, len(SERIES)))
+    start = np.array([3000.0, 20.0, 30000.0, 600.0])
+    values = start * np.exp(np.cumsum(steps, axis=0))
+    index = pd.bdate_range("2022-01-03", periods=n_rows)
+    return pd.DataFrame(values, index=index, columns=SERIES)
+
+
+def test_run_seed_design_shapes_and_metrics() -> None:
+    levels = _synthetic_levels()
+    forecast_dates = pd.bdate_range(levels.index[-1] + pd.offsets.BDay(1), periods=30)
+    result = run_seed_design(levels, forecast_dates=forecast_dates, epochs=1, units=4)
+
+    assert isinstance(result, SeedResult)
+    assert result.train_seconds > 0 and result.forecast_ms > 0
+
+    assert result.forecast.shape == (30, len(SERIES))
+    assert list(result.forecast.columns) == SERIES
+    assert result.forecast.index.equals(forecast_dates)
+    assert np.isfinite(result.forecast.to_numpy()).all()
+
+    n_windows = len(levels) - 10
+    n_test = n_windows - int(n_windows * 0.8)
+    assert result.test_predictions.shape == (n_test, len(SERIES))
+    assert result.test_predictions.index.equals(levels.index[-n_test:])
+
+    assert list(result.metrics.columns) == ["mse", "mae", "r2", "naive_mae", "mase"]
+    assert list(result.metrics.index) == SERIES
+    np.testing.assert_allclose(
+        result.metrics["mase"], result.metrics["mae"] / result.metrics["naive_mae"]
+    )
+
+    assert list(result.history.columns) == ["epoch", "loss", "val_loss"]
+    assert len(result.history) == 1
+
+    bt = backtest_seed_design(levels, result, horizons=(1, 5))
+    assert list(bt.columns) == ["series_id", "horizon", "n", "mae", "naive_mae", "mase"]
+    assert len(bt) == 2 * len(SERIES)
+    h1 = bt[bt["horizon"] == 1].set_index("series_id")
+    assert (h1["n"] == n_test).all()
+    np.testing.assert_allclose(h1["mase"], result.metrics.loc[h1.index, "mase"], rtol=1e-4)
