@@ -25,6 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tasks.errors import InsufficientDataError
 
 RETURN, LEVEL = "ret", "lvl"
+MIN_TRAINING_WINDOWS = 10
 
 
 def feature_columns(series: tuple[str, ...]) -> list[str]:
@@ -180,7 +181,7 @@ def chronological_split(
     n_train_samples = train_end - sequence_length
     n_validation = max(1, int(round(n_train_samples * validation_fraction)))
     validation_start = train_end - n_validation
-    if validation_start - sequence_length < 2:
+    if validation_start - sequence_length < MIN_TRAINING_WINDOWS:
         raise InsufficientDataError(
             f"{n_rows} sessions of features are too few for sequence_length={sequence_length}, "
             f"test_fraction={test_fraction}, validation_fraction={validation_fraction}: the "

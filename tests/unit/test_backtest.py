@@ -1,0 +1,58 @@
+"""Walk-forward backtest: baselines, honest coverage, intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.backtest import BACKTEST_COLUMNS, _expanding_coverage, interval_log_bounds, run_backtest
+from tasks.features import Scaler, make_features
+from tests.unit.test_evaluate_forecast import ZeroPredictor
+
+
+@pytest.fixture(scope="module")
+def random_walk_result(levels: pd.DataFrame) -> object:
+    features = make_features(levels, 20)
+    scaler = Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4))
+    return run_backtest(
+        ZeroPredictor(), scaler, levels, test_start_row=400, sequence_length=5, level_window=20, horizons=(1, 5, 20)
+    )
+
+
+def test_backtest_scores_every_series_and_horizon(random_walk_result: object) -> None:
+    metrics = random_walk_result.metrics
+    assert list(metrics.columns) == BACKTEST_COLUMNS
+    assert len(metrics) == 4 * 3
+    n_by_h = metrics.groupby("horizon")["n"].first()
+    assert n_by_h[1] > n_by_h[5] > n_by_h[20]  # later horizons lose the origins whose target is past the data
+
+
+def test_the_random_walk_scores_mase_one_against_itself(random_walk_result: object) -> None:
+    np.testing.assert_allclose(random_walk_result.metrics["mase"], 1.0)
+    np.testing.assert_allclose(random_walk_result.metrics["mae"], random_walk_result.metrics["naive_mae"])
+
+
+def test_drift_baseline_differs_from_the_random_walk(random_walk_result: object) -> None:
+    at_20 = random_walk_result.metrics[random_walk_result.metrics["horizon"] == 20]
+    assert (at_20["drift_mae"] != at_20["naive_mae"]).all()
+
+
+def test_coverage_uses_only_errors_realised_before_each_origin() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 1))
+    origins = np.arange(400)
+    cover80, cover95, n = _expanding_coverage(z, origins, 5)
+    assert n[0] == 400 - (20 + 5 - 1)  # origin o needs 20 errors of origins <= o - 5: o >= 24
+    assert abs(cover80[0] - 0.8) < 0.06 and abs(cover95[0] - 0.95) < 0.04
+    # A regime change the past could not know: bands calibrated on calm errors miss wild ones.
+    z[200:] *= 5
+    assert _expanding_coverage(z, origins, 5)[0][0] < 0.7
+
+
+def test_interval_bounds_widen_with_the_horizon(random_walk_result: object, levels: pd.DataFrame) -> None:
+    bounds = interval_log_bounds(random_walk_result.z_quantiles, np.log(levels.to_numpy()), tuple(levels.columns), 30)
+    sp = bounds[bounds["series_id"] == "SP500"].set_index("horizon")
+    assert list(sp.index) == list(range(1, 31))
+    assert (sp["q025"] < sp["q10"]).all() and (sp["q10"] < sp["q90"]).all() and (sp["q90"] < sp["q975"]).all()
+    assert sp.loc[30, "q975"] - sp.loc[30, "q025"] > sp.loc[1, "q975"] - sp.loc[1, "q025"]

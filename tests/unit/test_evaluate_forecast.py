@@ -1,0 +1,105 @@
+"""Metrics against the naive baseline, split labels, forecast dates and tables."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.evaluate import METRIC_COLUMNS, score_predictions
+from tasks.features import Scaler, make_features
+from tasks.forecast import SplitDates, forecast_levels, forecast_table, one_step_predictions
+from tasks.sessions import sessions_after
+
+
+def test_mase_is_model_mae_over_random_walk_mae_on_the_same_rows() -> None:
+    predictions = pd.DataFrame(
+        {
+            "series_id": "A",
+            "split": "test",
+            "actual": [10.0, 11.0, 12.0, 11.0],
+            "predicted": [10.5, 11.0, 11.5, 11.0],
+            "naive": [9.0, 10.0, 11.0, 12.0],
+        }
+    )
+    row = score_predictions(predictions).iloc[0]
+    assert list(score_predictions(predictions).columns) == METRIC_COLUMNS
+    assert row["mae"] == pytest.approx(0.25) and row["naive_mae"] == pytest.approx(1.0)
+    assert row["mase"] == pytest.approx(0.25)
+    assert row["mse"] == pytest.approx(0.125) and row["naive_mse"] == pytest.approx(1.0)
+    assert row["n"] == 4
+
+
+def test_metrics_are_grouped_by_series_and_split() -> None:
+    predictions = pd.DataFrame(
+        {
+            "series_id": ["A", "A", "B", "B"],
+            "split": ["train", "test", "train", "test"],
+            "actual": [1.0, 2.0, 3.0, 4.0],
+            "predicted": [1.0, 2.0, 3.0, 4.0],
+            "naive": [2.0, 1.0, 2.0, 3.0],
+        }
+    )
+    assert score_predictions(predictions)[["series_id", "split"]].values.tolist() == [
+        ["A", "train"], ["A", "test"], ["B", "train"], ["B", "test"]
+    ]
+
+
+def test_split_labels_follow_the_model_card_dates() -> None:
+    dates = pd.DatetimeIndex(["2024-01-02", "2024-06-03", "2024-09-03", "2024-12-31", "2025-01-02"])
+    labels = SplitDates(date(2024, 6, 3), date(2024, 9, 3), date(2024, 12, 31)).label(dates)
+    assert labels.tolist() == ["train", "validation", "test", "test", "live"]
+
+
+def test_forecast_dates_are_the_next_nyse_sessions_skipping_holidays() -> None:
+    dates = sessions_after(date(2026, 11, 24), 5)
+    assert [d.date().isoformat() for d in dates] == ["2026-11-25", "2026-11-27", "2026-11-30", "2026-12-01", "2026-12-02"]
+    assert len(sessions_after(date(2026, 11, 20), 30)) == 30
+
+
+class ZeroPredictor:
+    """Predicts a standardised return of 0 (the training mean) for every window."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros((x.shape[0], 4), dtype=np.float32)
+
+
+def test_a_model_with_zero_shrinkage_is_exactly_the_random_walk(levels: pd.DataFrame) -> None:
+    scaler = Scaler.fit(make_features(levels, 20).iloc[:300]).with_shrinkage(np.zeros(4))
+    split = SplitDates(date(2024, 1, 2), date(2024, 6, 3), levels.index[-1].date())
+    predictions = one_step_predictions(ZeroPredictor(), scaler, levels, sequence_length=5, level_window=20, split_dates=split)
+    np.testing.assert_allclose(predictions["predicted"], predictions["naive"])
+    assert (score_predictions(predictions)["mase"] == 1.0).all()
+    path = forecast_levels(ZeroPredictor(), scaler, levels, sequence_length=5, level_window=20, horizon=30)
+    np.testing.assert_allclose(path, np.tile(levels.to_numpy()[-1], (30, 1)))
+
+
+def test_one_step_predictions_pair_each_date_with_the_previous_actual(levels: pd.DataFrame) -> None:
+    scaler = Scaler.fit(make_features(levels, 20).iloc[:300]).with_shrinkage(np.zeros(4))
+    split = SplitDates(date(2024, 1, 2), date(2024, 6, 3), levels.index[-1].date())
+    predictions = one_step_predictions(
+        ZeroPredictor(), scaler, levels, sequence_length=5, level_window=20, split_dates=split, first_date=date(2025, 1, 2)
+    )
+    sp = predictions[predictions["series_id"] == "SP500"].set_index("date")
+    assert sp.index[0] == pd.Timestamp("2025-01-02")
+    day = sp.index[3]
+    position = levels.index.get_loc(day)
+    assert sp.loc[day, "actual"] == levels["SP500"].iloc[position]
+    assert sp.loc[day, "naive"] == levels["SP500"].iloc[position - 1]
+    assert set(sp["split"]) == {"test"}
+
+
+def test_forecast_table_is_long_with_ordered_bands() -> None:
+    forecast = np.array([[100.0, 20.0], [101.0, 19.0]])
+    dates = sessions_after(date(2026, 11, 20), 2)
+    quantiles = pd.DataFrame(
+        {"series_id": ["A", "A", "B", "B"], "horizon": [1, 2, 1, 2], "q025": -0.02, "q10": -0.01, "q90": 0.01, "q975": 0.02}
+    )
+    table = forecast_table(forecast, ("A", "B"), dates, quantiles)
+    assert list(table.columns) == ["date", "series_id", "horizon", "forecast", "lower_95", "lower_80", "upper_80", "upper_95"]
+    assert table["series_id"].tolist() == ["A", "A", "B", "B"] and table["horizon"].tolist() == [1, 2, 1, 2]
+    row = table.iloc[1]
+    assert row["forecast"] == 101.0 and row["upper_95"] == pytest.approx(101.0 * np.exp(0.02))
+    assert (table["lower_95"] <= table["lower_80"]).all() and (table["upper_80"] <= table["upper_95"]).all()
