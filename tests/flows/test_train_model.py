@@ -1,0 +1,202 @@
+"""The training flow end to end under prefect_test_harness, with a tiny model.
+
+On the embedded demo data and on a local FRED-compatible server; bad inputs fail with the errors
+the issue describes and leave nothing half-written in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.train_model import train_model
+from tasks.demo import generate_demo_series
+from tasks.outputs import SCHEMAS
+from tasks.settings import ChampionGateSettings, Settings
+from tasks.storage import sha256_hex
+from tests.conftest import tiny_settings
+from tests.fred_server import FredServer
+
+AS_OF = date(2025, 6, 30)
+KEY = "abcdefabcdefabcdefabcdefabcdef12"
+
+
+def promoting(**overrides: object) -> Settings:
+    """Tiny settings whose 2-epoch model is always promoted (the gate itself is unit-tested)."""
+    return tiny_settings(champion_gate=ChampionGateSettings(max_mase=100), **overrides)
+
+
+def run_folder(out: Path) -> Path:
+    folders = sorted((out / "runs").iterdir())
+    assert len(folders) == 1
+    return folders[0]
+
+
+@pytest.fixture(scope="module")
+def demo_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("train-demo")
+    result = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(out))
+    return out, result
+
+
+def test_training_publishes_every_file_with_its_documented_columns(demo_run: tuple[Path, dict]) -> None:
+    out, result = demo_run
+    folder = run_folder(out)
+    assert result["run_folder"] == f"runs/{folder.name}"
+    for name, columns in SCHEMAS.items():
+        table = pd.read_csv(folder / name)
+        assert list(table.columns) == columns, name
+        assert len(table) > 0, name
+    forecast = pd.read_csv(folder / "forecasted_data.csv")
+    assert forecast.groupby("series_id").size().to_dict() == {s: 30 for s in Settings().series}
+    assert set(pd.read_csv(folder / "model_metrics.csv")["split"]) == {"test"}
+
+
+def test_manifest_and_latest_describe_the_complete_run(demo_run: tuple[Path, dict]) -> None:
+    out, result = demo_run
+    folder = run_folder(out)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {f["name"] for f in manifest["files"]} == set(SCHEMAS)
+    for entry in manifest["files"]:
+        content = (folder / entry["name"]).read_bytes()
+        assert entry["sha256"] == sha256_hex(content) and entry["bytes"] == len(content)
+        assert entry["rows"] == len(pd.read_csv(folder / entry["name"]))
+    assert manifest["kind"] == "training" and manifest["as_of"] == "2025-06-30"
+    assert manifest["data_through"] <= "2025-06-30" and manifest["model_version"] == result["model_version"]
+    assert json.loads((out / "latest.json").read_text())["run_folder"] == result["run_folder"]
+
+
+def test_demo_data_is_labelled_in_every_output(demo_run: tuple[Path, dict]) -> None:
+    out, result = demo_run
+    folder = run_folder(out)
+    assert result["data_source"] == "demo"
+    for name in ("actuals.csv", "predicted.csv", "forecasted_data.csv", "model_metrics.csv", "backtest_metrics.csv"):
+        assert set(pd.read_csv(folder / name)["data_source"]) == {"demo"}, name
+    assert json.loads((folder / "manifest.json").read_text())["demo_data"] is True
+
+
+def test_model_version_folder_has_model_scaler_and_a_card_with_matching_hashes(demo_run: tuple[Path, dict]) -> None:
+    out, result = demo_run
+    version_dir = out / "models" / result["model_version"]
+    card = json.loads((version_dir / "model_card.json").read_text())
+    for name in ("lstm_model.keras", "scaler.json"):
+        assert card["files"][name] == sha256_hex((version_dir / name).read_bytes())
+    assert card["series"] == list(Settings().series) and card["data_source"] == "demo"
+    assert card["data"]["start"] < card["data"]["validation_start"] < card["data"]["test_start"] <= card["data"]["end"]
+    assert card["settings"]["epochs"] == 2 and {"tensorflow", "keras", "numpy", "pandas", "prefect"} <= set(card["library_versions"]) | {"tensorflow"}
+    assert {m["series_id"] for m in card["metrics_test"]} == set(Settings().series)
+    assert len(card["backtest"]) == 4 * 5 and card["champion_gate"]["promoted"] is True
+    champion = json.loads((out / "models" / "champion.json").read_text())
+    assert champion["version"] == result["model_version"]
+    assert champion["model_card_sha256"] == sha256_hex((version_dir / "model_card.json").read_bytes())
+    assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pickle"))
+
+
+def test_predictions_mark_which_rows_the_model_trained_on(demo_run: tuple[Path, dict]) -> None:
+    out, _ = demo_run
+    predicted = pd.read_csv(run_folder(out) / "predicted.csv", parse_dates=["date"])
+    first = predicted.groupby("split")["date"].min()
+    last = predicted.groupby("split")["date"].max()
+    assert last["train"] < first["validation"] and last["validation"] < first["test"]
+    metrics = pd.read_csv(run_folder(out) / "model_metrics.csv")
+    test = predicted[predicted["split"] == "test"]
+    sp = test[test["series_id"] == "SP500"]
+    mase = np.mean(np.abs(sp["actual"] - sp["predicted"])) / np.mean(np.abs(sp["actual"] - sp["naive"]))
+    assert metrics.set_index("series_id").loc["SP500", "mase"] == pytest.approx(mase)
+
+
+def test_training_progress_and_artifacts_reach_the_prefect_ui(demo_run: tuple[Path, dict]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        messages = [log.message for log in client.read_logs(log_filter=LogFilter())]
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="train-model-"))
+        )
+    assert any(m.startswith("epoch 2/2: loss") for m in messages)
+    assert {"train-model-summary", "train-model-metrics", "train-model-forecast", "train-model-backtest"} <= {
+        a.key for a in artifacts
+    }
+    summary = next(a for a in artifacts if a.key == "train-model-summary")
+    assert "DEMO DATA" in summary.data and "MASE" in summary.data
+
+
+@pytest.fixture
+def fred_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FredServer]:
+    """A FRED-compatible server with the demo history, selected through FRED_API_KEY/FRED_API_URL."""
+    data = generate_demo_series(Settings().series, AS_OF)
+    with FredServer(data, api_key=KEY) as server:
+        monkeypatch.setenv("FRED_API_KEY", KEY)
+        monkeypatch.setenv("FRED_API_URL", server.url)
+        yield server
+
+
+def test_with_a_fred_key_the_flow_trains_on_fred_and_reports_mase_per_series(
+    prefect_harness: None, fred_env: FredServer, tmp_path: Path
+) -> None:
+    result = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(tmp_path))
+    metrics = pd.read_csv(run_folder(tmp_path) / "model_metrics.csv")
+    assert result["data_source"] == "fred" and set(metrics["data_source"]) == {"fred"}
+    assert set(metrics["series_id"]) == set(Settings().series)
+    assert metrics["mase"].notna().all() and (metrics["mase"] > 0).all()
+    assert {r.series_id for r in fred_env.requests()} == set(Settings().series)
+
+
+def assert_nothing_written(out: Path) -> None:
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+    assert not (out / "models").exists() and not (out / "latest.json").exists()
+
+
+def test_a_bad_key_fails_with_freds_message_and_writes_nothing(
+    prefect_harness: None, fred_env: FredServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRED_API_KEY", "0" * 32)
+    state = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(tmp_path), return_state=True)
+    assert state.is_failed()
+    assert "api_key is not registered" in state.message and "0" * 32 not in state.message
+    assert_nothing_written(tmp_path)
+
+
+def test_an_unknown_series_fails_naming_it_and_writes_nothing(prefect_harness: None, fred_env: FredServer, tmp_path: Path) -> None:
+    settings = promoting(series=["SP500", "NOSUCHSERIES"])
+    state = train_model(as_of=AS_OF, settings=settings, output_dir=str(tmp_path), return_state=True)
+    assert state.is_failed() and "NOSUCHSERIES" in state.message and "series does not exist" in state.message
+    assert_nothing_written(tmp_path)
+
+
+def test_stale_data_fails_naming_the_series_and_writes_nothing(prefect_harness: None, fred_env: FredServer, tmp_path: Path) -> None:
+    vix = generate_demo_series(("VIXCLS",), AS_OF)["VIXCLS"].loc[:"2025-05-30"]
+    fred_env.set_series("VIXCLS", vix)
+    state = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(tmp_path), return_state=True)
+    assert state.is_failed()
+    assert "Stale data for as_of 2025-06-30" in state.message and "VIXCLS: last observation 2025-05-30" in state.message
+    assert_nothing_written(tmp_path)
+
+
+def test_a_long_gap_fails_naming_series_and_dates_and_writes_nothing(prefect_harness: None, fred_env: FredServer, tmp_path: Path) -> None:
+    djia = generate_demo_series(("DJIA",), AS_OF)["DJIA"]
+    djia.loc["2024-02-05":"2024-02-16"] = np.nan
+    fred_env.set_series("DJIA", djia)
+    state = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(tmp_path), return_state=True)
+    assert state.is_failed()
+    assert "DJIA: 10 missing session(s) 2024-02-05 .. 2024-02-16" in state.message
+    assert_nothing_written(tmp_path)
+
+
+def test_bad_settings_fail_at_parameter_validation_naming_the_field(prefect_harness: None, tmp_path: Path) -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match="sequence_length"):
+        train_model(as_of=AS_OF, settings={"sequence_length": 0}, output_dir=str(tmp_path))
+    with pytest.raises(ParameterTypeError, match="test_fraction"):
+        train_model(as_of=AS_OF, settings={"test_fraction": 1.5}, output_dir=str(tmp_path))
+    assert not any(tmp_path.iterdir())
