@@ -8,10 +8,13 @@ by the mean log-return of all data up to the origin).
 The scaler and model are those fitted on the training part (every origin lies after it), or are
 refitted every `refit_every` sessions on all data before the next origin (expanding window).
 
-Prediction intervals come from the same out-of-sample errors: log errors divided by the origin's
-recent volatility (std of the last `VOL_WINDOW` daily log-returns) times sqrt(horizon). Their
-quantiles give bands that widen in turbulent markets. Coverage is reported honestly: the band at an
-origin uses only errors already realised before that origin (expanding calibration), never the
+Prediction intervals come from out-of-sample errors: log errors divided by the origin's recent
+volatility (std of the last `VOL_WINDOW` daily log-returns) times sqrt(horizon). Their quantiles
+give bands that widen in turbulent markets. The errors are those of the test origins plus, when a
+calibration start is given, those of forecasts made from the validation slice with targets still
+inside the training part (the network never trained on them; only the per-series shrinkage was
+fitted there). Coverage is reported honestly: the band at a test origin uses only the validation
+errors and the test errors already realised before that origin (expanding calibration), never the
 error it is scored on.
 """
 
@@ -91,6 +94,7 @@ def run_backtest(
     origin_step: int = 1,
     refit_every: int = 0,
     refit: Refit | None = None,
+    calibration_start_row: int | None = None,
 ) -> BacktestResult:
     """Walk-forward backtest over the test part of `levels`.
 
@@ -105,6 +109,8 @@ def run_backtest(
         origin_step: sessions between origins.
         refit_every: refit every N sessions (0 = never); needs `refit`.
         refit: fits (predictor, scaler) on the levels up to and including an origin.
+        calibration_start_row: position in the features of the first validation target
+            (Split.validation_start): its origins' errors seed the interval calibration.
 
     Returns:
         BacktestResult.
@@ -120,23 +126,38 @@ def run_backtest(
     if len(origins) == 0:
         raise ValueError("the test part holds no forecast origin")
 
-    paths = np.full((len(origins), h_max, n_series), np.nan)
-    blocks = _refit_blocks(origins, refit_every if refit is not None else 0)
-    for block in blocks:
-        block_predictor, block_scaler = predictor, scaler
-        if refit_every and refit is not None and block[0] != 0:
-            block_predictor, block_scaler = refit(levels.iloc[: offset + origins[block[0]] + 1])
-        selected = origins[block]
-        scaled = block_scaler.transform(features.to_numpy())
+    scaled_once = scaler.transform(features.to_numpy())
+
+    def forecast_from(selected: np.ndarray, use_predictor: Predictor, use_scaler: Scaler, scaled: np.ndarray) -> np.ndarray:
         windows = window_inputs(scaled, sequence_length, selected + 1)
         history = level_history(levels, features.index[selected], level_window)
-        paths[block] = forecast_log_levels(block_predictor, windows, history, block_scaler, h_max)
+        return forecast_log_levels(use_predictor, windows, history, use_scaler, h_max)
+
+    paths = np.full((len(origins), h_max, n_series), np.nan)
+    for block in _refit_blocks(origins, refit_every if refit is not None else 0):
+        if refit_every and refit is not None and block[0] != 0:
+            block_predictor, block_scaler = refit(levels.iloc[: offset + origins[block[0]] + 1])
+            paths[block] = forecast_from(
+                origins[block], block_predictor, block_scaler, block_scaler.transform(features.to_numpy())
+            )
+        else:
+            paths[block] = forecast_from(origins[block], predictor, scaler, scaled_once)
+
+    volatility = recent_volatility(all_log_levels)
+    calibration: dict[int, np.ndarray] = {h: np.empty((0, n_series)) for h in horizons}
+    if calibration_start_row is not None and calibration_start_row < test_start_row:
+        cal_origins = np.arange(max(calibration_start_row, sequence_length) - 1, test_start_row - 1, origin_step)
+        cal_paths = forecast_from(cal_origins, predictor, scaler, scaled_once)
+        for h in horizons:
+            inside = cal_origins + h < test_start_row  # targets still in the training part
+            o = cal_origins[inside]
+            calibration[h] = (log_levels[o + h] - cal_paths[inside, h - 1, :]) / (volatility[o + offset] * np.sqrt(h))
 
     origin_levels = log_levels[origins]
     # Drift baseline: the mean daily log-return of all data up to each origin.
     origin_positions = origins + offset
     drift_per_step = (all_log_levels[origin_positions] - all_log_levels[0]) / origin_positions[:, None]
-    volatility = recent_volatility(all_log_levels)[origin_positions]
+    origin_volatility = volatility[origin_positions]
 
     metric_rows, quantile_rows = [], []
     for h in horizons:
@@ -146,8 +167,9 @@ def run_backtest(
         forecast = paths[valid, h - 1, :]
         naive = origin_levels[valid]
         drift = naive + h * drift_per_step[valid]
-        z = (actual - forecast) / (volatility[valid] * np.sqrt(h))
-        cover80, cover95, n_cover = _expanding_coverage(z, origins[valid], h)
+        z = (actual - forecast) / (origin_volatility[valid] * np.sqrt(h))
+        cover80, cover95, n_cover = _expanding_coverage(z, origins[valid], h, prior=calibration[h])
+        pooled = np.vstack([calibration[h], z])
         for j, sid in enumerate(levels.columns):
             a, f, nv, dr = (np.exp(x[:, j]) for x in (actual, forecast, naive, drift))
             mae, naive_mae = np.mean(np.abs(a - f)), np.mean(np.abs(a - nv))
@@ -169,7 +191,7 @@ def run_backtest(
                     "n_coverage": n_cover[j],
                 }
             )
-            finite = z[:, j][np.isfinite(z[:, j])]
+            finite = pooled[:, j][np.isfinite(pooled[:, j])]
             quantile_rows.append(
                 {"series_id": sid, "horizon": h, **{k: float(np.quantile(finite, q)) for k, q in QUANTILES.items()}}
             )
@@ -185,19 +207,23 @@ def _refit_blocks(origins: np.ndarray, refit_every: int) -> list[np.ndarray]:
     return [positions[block_of == b] for b in np.unique(block_of)]
 
 
-def _expanding_coverage(z: np.ndarray, origins: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _expanding_coverage(
+    z: np.ndarray, origins: np.ndarray, h: int, *, prior: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coverage of 80% and 95% bands built only from errors realised before each origin.
 
-    The error of origin o is known at o + h; the band at origin o uses errors of origins o' with
-    o' + h <= o, and is scored only when at least MIN_CALIBRATION of them exist.
+    The error of origin o is known at o + h; the band at origin o uses the `prior` errors (realised
+    before the first origin) and the errors of origins o' with o' + h <= o, and is scored only when
+    at least MIN_CALIBRATION of them exist.
     """
     n_series = z.shape[1]
+    prior = np.empty((0, n_series)) if prior is None else prior
     hits80, hits95, counts = np.zeros(n_series), np.zeros(n_series), np.zeros(n_series, dtype=int)
     for i, origin in enumerate(origins):
         known = origins + h <= origin
-        if known.sum() < MIN_CALIBRATION:
+        if known.sum() + len(prior) < MIN_CALIBRATION:
             continue
-        past = z[known]
+        past = np.vstack([prior, z[known]])
         score = z[i]
         for j in range(n_series):
             cal = past[:, j][np.isfinite(past[:, j])]
@@ -271,6 +297,7 @@ def backtest_task(trained: TrainedModel, levels: pd.DataFrame, settings: Setting
         origin_step=settings.backtest.origin_step,
         refit_every=settings.backtest.refit_every,
         refit=refit,
+        calibration_start_row=trained.split.validation_start,
     )
     table = result.metrics.pivot(index="series_id", columns="horizon", values="mase")
     logger.info(

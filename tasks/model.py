@@ -36,14 +36,23 @@ def _keras() -> Any:
     return keras
 
 
-def build_model(*, sequence_length: int, n_features: int, n_outputs: int, units: int, learning_rate: float) -> keras.Model:
-    """Input(sequence_length, n_features) -> LSTM(units) -> Dense(n_outputs), Adam, MSE loss."""
+def build_model(
+    *,
+    sequence_length: int,
+    n_features: int,
+    n_outputs: int,
+    units: int,
+    learning_rate: float,
+    dropout: float = 0.0,
+    loss: str = "mse",
+) -> keras.Model:
+    """Input(sequence_length, n_features) -> LSTM(units, dropout) -> Dense(n_outputs), Adam."""
     keras = _keras()
     inputs = keras.Input(shape=(sequence_length, n_features), name="window")
-    hidden = keras.layers.LSTM(units, name="lstm")(inputs)
+    hidden = keras.layers.LSTM(units, dropout=dropout, name="lstm")(inputs)
     outputs = keras.layers.Dense(n_outputs, name="next_returns")(hidden)
     model = keras.Model(inputs, outputs, name="market_lstm")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
     return model
 
 

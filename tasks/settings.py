@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -150,6 +150,13 @@ class Settings(BaseModel):
     epochs: int = Field(default=20, ge=1, le=1000, description="Training epochs.")
     batch_size: int = Field(default=32, ge=1, le=4096, description="Training batch size.")
     lstm_units: int = Field(default=64, ge=1, le=1024, description="Units of the LSTM layer.")
+    lstm_dropout: float = Field(
+        default=0.3, ge=0, lt=1, description="Dropout on the LSTM's inputs during training (regularisation)."
+    )
+    loss: Literal["huber", "mse"] = Field(
+        default="huber",
+        description="Training loss on standardised returns; Huber is robust to crash days such as March 2020.",
+    )
     learning_rate: float = Field(default=1e-3, gt=0, le=1, description="Adam learning rate.")
     test_fraction: float = Field(
         default=0.2, gt=0, lt=1, description="Last fraction of the sessions held out for evaluation."

@@ -74,6 +74,8 @@ def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCal
         n_outputs=n_series,
         units=settings.lstm_units,
         learning_rate=settings.learning_rate,
+        dropout=settings.lstm_dropout,
+        loss=settings.loss,
     )
     history = train_network(
         model,
@@ -131,7 +133,8 @@ def build_model_card(
         "series": list(settings.series),
         "sequence_length": settings.sequence_length,
         "architecture": f"Input({settings.sequence_length}, {2 * len(settings.series)}) -> "
-        f"LSTM({settings.lstm_units}) -> Dense({len(settings.series)}); target: next-session log-returns",
+        f"LSTM({settings.lstm_units}, dropout {settings.lstm_dropout:g}) -> Dense({len(settings.series)}); "
+        f"target: next-session log-returns, {settings.loss} loss",
         "data": {
             "start": trained.data_start.isoformat(),
             "validation_start": trained.split_dates.validation_start.isoformat(),
