@@ -14,6 +14,9 @@ BENCH_DATA ?= ../shared/data/fred
 # Offline by default: Prefect's anonymous usage telemetry would only time out without a network.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Prefect's temporary API server (used when no PREFECT_API_URL is set) needs more than its 20 s
+# default to start on a busy 2-core machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 .PHONY: install demo test bench clean
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import WritableFileSystem
@@ -132,8 +131,3 @@ def promote_champion_task(storage: WritableFileSystem, version: str, card_sha256
     """Point models/champion.json at the new version."""
     promote_champion(storage, version, card_sha256, promoted_utc=promoted_utc, reason=reason, policy=settings.storage)
     get_run_logger().info("Model %s is the champion now", version)
-
-
-def metrics_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A metrics frame as JSON-friendly records (used in cards and manifests)."""
-    return frame.to_dict("records")

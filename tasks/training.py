@@ -143,16 +143,24 @@ def build_model_card(
         },
         "shrinkage": dict(zip(settings.series, trained.scaler.shrinkage_array().tolist())),
         "settings": settings.model_dump(mode="json"),
-        "metrics_test": _records(metrics),
-        "backtest": _records(backtest),
-        "interval_z_quantiles": _records(z_quantiles),
+        "metrics_test": json_records(metrics),
+        "backtest": json_records(backtest),
+        "interval_z_quantiles": json_records(z_quantiles),
         "library_versions": library_versions(),
         "files": files,
     }
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as JSON-ready records: dates as ISO text, NaN and infinities as None."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].dt.strftime("%Y-%m-%d")
+    return [
+        {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
+        for row in out.to_dict("records")
+    ]
 
 
 def split_dates_from_card(card: dict[str, Any]) -> SplitDates:
@@ -256,7 +264,7 @@ def train_lstm_task(levels: pd.DataFrame, settings: Settings) -> TrainedModel:
 
     trained = fit_lstm(levels, settings, on_epoch_end=on_epoch_end)
     logger.info(
-        "Trained on %s .. %s (validation slice from %s); test part %s .. %s held out; shrinkage %s",
+        "Trained on %s up to %s (validation slice from %s); test part %s .. %s held out; shrinkage %s",
         trained.data_start,
         trained.split_dates.test_start,
         trained.split_dates.validation_start,
