@@ -123,20 +123,25 @@ def load_source(block_name: str | None) -> Source:
 
 
 class _RateLimiter:
-    """Spaces requests to one API root at least `interval` seconds apart, across threads."""
+    """A token bucket per API root, shared by the threads of a process.
+
+    Up to `burst` requests go out at once; after that they are spaced to `requests_per_minute`.
+    Each caller reserves its slot under the lock and sleeps outside it.
+    """
 
     _lock = threading.Lock()
-    _next_slot: dict[str, float] = {}
+    _state: dict[str, tuple[float, float]] = {}  # key -> (tokens, time they were counted)
 
     @classmethod
-    def wait(cls, key: str, requests_per_minute: float) -> None:
-        interval = 60.0 / requests_per_minute
+    def wait(cls, key: str, requests_per_minute: float, burst: int) -> None:
+        rate = requests_per_minute / 60.0
         with cls._lock:
             now = time.monotonic()
-            slot = max(now, cls._next_slot.get(key, now))
-            cls._next_slot[key] = slot + interval
-        if slot > now:
-            time.sleep(slot - now)
+            tokens, counted = cls._state.get(key, (float(burst), now))
+            tokens = min(float(burst), tokens + (now - counted) * rate) - 1.0
+            cls._state[key] = (tokens, now)
+        if tokens < 0:
+            time.sleep(-tokens / rate)
 
 
 class _FredClient(Fred):
@@ -157,7 +162,7 @@ class _FredClient(Fred):
 
     def _Fred__fetch_data(self, url: str) -> ET.Element:  # overrides fredapi's Fred.__fetch_data
         url += "&api_key=" + self.api_key
-        _RateLimiter.wait(self.root_url, self._settings.requests_per_minute)
+        _RateLimiter.wait(self.root_url, self._settings.requests_per_minute, self._settings.burst)
         sid = self._series_id
         try:
             with urlopen(url, timeout=self._settings.timeout_seconds) as response:

@@ -59,6 +59,9 @@ class FetchSettings(BaseModel):
         gt=0,
         description="Client-side rate limit; FRED allows about 120 requests per minute per key.",
     )
+    burst: int = Field(
+        default=5, ge=1, le=60, description="Requests that may go out at once before the rate limit spaces them."
+    )
 
 
 class StorageSettings(BaseModel):

@@ -129,7 +129,8 @@ def test_the_api_key_never_appears_in_logs_states_or_errors(prefect_harness: Non
     assert not [run.state.message for run in task_runs if run.state and KEY in (run.state.message or "")]
 
 
-def test_requests_are_spaced_by_the_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Replace the limiter's clock and sleep; returns the list of sleeps."""
     clock = {"now": 100.0}
     slept: list[float] = []
     monkeypatch.setattr(fetch_module.time, "monotonic", lambda: clock["now"])
@@ -139,10 +140,25 @@ def test_requests_are_spaced_by_the_rate_limit(monkeypatch: pytest.MonkeyPatch) 
         clock["now"] += seconds
 
     monkeypatch.setattr(fetch_module.time, "sleep", sleep)
-    monkeypatch.setattr(fetch_module._RateLimiter, "_next_slot", {})
-    for _ in range(4):
-        fetch_module._RateLimiter.wait("http://fred.test", requests_per_minute=120)
-    assert slept == pytest.approx([0.5, 0.5, 0.5])
+    monkeypatch.setattr(fetch_module._RateLimiter, "_state", {})
+    return slept
+
+
+def test_requests_beyond_the_burst_are_spaced_by_the_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept = fake_clock(monkeypatch)
+    for _ in range(6):
+        fetch_module._RateLimiter.wait("http://fred.test", requests_per_minute=120, burst=3)
+    assert slept == pytest.approx([0.5, 0.5, 0.5])  # 3 at once, then one every 0.5 s (120/min)
+
+
+def test_a_quiet_period_refills_the_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept = fake_clock(monkeypatch)
+    for _ in range(2):
+        fetch_module._RateLimiter.wait("http://fred.test", requests_per_minute=60, burst=2)
+    fetch_module.time.sleep(10)  # idle: the bucket refills to its capacity, no more
+    for _ in range(3):
+        fetch_module._RateLimiter.wait("http://fred.test", requests_per_minute=60, burst=2)
+    assert slept == pytest.approx([10, 1.0])
 
 
 def test_without_credentials_the_demo_source_is_used() -> None:
