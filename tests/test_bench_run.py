@@ -1,0 +1,159 @@
+"""The benchmark runner's plumbing (bench/run.py), on synthetic data: never its timings.
+
+The end-to-end test runs the real command (local FRED server, both child processes, both flows) on
+demo series written as FRED CSVs, with a tiny network and short horizons, and checks the printed
+table and the JSON: structure, ratios computed from the children's own numbers, PASS/MISS
+consistent with the measured values. The other tests cover input errors and the report logic
+without starting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from bench.run import build_report, compute_ratios, format_report, main
+from tasks.demo import generate_demo_series
+from tasks.settings import DEFAULT_SERIES
+
+TINY = [
+    "--epochs", "1",
+    "--history-start", "2023-06-01",
+    "--lookback", "40",
+    "--setting", "lstm_units=4",
+    "--setting", "batch_size=64",
+    "--setting", "level_window=20",
+    "--setting", "forecast_horizon=5",
+    "--setting", "backtest.horizons=[1,5]",
+    "--setting", "backtest.origin_step=5",
+    "--setting", "fetch.requests_per_minute=6000",
+]
+
+
+def write_fred_csvs(folder: Path, series: tuple[str, ...], end: date) -> None:
+    """Demo series in FRED's download format: observation_date,<ID>, empty value when missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sid, values in generate_demo_series(series, end).items():
+        lines = [f"observation_date,{sid}"]
+        lines += [f"{day:%Y-%m-%d},{'' if math.isnan(v) else repr(float(v))}" for day, v in values.items()]
+        (folder / f"{sid}.csv").write_text("\n".join(lines) + "\n")
+
+
+def _child(role: str, **values: float) -> dict:
+    base = {"train_seconds": 10.0, "daily_seconds": 5.0, "peak_rss_mb": 800.0, "backtest": []}
+    if role == "project":
+        base.update(forecast_ms_first=200.0, forecast_ms_warm=20.0)
+    else:
+        base.update(forecast_ms=4000.0)
+    base.update(values)
+    return base
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_missing_series_names_it_and_what_the_folder_holds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_fred_csvs(tmp_path / "fred", ("SP500",), date(2024, 6, 28))
+    assert main(["--data", str(tmp_path / "fred"), "--series", "SP500,VIXCLS"]) == 2
+    err = capsys.readouterr().err
+    assert "lacks series VIXCLS" in err and "it holds SP500" in err
+
+
+def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
+    project = _child("project", train_seconds=4.0, daily_seconds=12.0, peak_rss_mb=900.0)
+    project["backtest"] = [
+        {"series_id": "VIXCLS", "horizon": 1, "n": 50, "mase": 0.99, "coverage_80": 0.78, "coverage_95": 0.88},
+        {"series_id": "VIXCLS", "horizon": 20, "n": 30, "mase": 0.94, "coverage_80": 0.80, "coverage_95": 0.95},
+        {"series_id": "VIXCLS", "horizon": 30, "n": 20, "mase": 0.96, "coverage_80": math.nan, "coverage_95": 0.95},
+    ]
+    seed = _child("seed", train_seconds=10.0, daily_seconds=6.0, peak_rss_mb=600.0)
+    config = {"settings": {"series": ["VIXCLS"]}, "horizons": [1, 20, 30]}
+    report = build_report(project=project, seed=seed, config=config, machine={})
+
+    assert report["ratios"] == compute_ratios(project, seed)
+    assert report["ratios"]["train_seconds"] == pytest.approx(0.4)
+    assert report["ratios"]["forecast_ms_warm"] == pytest.approx(20.0 / 4000.0)
+    assert report["ratios"]["daily_seconds"] == pytest.approx(2.0)
+    assert report["ratios"]["peak_rss_mb"] == pytest.approx(1.5)
+    verdicts = {t["id"]: t["result"] for t in report["targets"]}
+    assert verdicts["train_ratio"] == "PASS"
+    assert verdicts["forecast_ms"] == "PASS"
+    assert verdicts["daily_seconds"] == "MISS"
+    assert verdicts["peak_rss_ratio"] == "MISS"
+    assert verdicts["mase_h1:VIXCLS"] == "PASS"
+    assert verdicts["vix_mase_h20"] == "PASS"
+    assert verdicts["vix_mase_h30"] == "MISS"
+    assert verdicts["coverage_80:VIXCLS:h1"] == "PASS"
+    assert verdicts["coverage_95:VIXCLS:h1"] == "MISS"  # 7 points below nominal
+    assert verdicts["coverage_80:VIXCLS:h30"] == "MISS"  # not measured is a miss
+
+
+@pytest.mark.timeout(300)
+def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, out = tmp_path / "fred", tmp_path / "results"
+    write_fred_csvs(data, DEFAULT_SERIES, date(2024, 6, 28))
+
+    assert main(["--data", str(data), "--out", str(out), "--parallel", *TINY]) == 0
+
+    printed = capsys.readouterr().out
+    for heading in ("Headline (ratio = project / seed", "training seconds", "daily flow seconds", "peak RSS MB", "MASE on the walk-forward backtest", "Interval coverage", "Targets met:"):
+        assert heading in printed
+    files = list(out.glob("bench-*.json"))
+    assert len(files) == 1
+    report = json.loads(files[0].read_text())
+
+    assert report["format"] == "market-forecast-bench/1"
+    assert report["config"]["as_of"] == "2024-06-28"  # the last date in the data
+    assert report["config"]["horizons"] == [1, 5] and report["config"]["forecast_sessions"] == 5
+    assert {"cpu_count", "python", "tensorflow"} <= set(report["machine"])
+    project, seed = report["project"], report["seed"]
+    assert project["same_data_as_seed"] is True
+    assert project["forecast_shape"] == [5, len(DEFAULT_SERIES)] and project["forecast_finite"]
+    for measured in (project["train_seconds"], project["forecast_ms_first"], project["forecast_ms_warm"], project["daily_seconds"], project["peak_rss_mb"],
+                     seed["train_seconds"], seed["forecast_ms"], seed["daily_seconds"], seed["peak_rss_mb"]):
+        assert measured > 0
+
+    # Ratios are the children's own numbers divided, nothing else.
+    ratios = report["ratios"]
+    assert ratios["train_seconds"] == pytest.approx(project["train_seconds"] / seed["train_seconds"])
+    assert ratios["forecast_ms_warm"] == pytest.approx(project["forecast_ms_warm"] / seed["forecast_ms"])
+    assert ratios["forecast_ms_first"] == pytest.approx(project["forecast_ms_first"] / seed["forecast_ms"])
+    assert ratios["daily_seconds"] == pytest.approx(project["daily_seconds"] / seed["daily_seconds"])
+    assert ratios["peak_rss_mb"] == pytest.approx(project["peak_rss_mb"] / seed["peak_rss_mb"])
+    for name, values in report["headline"].items():
+        assert values["ratio"] == pytest.approx(ratios[name])
+
+    # MASE for both designs and coverage, per series and horizon.
+    assert [(m["series_id"], m["horizon"]) for m in report["mase"]] == [(s, h) for s in DEFAULT_SERIES for h in (1, 5)]
+    for row in report["mase"]:
+        assert row["project"] > 0 and row["seed"] > 0 and row["n_project"] > 0 and row["n_seed"] > 0
+    assert len(report["coverage"]) == len(DEFAULT_SERIES) * 2
+
+    # Verdicts agree with the measured values they report.
+    verdicts = {t["id"]: t for t in report["targets"]}
+    assert verdicts["train_ratio"]["measured"] == pytest.approx(ratios["train_seconds"])
+    assert verdicts["train_ratio"]["result"] == ("PASS" if ratios["train_seconds"] <= 0.5 else "MISS")
+    assert verdicts["daily_seconds"]["result"] == ("PASS" if project["daily_seconds"] <= 10 else "MISS")
+    for sid in DEFAULT_SERIES:
+        h1 = next(m for m in report["mase"] if m["series_id"] == sid and m["horizon"] == 1)
+        assert verdicts[f"mase_h1:{sid}"]["result"] == ("PASS" if h1["project"] <= 1.0 else "MISS")
+    assert verdicts["vix_mase_h20"]["result"] == "MISS"  # horizon 20 not run: a miss, never a pass
+    assert report["summary"]["passed"] == sum(t["result"] == "PASS" for t in report["targets"])
+    assert format_report(report).splitlines()[0] == printed.splitlines()[0]
+
+    # Metrics and timings only: no list long enough to hold a series (270 sessions here).
+    assert _longest_list(report) < 100
+
+
+def _longest_list(value: object) -> int:
+    if isinstance(value, dict):
+        return max((_longest_list(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return max([len(value), *(_longest_list(v) for v in value)])
+    return 0
