@@ -1,0 +1,1 @@
+"""Integration tests of issue 4: blocks from the environment, failure alerts, automations."""

@@ -1,0 +1,240 @@
+"""`python -m blocks setup`: blocks from the old system's environment variables, idempotently.
+
+The validation is tested as a pure function (`plan_blocks`); the command itself runs as a
+subprocess against the session's real Prefect server (and Azurite for --create-container).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from blocks.setup import plan_blocks
+from tests.alerts.conftest import DEFAULT_BLOCKS, clean_env, delete_blocks, run_blocks_command
+
+FRED_KEY = "abcdef0123456789abcdef0123456789"
+SMTP_PASSWORD = "Smtp-pa55-setup-test"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    f"AccountKey={ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+)
+FULL_ENV = {
+    "FRED_API_KEY": FRED_KEY,
+    "EMAIL_HOST": "127.0.0.1",
+    "EMAIL_PORT": "587",
+    "EMAIL_USER": "alerts@example.org",
+    "EMAIL_PASS": SMTP_PASSWORD,
+    "NOTIFICATION_EMAIL": "ops@example.org, oncall@example.org",
+    "AZURE_STORAGE_CONNECTION_STRING": CONNECTION_STRING,
+    "AZURE_CONTAINER_NAME": "market-forecast-runs",
+}
+SECRETS = (FRED_KEY, SMTP_PASSWORD, ACCOUNT_KEY)
+
+
+def documents(server: Any) -> dict[tuple[str, str], tuple[str, str]]:
+    """Every block document on the server, anonymous ones included: (type, name or id) -> (id, updated)."""
+    import httpx
+
+    rows: dict[tuple[str, str], tuple[str, str]] = {}
+    for anonymous in (False, True):
+        response = httpx.post(
+            f"{server.api_url}/block_documents/filter",
+            json={"include_secrets": False, "block_documents": {"is_anonymous": {"eq_": anonymous}}},
+            timeout=30,
+        )
+        response.raise_for_status()
+        for doc in response.json():
+            rows[(doc["block_type"]["slug"], doc["name"] or doc["id"])] = (doc["id"], doc["updated"])
+    return rows
+
+
+@dataclass
+class SetupRuns:
+    before_first: dict[tuple[str, str], tuple[str, str]]
+    first: Any
+    second: Any
+    before_second: dict[tuple[str, str], tuple[str, str]]
+    after_second: dict[tuple[str, str], tuple[str, str]]
+
+
+@pytest.fixture(scope="module")
+def setup_server(prefect_server: Any) -> Iterator[Any]:
+    delete_blocks(prefect_server, DEFAULT_BLOCKS)
+    yield prefect_server
+    delete_blocks(prefect_server, DEFAULT_BLOCKS)
+
+
+@pytest.fixture(scope="module")
+def setup_twice(setup_server: Any) -> SetupRuns:
+    env = clean_env(setup_server, **FULL_ENV)
+    before_first = documents(setup_server)
+    first = run_blocks_command(setup_server, "setup", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = documents(setup_server)
+    second = run_blocks_command(setup_server, "setup", env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    return SetupRuns(before_first, first, second, before, documents(setup_server))
+
+
+# ---------------------------------------------------------------- the command against a real server
+
+
+def test_first_setup_creates_every_block_from_the_variables(setup_twice: SetupRuns) -> None:
+    for reference in DEFAULT_BLOCKS:
+        assert f"created    {reference}" in setup_twice.first.stdout
+    assert "Registered block types: fred-credentials, email-alerts, email-server-credentials" in setup_twice.first.stdout
+    new_documents = setup_twice.before_second.keys() - setup_twice.before_first.keys()
+    # Exactly the five named documents: the nested SMTP and Azure credentials are references to
+    # the saved blocks, not anonymous copies.
+    assert new_documents == {tuple(reference.split("/")) for reference in DEFAULT_BLOCKS}
+
+
+def test_second_setup_run_creates_no_duplicates_and_changes_nothing(setup_twice: SetupRuns) -> None:
+    for reference in DEFAULT_BLOCKS:
+        assert f"unchanged  {reference}" in setup_twice.second.stdout
+    assert "created" not in setup_twice.second.stdout and "updated" not in setup_twice.second.stdout
+    assert setup_twice.after_second == setup_twice.before_second  # same documents, same `updated` times
+
+
+def test_setup_never_prints_a_secret(setup_twice: SetupRuns) -> None:
+    for run in (setup_twice.first, setup_twice.second):
+        for secret in SECRETS:
+            assert secret not in run.stdout + run.stderr
+
+
+def test_saved_blocks_hold_the_values_and_reference_each_other(setup_twice: SetupRuns, setup_server: Any) -> None:
+    from prefect_azure import AzureBlobStorageContainer
+
+    from blocks.fred import FredCredentials
+    from blocks.notifications import EmailAlerts
+
+    with setup_server.settings():
+        alerts = EmailAlerts.load("market-forecast-alerts")
+        container = AzureBlobStorageContainer.load("market-forecast")
+        fred = FredCredentials.load("fred")
+    assert alerts.recipients == ["ops@example.org", "oncall@example.org"]
+    assert alerts.email_server_credentials._block_document_name == "market-forecast-smtp"
+    assert alerts.email_server_credentials.smtp_type.name == "STARTTLS"
+    assert alerts.email_server_credentials.password.get_secret_value() == SMTP_PASSWORD
+    assert container.container_name == "market-forecast-runs"
+    assert container.credentials._block_document_name == "market-forecast-azure"
+    assert fred.api_key.get_secret_value() == FRED_KEY
+
+
+def test_setup_updates_a_changed_value_in_place(setup_twice: SetupRuns, setup_server: Any) -> None:
+    from blocks.notifications import EmailAlerts
+
+    env = clean_env(setup_server, **{**FULL_ENV, "NOTIFICATION_EMAIL": "new-oncall@example.org"})
+    third = run_blocks_command(setup_server, "setup", env=env)
+
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "updated    email-alerts/market-forecast-alerts" in third.stdout
+    assert "unchanged  email-server-credentials/market-forecast-smtp" in third.stdout
+    after = documents(setup_server)
+    assert after.keys() == setup_twice.after_second.keys()  # no new document
+    key = ("email-alerts", "market-forecast-alerts")
+    assert after[key][0] == setup_twice.after_second[key][0]  # same document, updated
+    with setup_server.settings():
+        assert EmailAlerts.load("market-forecast-alerts").recipients == ["new-oncall@example.org"]
+
+
+def test_setup_names_every_malformed_variable_and_saves_nothing(setup_server: Any) -> None:
+    before = documents(setup_server)
+    env = clean_env(
+        setup_server,
+        FRED_API_KEY="not-a-key-" + FRED_KEY[:6],
+        EMAIL_HOST="smtp://mail.example.org",
+        EMAIL_PORT="five-eight-seven",
+        EMAIL_PASS=SMTP_PASSWORD,
+        NOTIFICATION_EMAIL="ops@example.org; nobody",
+        AZURE_STORAGE_CONNECTION_STRING=f"AccountKey={ACCOUNT_KEY}",
+        AZURE_CONTAINER_NAME="Bad_Container",
+    )
+    run = run_blocks_command(setup_server, "setup", env=env)
+
+    assert run.returncode == 2
+    for variable in ("FRED_API_KEY", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_USER", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_CONTAINER_NAME"):
+        assert f"- {variable}" in run.stdout, variable
+    assert "Nothing was saved" in run.stdout
+    for secret in (SMTP_PASSWORD, ACCOUNT_KEY, FRED_KEY[:6]):
+        assert secret not in run.stdout + run.stderr
+    assert documents(setup_server) == before
+
+
+def test_setup_skips_blocks_whose_variables_are_absent_and_says_why(setup_server: Any) -> None:
+    run = run_blocks_command(setup_server, "setup", env=clean_env(setup_server, FRED_API_KEY=FRED_KEY))
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "fred-credentials/fred" in run.stdout
+    assert "skipped    email-server-credentials/market-forecast-smtp: EMAIL_HOST is not set" in run.stdout
+    assert "skipped    email-alerts/market-forecast-alerts: NOTIFICATION_EMAIL is not set" in run.stdout
+    assert "skipped    azure-blob-storage-credentials/market-forecast-azure: AZURE_STORAGE_CONNECTION_STRING is not set" in run.stdout
+
+
+def test_setup_create_container_creates_the_missing_container(setup_server: Any, azurite: Any) -> None:
+    from prefect_azure import AzureBlobStorageContainer
+
+    container = "mf-setup-created"
+    with azurite.blob_service_client() as client:
+        assert not client.get_container_client(container).exists()
+    env = clean_env(setup_server, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, AZURE_CONTAINER_NAME=container)
+
+    first = run_blocks_command(setup_server, "setup", "--create-container", env=env)
+    again = run_blocks_command(setup_server, "setup", "--create-container", env=env)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"container  {container}: created" in first.stdout
+    assert f"container  {container}: already exists" in again.stdout
+    with azurite.blob_service_client() as client:
+        assert client.get_container_client(container).exists()
+    with setup_server.settings():
+        block = AzureBlobStorageContainer.load("market-forecast")
+        block.write_path("probe.txt", b"ok")
+        assert block.read_path("probe.txt") == b"ok"
+
+
+# ---------------------------------------------------------------- validation, pure
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("FRED_API_KEY", "short", "FRED_API_KEY is malformed: a FRED API key is 32 lower-case letters and digits"),
+        ("EMAIL_PORT", "99999", "EMAIL_PORT='99999' is malformed"),
+        ("EMAIL_PORT", "2525", "EMAIL_PORT=2525 is not a standard SMTP port"),
+        ("EMAIL_SMTP_TYPE", "TLS", "EMAIL_SMTP_TYPE='TLS' is malformed: use SSL, STARTTLS or INSECURE"),
+        ("NOTIFICATION_EMAIL", "ops.example.org", "NOTIFICATION_EMAIL is malformed: 'ops.example.org' is not an e-mail address"),
+        ("AZURE_STORAGE_CONNECTION_STRING", "AccountName=x", "AZURE_STORAGE_CONNECTION_STRING is malformed: it needs AccountName and AccountKey"),
+        ("AZURE_CONTAINER_NAME", "a", "AZURE_CONTAINER_NAME='a' is malformed"),
+    ],
+)
+def test_plan_names_the_malformed_variable(variable: str, value: str, expected: str) -> None:
+    plan = plan_blocks({**FULL_ENV, variable: value})
+
+    assert any(expected in error for error in plan.errors), plan.errors
+
+
+def test_plan_needs_both_email_user_and_pass() -> None:
+    plan = plan_blocks({"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": "465", "EMAIL_USER": "ops@example.org"})
+
+    assert plan.errors == ["EMAIL_PASS is not set but EMAIL_USER is: set both (SMTP login) or neither (no login)."]
+
+
+def test_plan_errors_never_contain_a_secret() -> None:
+    plan = plan_blocks(
+        {
+            "FRED_API_KEY": FRED_KEY.upper(),
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PASS": SMTP_PASSWORD,
+            "AZURE_STORAGE_CONNECTION_STRING": f"AccountKey={ACCOUNT_KEY}",
+        }
+    )
+
+    text = "\n".join(plan.errors)
+    assert len(plan.errors) == 3
+    for secret in (FRED_KEY, FRED_KEY.upper(), SMTP_PASSWORD, ACCOUNT_KEY):
+        assert secret not in text

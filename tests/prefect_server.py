@@ -1,0 +1,401 @@
+"""A real `prefect server start` on 127.0.0.1 for integration tests, plus the workers the tests start.
+
+Usage (the `prefect_server` session fixture in tests/conftest.py does the first and last step):
+
+    server = PrefectServer(tmp_path).start()       # ~5-15 s on 2 cores
+    server.cli("work-pool", "create", "--type", "process", "pool-a")
+    worker = server.start_worker("pool-a", cwd=repo_root, ready_timeout=90)   # wait for its registration
+    with server.client() as client:                 # a SyncPrefectClient bound to this server
+        client.read_flow_runs()
+    with server.settings():                         # Block.save/load, Automation.create, flows run
+        ...                                         # in this process all talk to this server
+    server.stop()                                   # workers first, then the server; idempotent
+
+Layout under `home`:
+    home/                 PREFECT_HOME of the server (its SQLite database lives here)
+    home/server.log       the server's output (tail shown when it does not become healthy)
+    home/client/          PREFECT_HOME of every CLI call and worker (never the server's)
+    home/worker-<pool>-<n>.log   each worker's output
+
+Server settings chosen as defaults (`DEFAULT_SERVER_ENV`; `extra_env` overrides or adds):
+    PREFECT_SERVER_ANALYTICS_ENABLED=false                 no telemetry calls (there is no network)
+    PREFECT_SERVER_UI_ENABLED=false                        no UI build at start (saves seconds); the
+                                                           API, and PREFECT_UI_URL in clients, still work
+    PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS=3      a Scheduled run is marked Late 3 s after its time
+    PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS=1       ... checked every second
+    PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS=5       deployment schedules become runs within ~5 s
+    PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY=PT1S       proactive automation triggers evaluated every 1 s
+                                                           (default 5 s); their `within` is still >= 10 s
+    PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS=5         worker/work-pool status updated every 5 s
+    PREFECT_LOGGING_SERVER_LEVEL=INFO                      automation decisions appear in server.log
+
+Client settings (`env()`, used by `cli()` and `start_worker()`):
+    PREFECT_API_URL=<api_url>, PREFECT_HOME=home/client, PREFECT_SERVER_ANALYTICS_ENABLED=false,
+    NO_PROXY/no_proxy including 127.0.0.1 and localhost, PREFECT_API_KEY removed,
+    and for workers PREFECT_WORKER_QUERY_SECONDS=1, PREFECT_WORKER_PREFETCH_SECONDS=5 (runs are
+    picked up within ~1 s instead of ~10 s).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+
+DEFAULT_SERVER_ENV: dict[str, str] = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "3",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "1",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+    "PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S",  # a timedelta: "1" is rejected
+    "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "5",
+    "PREFECT_LOGGING_SERVER_LEVEL": "INFO",
+}
+
+DEFAULT_WORKER_ENV: dict[str, str] = {
+    "PREFECT_WORKER_QUERY_SECONDS": "1",
+    "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+}
+
+# Variables of the calling environment that must never leak into the server or its clients.
+_DROPPED = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH", "PREFECT_UI_URL")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "<no log>"
+    return "\n".join(text.strip().splitlines()[-lines:]) or "<empty log>"
+
+
+def _no_proxy(env: dict[str, str]) -> None:
+    for key in ("NO_PROXY", "no_proxy"):
+        parts = [p for p in env.get(key, "").split(",") if p]
+        for host in (HOST, "localhost"):
+            if host not in parts:
+                parts.append(host)
+        env[key] = ",".join(parts)
+
+
+def _kill_group(proc: subprocess.Popen[Any], *, grace: float) -> None:
+    """SIGTERM the process group, SIGKILL it after `grace` seconds. No-op once exited."""
+    if proc.poll() is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group, if any
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+_RUNNING: set[PrefectServer] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:  # pragma: no cover - safety net only
+    for server in list(_RUNNING):
+        server.stop()
+
+
+class PrefectServer:
+    """One `prefect server start --host 127.0.0.1 --port P` with its own PREFECT_HOME.
+
+    Args:
+        home: Folder for the server's PREFECT_HOME, logs and the clients' PREFECT_HOME.
+        port: Port to listen on; None picks a free one (and another one if it is taken at start).
+        extra_env: Server environment added to (or overriding) `DEFAULT_SERVER_ENV`.
+    """
+
+    def __init__(self, home: Path, *, port: int | None = None, extra_env: Mapping[str, str] | None = None) -> None:
+        self.home = Path(home)
+        self._auto_port = port is None
+        self.port: int = _free_port() if port is None else int(port)
+        self.server_env: dict[str, str] = {**DEFAULT_SERVER_ENV, **(extra_env or {})}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._workers: list[subprocess.Popen[bytes]] = []
+        self.start_seconds: float | None = None
+
+    # -- addresses -------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.port}/api"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def client_home(self) -> Path:
+        return self.home / "client"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __repr__(self) -> str:
+        return f"<PrefectServer {self.api_url} {'running' if self.running else 'stopped'} home={self.home}>"
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, timeout: float = 90) -> PrefectServer:
+        """Start the server and wait until /api/health answers. No-op if it is running.
+
+        Raises:
+            RuntimeError: the server exited or was not healthy within `timeout`; the message
+                carries the tail of home/server.log.
+        """
+        if self.running:
+            return self
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.client_home.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        deadline = began + timeout
+        attempts = 3 if self._auto_port else 1
+        for attempt in range(attempts):
+            offset = self._spawn()
+            error = self._wait_healthy(deadline)
+            if error is None:
+                self.start_seconds = time.monotonic() - began
+                return self
+            log = self._log_since(offset)
+            self._stop_server()
+            if "address already in use" in log.lower() and attempt + 1 < attempts:
+                self.port = _free_port()
+                continue
+            raise RuntimeError(
+                f"prefect server on {HOST}:{self.port} did not become healthy ({error}).\n"
+                f"--- {self.log_path} (tail) ---\n{_tail(self.log_path)}"
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _spawn(self) -> int:
+        env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+        env.update(self.server_env)
+        env["PREFECT_HOME"] = str(self.home)
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        _no_proxy(env)
+        cmd = [self.prefect_executable, "server", "start", "--host", HOST, "--port", str(self.port)]
+        with open(self.log_path, "ab") as log:
+            offset = log.tell()
+            log.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.home,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() gets all of it
+            )
+        _RUNNING.add(self)
+        return offset
+
+    def _wait_healthy(self, deadline: float) -> str | None:
+        assert self._proc is not None
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                return f"process exited with code {code}"
+            try:
+                with opener.open(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200 and json.loads(response.read() or b"null") is True:
+                        return None
+                    last = f"HTTP {response.status}"
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.25)
+        return f"not healthy within the timeout; last probe: {last}"
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _stop_server(self) -> None:
+        if self._proc is not None:
+            _kill_group(self._proc, grace=15)
+            self._proc = None
+
+    def stop(self) -> None:
+        """Stop the workers this object started, then the server. Idempotent."""
+        for worker in self._workers:
+            _kill_group(worker, grace=10)
+        self._workers.clear()
+        self._stop_server()
+        _RUNNING.discard(self)
+
+    def __enter__(self) -> PrefectServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- clients -------------------------------------------------------------------
+    @property
+    def prefect_executable(self) -> str:
+        """The `prefect` script of the running interpreter's environment."""
+        return str(Path(sys.executable).parent / "prefect")
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """os.environ bound to this server: PREFECT_API_URL, a client PREFECT_HOME, no proxy for 127.0.0.1."""
+        env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+        env["PREFECT_API_URL"] = self.api_url
+        env["PREFECT_HOME"] = str(self.client_home)
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        _no_proxy(env)
+        env.update(overrides)
+        return env
+
+    def cli(
+        self, *args: str, timeout: float = 120, cwd: Path | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `<venv>/bin/prefect <args>` against this server; output captured as text.
+
+        Raises:
+            RuntimeError: `check` is true and the command exited non-zero (message has its output).
+        """
+        cmd = [self.prefect_executable, *args]
+        proc = subprocess.run(
+            cmd,
+            env=self.env(),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(
+                f"`prefect {' '.join(args)}` exited with {proc.returncode}\n"
+                f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+            )
+        return proc
+
+    def create_work_pool(self, name: str, *, type: str = "process") -> None:  # noqa: A002 - CLI's word
+        """Create a work pool (`prefect work-pool create --type <type> <name>`) unless it exists."""
+        found = self.cli("work-pool", "inspect", name, check=False)
+        if found.returncode != 0:
+            self.cli("work-pool", "create", "--type", type, name)
+
+    def start_worker(
+        self,
+        pool: str,
+        *,
+        cwd: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        ready_timeout: float | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start `prefect worker start --pool <pool>` (output to home/worker-<pool>-<n>.log).
+
+        The worker polls every second (DEFAULT_WORKER_ENV); `extra_env` adds to its environment,
+        which the flow-run processes it starts inherit. stop() ends it. With `ready_timeout`, wait
+        until the worker has registered with the server (its first heartbeat).
+
+        Raises:
+            RuntimeError: with `ready_timeout`, the worker exited or did not register in time
+                (the message has the tail of its log).
+        """
+        before = self._worker_names(pool) if ready_timeout is not None else set()
+        env = self.env(**DEFAULT_WORKER_ENV)
+        env.update(extra_env or {})
+        log_path = self.home / f"worker-{pool}-{len(self._workers)}.log"
+        cmd = [self.prefect_executable, "worker", "start", "--pool", pool]
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        self._workers.append(proc)
+        if ready_timeout is not None:
+            self._wait_worker_registered(proc, pool, before=before, timeout=ready_timeout)
+        return proc
+
+    def _worker_names(self, pool: str) -> set[str]:
+        with self.client() as client:
+            try:
+                return {w.name for w in client.read_workers_for_work_pool(work_pool_name=pool)}
+            except Exception:  # noqa: BLE001 - the pool may not exist yet: no worker
+                return set()
+
+    def _wait_worker_registered(self, proc: subprocess.Popen[bytes], pool: str, *, before: set[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if self._worker_names(pool) - before:
+                return
+            time.sleep(0.5)
+        state = f"exited with code {proc.returncode}" if proc.poll() is not None else f"not registered within {timeout:.0f} s"
+        raise RuntimeError(
+            f"worker for pool {pool!r} {state}.\n--- {proc.log_path} (tail) ---\n{_tail(proc.log_path)}"  # type: ignore[attr-defined]
+        )
+
+    def stop_worker(self, worker: subprocess.Popen[bytes]) -> None:
+        """Stop one worker started by start_worker (SIGTERM, SIGKILL after 10 s). Idempotent."""
+        _kill_group(worker, grace=10)
+        if worker in self._workers:
+            self._workers.remove(worker)
+
+    @contextlib.contextmanager
+    def settings(self) -> Iterator[None]:
+        """Bind Prefect in this process to this server (PREFECT_API_URL) for the block."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            yield
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        """A `prefect.client.orchestration.SyncPrefectClient` bound to this server."""
+        from prefect.client.orchestration import get_client
+
+        with self.settings(), get_client(sync_client=True) as client:
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def async_client(self) -> AsyncIterator[Any]:
+        """A `prefect.client.orchestration.PrefectClient` (async) bound to this server."""
+        from prefect.client.orchestration import get_client
+
+        with self.settings():
+            async with get_client() as client:
+                yield client
