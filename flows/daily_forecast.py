@@ -17,6 +17,7 @@ from prefect.states import Completed
 from pydantic import Field
 
 from flows.common import fetch_all, manifest_fields, today_in_new_york, utc_now
+from tasks.alerts import notify_run_failure
 from tasks.align import align_sessions_task
 from tasks.evaluate import score_predictions_task
 from tasks.fetch import resolve_source_task
@@ -26,7 +27,7 @@ from tasks.outputs import actuals_table, assemble_tables, serialize_tables, vali
 from tasks.report import RunFacts, post_artifacts_task, published_url
 from tasks.sessions import check_market_calendar_task, last_session_on_or_before, session_window_start
 from tasks.settings import Settings
-from tasks.storage import build_manifest, publish_run_task, resolve_storage_task, run_folder_name
+from tasks.storage import build_manifest, free_run_folder_task, publish_run_task, resolve_storage_task
 from tasks.training import interval_quantiles_from_card
 
 # Sessions fetched beyond what the windows need: room for the latest values being late.
@@ -38,7 +39,7 @@ def _run_name() -> str:
     return f"daily-{as_of}"
 
 
-@flow(name="daily-forecast", flow_run_name=_run_name, log_prints=True)
+@flow(name="daily-forecast", flow_run_name=_run_name, log_prints=True, on_failure=[notify_run_failure])
 def daily_forecast(
     as_of: date | None = None,
     force: bool = False,
@@ -97,7 +98,7 @@ def daily_forecast(
     )
     validate_outputs_task(tables, last_actual=aligned.last_date, horizon=settings.forecast_horizon)
 
-    folder = run_folder_name(created)
+    folder = free_run_folder_task(storage, created, settings)
     files, rows = serialize_tables(tables)
     manifest = build_manifest(
         files,
@@ -110,6 +111,7 @@ def daily_forecast(
             data_start=lookback_start,
             data_through=aligned.last_date,
             model_version=champion.version,
+            model_training_run=champion.card.get("training_run_folder"),
             settings=settings,
             forced=force and not market.is_session,
         ),

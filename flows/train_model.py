@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.common import fetch_all, manifest_fields, today_in_new_york, utc_now
+from tasks.alerts import notify_run_failure
 from tasks.align import align_sessions_task
 from tasks.backtest import backtest_task
 from tasks.evaluate import score_predictions_task
@@ -29,7 +30,7 @@ from tasks.model_store import (
 from tasks.outputs import actuals_table, assemble_tables, serialize_tables, validate_outputs_task
 from tasks.report import RunFacts, post_artifacts_task, published_url
 from tasks.settings import Settings
-from tasks.storage import build_manifest, publish_run_task, resolve_storage_task, run_folder_name, sha256_hex
+from tasks.storage import build_manifest, free_run_folder_task, publish_run_task, resolve_storage_task, sha256_hex
 from tasks.training import build_model_card, champion_gate_task, train_lstm_task
 
 
@@ -38,7 +39,7 @@ def _run_name() -> str:
     return f"train-{as_of}"
 
 
-@flow(name="train-model", flow_run_name=_run_name, log_prints=True)
+@flow(name="train-model", flow_run_name=_run_name, log_prints=True, on_failure=[notify_run_failure])
 def train_model(
     as_of: date | None = None,
     settings: Settings = Settings(),
@@ -63,6 +64,9 @@ def train_model(
     as_of = as_of or today_in_new_york()
     created = utc_now()
     storage = resolve_storage_task(storage_block, output_dir)
+    # Read the champion first: a storage problem (e.g. a missing container) fails before training.
+    champion_card = read_champion_card_task(storage, settings)
+    folder = free_run_folder_task(storage, created, settings)
     source = resolve_source_task(fred_block)
 
     raw = fetch_all(source, settings, start=settings.history_start, end=as_of)
@@ -90,7 +94,6 @@ def train_model(
     )
     validate_outputs_task(tables, last_actual=aligned.last_date, horizon=settings.forecast_horizon)
 
-    champion_card = read_champion_card_task(storage, settings)
     promote, reason = champion_gate_task(backtest.metrics, champion_card, settings, data_source=source.kind)
     card = build_model_card(
         trained,
@@ -104,12 +107,20 @@ def train_model(
         z_quantiles=backtest.z_quantiles,
         files={name: sha256_hex(content) for name, content in model_files.items()},
     )
+    card["training_run_folder"] = folder
     card["champion_gate"] = {"promoted": promote, "reason": reason}
     card_sha = save_model_task(storage, version, model_files, card, settings)
     if promote:
-        promote_champion_task(storage, version, card_sha, promoted_utc=created.isoformat(), reason=reason, settings=settings)
+        promote_champion_task(
+            storage,
+            version,
+            card_sha,
+            promoted_utc=created.isoformat(),
+            reason=reason,
+            training_run_folder=folder,
+            settings=settings,
+        )
 
-    folder = run_folder_name(created)
     files, rows = serialize_tables(tables)
     manifest = build_manifest(
         files,
@@ -122,12 +133,15 @@ def train_model(
             data_start=aligned.first_date,
             data_through=aligned.last_date,
             model_version=version,
+            model_training_run=folder,
             settings=settings,
             champion=promote,
             champion_gate=reason,
         ),
     )
-    published = publish_run_task(storage, folder, files, manifest, move_latest=promote, policy=settings.storage)
+    # latest.json is what Power BI shows: daily forecasts only. A training run is found through
+    # models/champion.json and the daily manifests' model_training_run.
+    published = publish_run_task(storage, folder, files, manifest, move_latest=False, policy=settings.storage)
     facts = RunFacts(
         flow="train-model",
         as_of=as_of,

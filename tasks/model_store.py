@@ -127,7 +127,24 @@ def save_model_task(storage: WritableFileSystem, version: str, files: dict[str, 
 
 
 @task(name="promote-champion", cache_policy=NO_CACHE)
-def promote_champion_task(storage: WritableFileSystem, version: str, card_sha256: str, *, promoted_utc: str, reason: str, settings: Settings) -> None:
+def promote_champion_task(
+    storage: WritableFileSystem,
+    version: str,
+    card_sha256: str,
+    *,
+    promoted_utc: str,
+    reason: str,
+    training_run_folder: str,
+    settings: Settings,
+) -> None:
     """Point models/champion.json at the new version."""
-    promote_champion(storage, version, card_sha256, promoted_utc=promoted_utc, reason=reason, policy=settings.storage)
+    promote_champion(
+        storage,
+        version,
+        card_sha256,
+        promoted_utc=promoted_utc,
+        reason=reason,
+        training_run_folder=training_run_folder,
+        policy=settings.storage,
+    )
     get_run_logger().info("Model %s is the champion now", version)

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
 from tasks.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError
-from tasks.settings import StorageSettings
+from tasks.settings import Settings, StorageSettings
 
 LATEST = "latest.json"
 CHAMPION = "models/champion.json"
@@ -180,7 +181,10 @@ def _with_retries(action: Callable[[], T], *, what: str, storage: WritableFileSy
             if _is_not_found(exc):
                 raise StorageNotFound(f"{what}: not found in {describe_storage(storage)}") from None
             if not _is_transient(exc) or attempt == policy.attempts:
-                detail = str(exc).splitlines()[0] if str(exc) else "no message"
+                if isinstance(exc, TimeoutError) and not str(exc):  # asyncio.wait_for says nothing
+                    detail = f"no answer within {policy.timeout_seconds:g} s (is the storage endpoint reachable?)"
+                else:
+                    detail = str(exc).splitlines()[0] if str(exc) else "no message"
                 raise StorageError(
                     f"{what} failed on {describe_storage(storage)} after {attempt} attempt(s): "
                     f"{type(exc).__name__}: {detail}"
@@ -219,8 +223,18 @@ def read_json(storage: WritableFileSystem, path: str, *, policy: StorageSettings
         return None
 
 
-def delete_paths(storage: WritableFileSystem, paths: list[str]) -> list[str]:
-    """Best-effort removal of `paths`; returns the ones that could not be removed."""
+def delete_paths(storage: WritableFileSystem, paths: list[str], *, timeout: float | None = None) -> list[str]:
+    """Best-effort removal of `paths`; returns the ones that could not be removed.
+
+    A path that does not exist counts as removed (the write that failed may never have landed).
+
+    Args:
+        storage: the storage block.
+        paths: paths relative to the block.
+        timeout: overall time limit in seconds for an Azure container (None = no limit). Against
+            an unreachable endpoint the SDK retries each call for about 85 s on its own; without a
+            limit a cleanup after a failed upload would add that for every file.
+    """
     left: list[str] = []
     if isinstance(storage, LocalFileSystem):
         for path in paths:
@@ -234,22 +248,30 @@ def delete_paths(storage: WritableFileSystem, paths: list[str]) -> list[str]:
     if credentials is None or container is None:
         return list(paths)
 
+    import asyncio
+
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    async def _delete() -> list[str]:
-        failed: list[str] = []
+    removed: set[str] = set()
+
+    async def _delete() -> None:
         async with credentials.get_container_client(container) as client:
             for path in paths:
                 try:
                     await client.delete_blob(storage._get_path_relative_to_base_folder(path))
-                except Exception:  # noqa: BLE001 - reported to the caller
-                    failed.append(path)
-        return failed
+                except Exception as exc:  # noqa: BLE001 - whatever is not removed is reported
+                    if _error_code(exc) != "BlobNotFound":
+                        continue
+                removed.add(path)
+
+    async def _bounded() -> None:
+        await asyncio.wait_for(_delete(), timeout)
 
     try:
-        return run_coro_as_sync(_delete()) or []
-    except Exception:  # noqa: BLE001 - the storage may be the thing that is down
-        return list(paths)
+        run_coro_as_sync(_bounded())
+    except Exception:  # noqa: BLE001 - the storage may be the thing that is down, or too slow
+        pass
+    return [path for path in paths if path not in removed]
 
 
 # ---------------------------------------------------------------- publishing runs
@@ -268,6 +290,15 @@ class PublishedRun:
 def run_folder_name(created_utc: Any) -> str:
     """'runs/YYYYMMDD_HHMMSS' for a UTC datetime."""
     return f"{RUNS}/{created_utc:%Y%m%d_%H%M%S}"
+
+
+def free_run_folder(storage: WritableFileSystem, created_utc: datetime, *, policy: StorageSettings) -> str:
+    """The run folder for `created_utc`, or the next free second if a complete run already holds it."""
+    for extra in range(60):
+        folder = run_folder_name(created_utc + timedelta(seconds=extra))
+        if read_json(storage, f"{folder}/{MANIFEST}", policy=policy) is None:
+            return folder
+    raise PublishError(f"Every run folder from {run_folder_name(created_utc)} on for a minute is taken.")
 
 
 def build_manifest(files: Mapping[str, bytes], rows: Mapping[str, int], **fields: Any) -> dict[str, Any]:
@@ -319,7 +350,7 @@ def publish_run(
         try:
             write_bytes(storage, path, content, policy=policy)
         except StorageError as exc:
-            left = delete_paths(storage, written + [path])
+            left = delete_paths(storage, written + [path], timeout=policy.timeout_seconds)
             cleanup = (
                 "the files already written were removed"
                 if not left
@@ -376,13 +407,21 @@ def read_champion_pointer(storage: WritableFileSystem, *, policy: StorageSetting
 
 
 def promote_champion(
-    storage: WritableFileSystem, version: str, card_sha256: str, *, promoted_utc: str, reason: str, policy: StorageSettings
+    storage: WritableFileSystem,
+    version: str,
+    card_sha256: str,
+    *,
+    promoted_utc: str,
+    reason: str,
+    training_run_folder: str,
+    policy: StorageSettings,
 ) -> None:
-    """Point models/champion.json at `version`."""
+    """Point models/champion.json at `version` (and the run folder its training published)."""
     pointer = {
         "version": version,
         "model_card": f"{MODELS}/{version}/{MODEL_CARD}",
         "model_card_sha256": card_sha256,
+        "training_run_folder": training_run_folder,
         "promoted_utc": promoted_utc,
         "reason": reason,
     }
@@ -430,6 +469,14 @@ def resolve_storage_task(storage_block: str | None, output_dir: str) -> Writable
     storage = resolve_storage(storage_block, output_dir)
     get_run_logger().info("Storage: %s", describe_storage(storage))
     return storage
+
+
+@task(name="choose-run-folder", cache_policy=NO_CACHE)
+def free_run_folder_task(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> str:
+    """The run's folder, runs/YYYYMMDD_HHMMSS (UTC), moved on by a second if a complete run holds it."""
+    folder = free_run_folder(storage, created_utc, policy=settings.storage)
+    get_run_logger().info("This run publishes to %s", folder)
+    return folder
 
 
 @task(name="publish-run", cache_policy=NO_CACHE)

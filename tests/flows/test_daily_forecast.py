@@ -45,6 +45,8 @@ def test_daily_run_publishes_a_complete_folder_and_moves_latest(store: Path) -> 
     assert json.loads((store / "latest.json").read_text())["run_folder"] == result["run_folder"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["kind"] == "daily" and manifest["model_version"] == result["model_version"]
+    training_run = store / manifest["model_training_run"]
+    assert (training_run / "model_history.csv").exists() and (training_run / "backtest_metrics.csv").exists()
 
 
 def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store: Path) -> None:

@@ -69,7 +69,9 @@ def test_manifest_and_latest_describe_the_complete_run(demo_run: tuple[Path, dic
         assert entry["rows"] == len(pd.read_csv(folder / entry["name"]))
     assert manifest["kind"] == "training" and manifest["as_of"] == "2025-06-30"
     assert manifest["data_through"] <= "2025-06-30" and manifest["model_version"] == result["model_version"]
-    assert json.loads((out / "latest.json").read_text())["run_folder"] == result["run_folder"]
+    assert manifest["model_training_run"] == result["run_folder"]
+    # latest.json is what Power BI shows: only daily runs move it.
+    assert not (out / "latest.json").exists()
 
 
 def test_demo_data_is_labelled_in_every_output(demo_run: tuple[Path, dict]) -> None:
@@ -94,6 +96,7 @@ def test_model_version_folder_has_model_scaler_and_a_card_with_matching_hashes(d
     assert len(card["backtest"]) == 4 * 5 and card["champion_gate"]["promoted"] is True
     champion = json.loads((out / "models" / "champion.json").read_text())
     assert champion["version"] == result["model_version"]
+    assert champion["training_run_folder"] == card["training_run_folder"] == result["run_folder"]
     assert champion["model_card_sha256"] == sha256_hex((version_dir / "model_card.json").read_bytes())
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pickle"))
 

@@ -97,7 +97,10 @@ def stored_model(tmp_path: Path) -> LocalFileSystem:
     files = {"lstm_model.keras": b"PK-model-bytes", "scaler.json": b"{}"}
     card = {"version": "v1", "files": {name: sha256_hex(content) for name, content in files.items()}}
     card_sha = save_model_version(storage, "v1", files, card, policy=POLICY)
-    promote_champion(storage, "v1", card_sha, promoted_utc="2026-11-23T00:00:00+00:00", reason="test", policy=POLICY)
+    promote_champion(
+        storage, "v1", card_sha, promoted_utc="2026-11-23T00:00:00+00:00", reason="test",
+        training_run_folder="runs/20261123_000000", policy=POLICY,
+    )
     return storage
 
 
@@ -133,3 +136,15 @@ def test_a_missing_model_file_is_a_model_store_error(tmp_path: Path) -> None:
 def test_a_storage_block_name_needs_its_type() -> None:
     with pytest.raises(StorageError, match="azure-blob-storage-container/forecast"):
         resolve_storage("forecast", "data")
+
+
+def test_a_second_run_in_the_same_second_gets_the_next_folder(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from tasks.storage import free_run_folder
+
+    storage = local(tmp_path)
+    created = datetime(2026, 11, 23, 14, 30, 0, tzinfo=timezone.utc)
+    assert free_run_folder(storage, created, policy=POLICY) == "runs/20261123_143000"
+    publish(storage, "runs/20261123_143000")
+    assert free_run_folder(storage, created, policy=POLICY) == "runs/20261123_143001"
