@@ -1,0 +1,78 @@
+# Image of the market-forecast flows, run by the Prefect Docker work pool (prefect.yaml) and
+# built by `prefect deploy --name daily-forecast-docker` (docs/deployment.md).
+#
+# Base: python:3.11-slim, not prefecthq/prefect:3-python3.11. The Prefect image ships its own
+# Prefect and dependency versions (installed with uv); here every package version comes from
+# requirements.lock, the same file the tests install, so the image runs exactly what was tested.
+# The classic builder that prefect-docker's build step uses (docker-py) has no BuildKit, so this
+# file uses no BuildKit-only syntax (no RUN --mount, no heredocs).
+FROM python:3.11-slim
+
+# Commit the image is built from; reported by the flows in every manifest.json (code_version).
+ARG GIT_SHA=""
+# Keep VERSION equal to pyproject.toml's version (tests/deploy/test_dockerfile.py checks it).
+ARG VERSION=0.1.0
+# Repository URL for the source label, e.g. --build-arg SOURCE_URL="$(git remote get-url origin)".
+ARG SOURCE_URL=""
+# Packaging tools `pip freeze` leaves out of the lock: setuptools builds the project below (no
+# build isolation, so nothing unpinned is fetched) and astunparse, a TensorFlow dependency,
+# declares `wheel` as a requirement (pip check fails without it).
+ARG SETUPTOOLS_VERSION=80.9.0
+ARG WHEEL_VERSION=0.48.0
+
+LABEL org.opencontainers.image.title="market-forecast" \
+      org.opencontainers.image.description="Prefect flows forecasting US market indicators from FRED with an LSTM; CSVs for Power BI" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${GIT_SHA}" \
+      org.opencontainers.image.source="${SOURCE_URL}"
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    MARKET_FORECAST_GIT_SHA=${GIT_SHA}
+
+# The flows run as this unprivileged user; Prefect keeps its home in /home/app/.prefect.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --no-log-init --uid 10001 --gid app --create-home --home-dir /home/app app
+
+# Must equal the set_working_directory pull step of the Docker deployments in prefect.yaml.
+WORKDIR /opt/market-forecast
+
+# Dependencies: this layer depends on the lock file only, so a code change does not reinstall
+# TensorFlow. --no-deps: the lock lists every package (a `pip freeze` of the tested environment,
+# tensorflow-cpu included) and nothing else is resolved; pip check proves the set is complete.
+# The lock is installed after the packaging tools, so its pins win if it lists them too.
+COPY requirements.lock ./
+RUN python -m pip install --no-cache-dir "setuptools==${SETUPTOOLS_VERSION}" "wheel==${WHEEL_VERSION}" \
+    && python -m pip install --no-cache-dir --no-deps -r requirements.lock \
+    && python -m pip check
+
+# The project (no dependency resolution). The source stays in the working directory as well:
+# the deployments' entrypoints (flows/daily_forecast.py:daily_forecast) are loaded from it.
+# (README.md* : pyproject.toml names it as the package's long description; the glob keeps a tree
+# without it buildable.)
+COPY pyproject.toml README.md* ./
+COPY blocks ./blocks
+COPY flows ./flows
+COPY tasks ./tasks
+RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && python -m pip check \
+    && rm -rf build market_forecast.egg-info \
+    && install -d -o app -g app /opt/market-forecast/data
+
+# Numeric, so that runtimes checking runAsNonRoot can verify it without /etc/passwd.
+USER 10001:10001
+
+# Smoke test at build time: both flows import (TensorFlow included) as the runtime user.
+RUN python -c "import flows.daily_forecast, flows.train_model, blocks.fred; print('market-forecast flows import')"
+
+# A flow-run container lives as long as its run; this cheap check (no TensorFlow import) says
+# whether its Python environment is still intact.
+HEALTHCHECK --interval=5m --timeout=60s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import prefect, tasks.settings, blocks.fred"]
+
+# The Docker worker replaces this with `prefect flow-run execute`; by hand the image runs a flow.
+CMD ["python", "-m", "flows.daily_forecast", "--help"]

@@ -1,0 +1,1 @@
+"""Tests of the containerized deployment: Dockerfile, .dockerignore, the lock file, prefect.yaml."""
