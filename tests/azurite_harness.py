@@ -49,6 +49,15 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
+from tests.processes import (
+    HOST,
+    free_port,
+    signal_group,
+    spawn_logged,
+    stop_group,
+    tail,
+)
+
 try:  # pragma: no cover - always present on Linux/macOS
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no inter-process install lock
@@ -70,7 +79,6 @@ ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-HOST = "127.0.0.1"
 LOG_FILE_NAME = "azurite.log"
 MIN_NODE_MAJOR = 18
 NPM_CI_TIMEOUT = 900.0
@@ -90,10 +98,6 @@ _FIX_HINT = (
 
 class AzuriteUnavailable(RuntimeError):
     """Azurite could not be installed or started."""
-
-
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:]) or "<no output>"
 
 
 def _fix_hint() -> str:
@@ -184,32 +188,26 @@ def ensure_azurite_installed() -> Path:
                 raise AzuriteUnavailable(
                     f"`{' '.join(cmd[1:])}` in {AZURITE_DIR} did not finish within "
                     f"{NPM_CI_TIMEOUT:.0f} s.\n--- npm stderr (tail) ---\n"
-                    f"{_tail(stderr or '')}\n{_fix_hint()}"
+                    f"{tail(stderr or '')}\n{_fix_hint()}"
                 ) from exc
             except OSError as exc:
                 raise AzuriteUnavailable(f"Could not run npm ({npm}): {exc}. {_fix_hint()}") from exc
             if proc.returncode != 0:
                 raise AzuriteUnavailable(
                     f"`npm ci` in {AZURITE_DIR} failed with exit code {proc.returncode}."
-                    f"\n--- npm stderr (tail) ---\n{_tail(proc.stderr or proc.stdout)}\n"
+                    f"\n--- npm stderr (tail) ---\n{tail(proc.stderr or proc.stdout)}\n"
                     f"{_fix_hint()}"
                 )
             if not _installed():
                 raise AzuriteUnavailable(
                     f"`npm ci` in {AZURITE_DIR} succeeded but {_executable()} (azurite "
                     f"{_pinned_version()}) is missing.\n--- npm output (tail) ---\n"
-                    f"{_tail(proc.stdout + proc.stderr)}\n{_fix_hint()}"
+                    f"{tail(proc.stdout + proc.stderr)}\n{_fix_hint()}"
                 )
             return _executable()
         finally:
             if fcntl is not None:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 _RUNNING: set[Azurite] = set()
@@ -233,7 +231,7 @@ class Azurite:
     def __init__(self, location: Path, *, port: int | None = None) -> None:
         self.location = Path(location)
         self._auto_port = port is None
-        self.port: int = _free_port() if port is None else int(port)
+        self.port: int = free_port() if port is None else int(port)
         self._proc: subprocess.Popen[bytes] | None = None
         self._started_once = False
 
@@ -271,7 +269,7 @@ class Azurite:
         node = _node()
         self.location.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
-        # A port picked by _free_port() can be taken before Azurite binds it:
+        # A port picked by free_port() can be taken before Azurite binds it:
         # pick another one, but only before the first successful start.
         attempts = 3 if self._auto_port and not self._started_once else 1
         for attempt in range(attempts):
@@ -283,11 +281,11 @@ class Azurite:
             self.kill()
             output = self._log_since(log_offset)
             if "EADDRINUSE" in output and attempt + 1 < attempts:
-                self.port = _free_port()
+                self.port = free_port()
                 continue
             raise AzuriteUnavailable(
                 f"Azurite did not start on {HOST}:{self.port} ({error}).\n"
-                f"--- {self.log_path} (tail) ---\n{_tail(output)}"
+                f"--- {self.log_path} (tail) ---\n{tail(output)}"
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -304,19 +302,7 @@ class Azurite:
         ]  # fmt: skip
         env = dict(os.environ)
         env.pop("AZURITE_ACCOUNTS", None)  # keep exactly the default dev account
-        with open(self.log_path, "ab") as log:
-            offset = log.tell()
-            log.write(f"--- {dt.datetime.now().isoformat()} {' '.join(cmd)}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self.location,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: kill() gets all of it
-            )
+        self._proc, offset = spawn_logged(cmd, log_path=self.log_path, cwd=self.location, env=env)
         _RUNNING.add(self)
         return offset
 
@@ -364,18 +350,11 @@ class Azurite:
 
     def _signal(self, sig: int) -> None:
         assert self._proc is not None
-        try:
-            os.killpg(self._proc.pid, sig)  # pgid == pid (start_new_session)
-        except ProcessLookupError:
-            pass
+        signal_group(self._proc, sig)
 
     def _reap(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
-            # The leader is gone; make sure nothing else of its group survives.
-            try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            signal_group(self._proc, signal.SIGKILL)  # the leader is gone; so must its group be
             self._proc = None
             _RUNNING.discard(self)
 
@@ -383,13 +362,7 @@ class Azurite:
         """SIGTERM (Azurite saves its data), SIGKILL after 5 s. Idempotent."""
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self._proc.wait()
+        stop_group(self._proc, grace=5)
         self._reap()
 
     def kill(self) -> None:

@@ -42,8 +42,6 @@ import atexit
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -53,7 +51,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from tests.processes import HOST, free_port, spawn_logged, stop_group, tail_file
 
 DEFAULT_SERVER_ENV: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -75,18 +73,13 @@ DEFAULT_WORKER_ENV: dict[str, str] = {
 _DROPPED = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH", "PREFECT_UI_URL")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+def _drain_prefect_workers() -> None:
+    """Send what Prefect's event and log workers hold, then stop them (new ones start on demand)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
 
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "<no log>"
-    return "\n".join(text.strip().splitlines()[-lines:]) or "<empty log>"
+    for worker in (EventsWorker, APILogWorker):
+        worker.drain_all(timeout=30, at_exit=False)
 
 
 def _no_proxy(env: dict[str, str]) -> None:
@@ -96,24 +89,6 @@ def _no_proxy(env: dict[str, str]) -> None:
             if host not in parts:
                 parts.append(host)
         env[key] = ",".join(parts)
-
-
-def _kill_group(proc: subprocess.Popen[Any], *, grace: float) -> None:
-    """SIGTERM the process group, SIGKILL it after `grace` seconds. No-op once exited."""
-    if proc.poll() is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group, if any
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 _RUNNING: set[PrefectServer] = set()
@@ -137,7 +112,7 @@ class PrefectServer:
     def __init__(self, home: Path, *, port: int | None = None, extra_env: Mapping[str, str] | None = None) -> None:
         self.home = Path(home)
         self._auto_port = port is None
-        self.port: int = _free_port() if port is None else int(port)
+        self.port: int = free_port() if port is None else int(port)
         self.server_env: dict[str, str] = {**DEFAULT_SERVER_ENV, **(extra_env or {})}
         self._proc: subprocess.Popen[bytes] | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
@@ -187,11 +162,11 @@ class PrefectServer:
             log = self._log_since(offset)
             self._stop_server()
             if "address already in use" in log.lower() and attempt + 1 < attempts:
-                self.port = _free_port()
+                self.port = free_port()
                 continue
             raise RuntimeError(
                 f"prefect server on {HOST}:{self.port} did not become healthy ({error}).\n"
-                f"--- {self.log_path} (tail) ---\n{_tail(self.log_path)}"
+                f"--- {self.log_path} (tail) ---\n{tail_file(self.log_path)}"
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -202,19 +177,7 @@ class PrefectServer:
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
         _no_proxy(env)
         cmd = [self.prefect_executable, "server", "start", "--host", HOST, "--port", str(self.port)]
-        with open(self.log_path, "ab") as log:
-            offset = log.tell()
-            log.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self.home,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() gets all of it
-            )
+        self._proc, offset = spawn_logged(cmd, log_path=self.log_path, cwd=self.home, env=env)
         _RUNNING.add(self)
         return offset
 
@@ -246,13 +209,13 @@ class PrefectServer:
 
     def _stop_server(self) -> None:
         if self._proc is not None:
-            _kill_group(self._proc, grace=15)
+            stop_group(self._proc, grace=15)
             self._proc = None
 
     def stop(self) -> None:
         """Stop the workers this object started, then the server. Idempotent."""
         for worker in self._workers:
-            _kill_group(worker, grace=10)
+            stop_group(worker, grace=10)
         self._workers.clear()
         self._stop_server()
         _RUNNING.discard(self)
@@ -333,16 +296,7 @@ class PrefectServer:
         env.update(extra_env or {})
         log_path = self.home / f"worker-{pool}-{len(self._workers)}.log"
         cmd = [self.prefect_executable, "worker", "start", "--pool", pool]
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc, _ = spawn_logged(cmd, log_path=log_path, cwd=cwd, env=env)
         proc.log_path = log_path  # type: ignore[attr-defined]
         self._workers.append(proc)
         if ready_timeout is not None:
@@ -366,22 +320,32 @@ class PrefectServer:
             time.sleep(0.5)
         state = f"exited with code {proc.returncode}" if proc.poll() is not None else f"not registered within {timeout:.0f} s"
         raise RuntimeError(
-            f"worker for pool {pool!r} {state}.\n--- {proc.log_path} (tail) ---\n{_tail(proc.log_path)}"  # type: ignore[attr-defined]
+            f"worker for pool {pool!r} {state}.\n--- {proc.log_path} (tail) ---\n{tail_file(proc.log_path)}"  # type: ignore[attr-defined]
         )
 
     def stop_worker(self, worker: subprocess.Popen[bytes]) -> None:
         """Stop one worker started by start_worker (SIGTERM, SIGKILL after 10 s). Idempotent."""
-        _kill_group(worker, grace=10)
+        stop_group(worker, grace=10)
         if worker in self._workers:
             self._workers.remove(worker)
 
     @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
-        """Bind Prefect in this process to this server (PREFECT_API_URL) for the block."""
+        """Bind Prefect in this process to this server (PREFECT_API_URL) for the block.
+
+        Prefect's event and log workers are process-wide singletons bound to the API URL current
+        when they start. They are drained and dropped on the way in and out, so events and logs
+        go to the API they belong to (this server inside the block, the test harness outside it),
+        not to whichever API happened to be current first.
+        """
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
+        _drain_prefect_workers()
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            yield
+            try:
+                yield
+            finally:
+                _drain_prefect_workers()
 
     @contextlib.contextmanager
     def client(self) -> Iterator[Any]:
