@@ -13,6 +13,7 @@ it does when the market-forecast package is installed where the server runs, thr
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import os
 import re
 import smtplib
@@ -82,7 +83,9 @@ def send_email(
         smtp_type = SMTPType[smtp_type.upper()]
     port = credentials.smtp_port or smtp_type.value
 
-    message = EmailMessage()
+    # Lines up to RFC 5322's 998-character limit: the default 78 folds a long subject right after
+    # "Subject:", and readers then see it with a leading space.
+    message = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
     message["Subject"] = subject
     message["From"] = sender
     message["To"] = ", ".join(recipients)
