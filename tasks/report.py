@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
 from tasks.fetch import DEMO_LABEL
+from tasks.training import json_records
 
 
 @dataclass(frozen=True)
@@ -113,17 +114,6 @@ def summary_markdown(facts: RunFacts, metrics: pd.DataFrame, forecast: pd.DataFr
     return "\n\n".join(parts)
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = frame.copy()
-    for column in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[column]):
-            out[column] = out[column].dt.strftime("%Y-%m-%d")
-    return [
-        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-        for row in out.to_dict("records")
-    ]
-
-
 @task(name="post-run-artifacts", cache_policy=NO_CACHE)
 def post_artifacts_task(facts: RunFacts, metrics: pd.DataFrame, forecast: pd.DataFrame, backtest: pd.DataFrame | None = None) -> None:
     """Post the summary, the forecast table (and metrics/backtest tables) to the Prefect UI."""
@@ -133,10 +123,10 @@ def post_artifacts_task(facts: RunFacts, metrics: pd.DataFrame, forecast: pd.Dat
         key=f"{prefix}-summary",
         description=f"{facts.flow} as of {facts.as_of}",
     )
-    create_table_artifact(_records(metrics), key=f"{prefix}-metrics", description="Metrics against the random walk")
-    create_table_artifact(_records(forecast), key=f"{prefix}-forecast", description="Forecast with 80%/95% intervals")
+    create_table_artifact(json_records(metrics), key=f"{prefix}-metrics", description="Metrics against the random walk")
+    create_table_artifact(json_records(forecast), key=f"{prefix}-forecast", description="Forecast with 80%/95% intervals")
     if backtest is not None:
-        create_table_artifact(_records(backtest), key=f"{prefix}-backtest", description="Walk-forward backtest")
+        create_table_artifact(json_records(backtest), key=f"{prefix}-backtest", description="Walk-forward backtest")
     if facts.url:
         create_link_artifact(facts.url, link_text=facts.run_folder, key=f"{prefix}-published-run")
     get_run_logger().info("Posted the run summary and tables to the Prefect UI")
