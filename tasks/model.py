@@ -52,7 +52,8 @@ def build_model(
     hidden = keras.layers.LSTM(units, dropout=dropout, name="lstm")(inputs)
     outputs = keras.layers.Dense(n_outputs, name="next_returns")(hidden)
     model = keras.Model(inputs, outputs, name="market_lstm")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
+    losses = {"huber": keras.losses.Huber, "mse": keras.losses.MeanSquaredError}
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses[loss]())
     return model
 
 
@@ -77,42 +78,62 @@ def train_network(
 ) -> pd.DataFrame:
     """Fit `model` on the training windows, reporting the validation loss after each epoch.
 
+    A lean loop instead of `model.fit`: each epoch's minibatches run inside one traced function,
+    which trains this small network about 3x faster on a CPU (Keras' per-step and per-epoch
+    machinery dominated the cost). Each epoch shuffles the windows with a generator seeded by
+    `seed` and drops the last incomplete batch; dropout draws from Keras' seeded generator. The
+    loss and optimizer are those `build_model` compiled.
+
     Args:
         model: a compiled model from `build_model`.
         train: (inputs, targets) of the training windows.
         validation: (inputs, targets) of the validation slice (from the training part).
         epochs: number of epochs.
-        batch_size: batch size.
-        seed: random seed (weights initialised before this call use the same seed).
+        batch_size: batch size (capped at the number of training windows).
+        seed: random seed of the shuffling and of dropout.
         on_epoch_end: called with (epoch number from 1, {"loss": ..., "val_loss": ...}).
 
     Returns:
-        One row per epoch: epoch, loss, val_loss.
+        One row per epoch: epoch, loss (mean training loss of the epoch's batches, with dropout),
+        val_loss (on the validation slice, without dropout).
     """
     keras = _keras()
+    import tensorflow as tf
+
     keras.utils.set_random_seed(seed)
-    callbacks = []
-    if on_epoch_end is not None:
-        callbacks.append(
-            keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: on_epoch_end(
-                    epoch + 1, {k: float(v) for k, v in (logs or {}).items()}
-                )
-            )
-        )
-    history = model.fit(
-        train[0],
-        train[1],
-        validation_data=validation,
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-    )
-    frame = pd.DataFrame(history.history)
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    return frame[["epoch", "loss", "val_loss"]]
+    inputs, targets = train
+    loss_fn, optimizer = model.loss, model.optimizer
+    optimizer.build(model.trainable_variables)
+    size = max(1, min(batch_size, len(inputs)))
+    n_batches = len(inputs) // size
+
+    @tf.function
+    def run_epoch(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:  # x: (batches, size, L, F)
+        total = tf.constant(0.0)
+        for i in tf.range(tf.shape(x)[0]):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y[i], model(x[i], training=True))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            total += loss
+        return total / tf.cast(tf.shape(x)[0], tf.float32)
+
+    predict = predictor_for(model)
+    val_inputs, val_targets = validation
+    rng = np.random.default_rng(seed)
+    rows = []
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(inputs))[: n_batches * size]
+        x = inputs[order].reshape(n_batches, size, *inputs.shape[1:])
+        y = targets[order].reshape(n_batches, size, *targets.shape[1:])
+        logs = {
+            "loss": float(run_epoch(tf.constant(x), tf.constant(y))),
+            "val_loss": float(loss_fn(val_targets, predict(val_inputs))),
+        }
+        rows.append({"epoch": epoch, **logs})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)
+    return pd.DataFrame(rows, columns=["epoch", "loss", "val_loss"])
 
 
 _PREDICTORS: weakref.WeakKeyDictionary[Any, Predictor] = weakref.WeakKeyDictionary()
