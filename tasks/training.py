@@ -8,6 +8,7 @@ validation slice (the last `validation_fraction` of it). The test part is left f
 from __future__ import annotations
 
 import platform
+import time
 from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
@@ -254,13 +255,16 @@ def train_lstm_task(levels: pd.DataFrame, settings: Settings) -> TrainedModel:
     """Fit the model, logging each epoch's losses and showing progress in the Prefect UI."""
     logger = get_run_logger()
     progress = create_progress_artifact(progress=0.0, description="LSTM training epochs")
+    last_update = [time.monotonic()]
 
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
         logger.info(
             "epoch %d/%d: loss %.5f, val_loss %.5f", epoch, settings.epochs, logs.get("loss", float("nan")), logs.get("val_loss", float("nan"))
         )
-        if progress is not None:
+        # One API call per second at most: an epoch can take a few milliseconds.
+        if progress is not None and (epoch == settings.epochs or time.monotonic() - last_update[0] >= 1.0):
             update_progress_artifact(progress, progress=100.0 * epoch / settings.epochs)
+            last_update[0] = time.monotonic()
 
     trained = fit_lstm(levels, settings, on_epoch_end=on_epoch_end)
     logger.info(
