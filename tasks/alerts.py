@@ -20,29 +20,19 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tasks.errors import redact
+
 ALERT_BLOCK_VARIABLE = "MARKET_FORECAST_ALERT_BLOCK"
 DEFAULT_ALERT_BLOCK = "email-alerts/market-forecast-alerts"
 ALERT_SENT_EVENT = "market-forecast.alert.sent"
 MARKET_TZ = ZoneInfo("America/New_York")
 MAX_ERROR_CHARS = 3000
-
-# key=value secrets that may sit in an URL or a connection string inside an error message.
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(api_key=)[^&\s'\"<>]+"),
-    re.compile(r"(?i)(AccountKey=)[^;\s'\"]+"),
-    re.compile(r"(?i)(SharedAccessSignature=)[^;\s'\"]+"),
-    re.compile(r"(?i)([?&]sig=)[^&;\s'\"]+"),
-    re.compile(r"(?i)(password=)[^&;\s'\"]+"),
-    re.compile(r"(?i)(://[^:/@\s]+:)[^@/\s]+(?=@)"),  # scheme://user:password@host
-)
-
 
 def scrub_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
     """Hide secrets in `text`: each given value, and key=value secrets of URLs and connection strings.
@@ -55,11 +45,7 @@ def scrub_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
     Returns:
         The text with each secret replaced by '***'.
     """
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + "***", text)
-    return text
+    return redact(text, *sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
 
 
 def collect_secrets(env: Mapping[str, str], *extra: str | None) -> list[str]:

@@ -6,6 +6,7 @@ secret: FRED's messages and URLs pass through `redact` before they reach an exce
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date
 
@@ -136,17 +137,31 @@ class PublishError(StorageError):
     """A run could not be published completely; latest.json was left as it was."""
 
 
+# key=value secrets that may sit in an URL or a connection string inside an error message.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(api_key=)[^&\s'\"<>]+"),
+    re.compile(r"(?i)(AccountKey=)[^;\s'\"]+"),
+    re.compile(r"(?i)(SharedAccessSignature=)[^;\s'\"]+"),
+    re.compile(r"(?i)([?&]sig=)[^&;\s'\"]+"),
+    re.compile(r"(?i)(password=)[^&;\s'\"]+"),
+    re.compile(r"(?i)(://[^:/@\s]+:)[^@/\s]+(?=@)"),  # scheme://user:password@host
+)
+
+
 def redact(text: str, *secrets: str | None) -> str:
-    """Replace every occurrence of each non-empty secret in `text` with '***'.
+    """Hide secrets in `text`: each given value, and key=value secrets of URLs and connection strings.
 
     Args:
-        text: Any message that might contain a secret (an URL, a server's error body).
+        text: Any message that might contain a secret (an URL with api_key=, a server's error
+            body, a connection string).
         *secrets: The secret values to hide; None and empty strings are ignored.
 
     Returns:
-        The text with the secrets replaced.
+        The text with the secrets replaced by '***'.
     """
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***", text)
     return text

@@ -25,3 +25,4 @@ def test_readme_quick_start_has_exactly_the_two_commands() -> None:
     block = quick_start.split("```bash", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     assert commands == ["make demo", "make test"]
+
