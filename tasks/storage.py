@@ -30,7 +30,7 @@ from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
-from tasks.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError
+from tasks.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError, redact
 from tasks.settings import Settings, StorageSettings
 
 LATEST = "latest.json"
@@ -184,7 +184,8 @@ def _with_retries(action: Callable[[], T], *, what: str, storage: WritableFileSy
                 if isinstance(exc, TimeoutError) and not str(exc):  # asyncio.wait_for says nothing
                     detail = f"no answer within {policy.timeout_seconds:g} s (is the storage endpoint reachable?)"
                 else:
-                    detail = str(exc).splitlines()[0] if str(exc) else "no message"
+                    # redact: an Azure error can quote a URL with a SAS signature in it.
+                    detail = redact(str(exc).splitlines()[0]) if str(exc) else "no message"
                 raise StorageError(
                     f"{what} failed on {describe_storage(storage)} after {attempt} attempt(s): "
                     f"{type(exc).__name__}: {detail}"
