@@ -72,7 +72,7 @@ RUN python -c "import flows.daily_forecast, flows.train_model, blocks.fred; prin
 # A flow-run container lives as long as its run; this cheap check (no TensorFlow import) says
 # whether its Python environment is still intact.
 HEALTHCHECK --interval=5m --timeout=60s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import prefect, tasks.settings, blocks.fred"]
+    CMD ["python", "-c", "import prefect, tasks.core.settings, blocks.fred"]
 
 # The Docker worker replaces this with `prefect flow-run execute`; by hand the image runs a flow.
 CMD ["python", "-m", "flows.daily_forecast", "--help"]

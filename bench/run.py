@@ -10,7 +10,7 @@ What it does, in one process tree:
    through ``tests.fred_server.FredServer``, a FRED-compatible HTTP API, so the real fetch path
    (fredapi -> HTTP -> XML) runs.
 2. Fetches the series once through that server and aligns them with the project's
-   ``tasks.align.align_sessions`` (same settings); the aligned levels go to a temporary CSV, the seed
+   ``tasks.core.align.align_sessions`` (same settings); the aligned levels go to a temporary CSV, the seed
    design's input. Nothing derived from the data is written inside the repository.
 3. Runs the seed design in a child process (``bench.seed_design``: train, backtest, 30-step forecast,
    then its "daily" run: calendar check, fetch, load model, predict the lookback, forecast, write CSVs).
@@ -178,7 +178,7 @@ def build_settings(*, series: Sequence[str] | None, epochs: int | None, history_
     """
     from pydantic import ValidationError
 
-    from tasks.settings import Settings
+    from tasks.core.settings import Settings
 
     data: dict[str, Any] = Settings().model_dump(mode="json")
     if series:
@@ -201,7 +201,7 @@ def build_settings(*, series: Sequence[str] | None, epochs: int | None, history_
 
 def non_default_settings(settings: Any) -> dict[str, Any]:
     """Fields (dotted) whose value differs from the project's defaults."""
-    from tasks.settings import Settings
+    from tasks.core.settings import Settings
 
     def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -250,8 +250,8 @@ def fetch_and_align(*, url: str, api_key: str, settings: Any, as_of: date) -> An
     """
     from fredapi import Fred
 
-    from tasks.align import align_sessions
-    from tasks.errors import PipelineError
+    from tasks.core.align import align_sessions
+    from tasks.core.errors import PipelineError
 
     fred = Fred(api_key=api_key)
     fred.root_url = url
@@ -516,14 +516,15 @@ def run_project_child(spec: Mapping[str, Any]) -> dict[str, Any]:
     import pandas as pd
     import tensorflow  # noqa: F401
 
-    import tasks.training as training
     from flows.daily_forecast import daily_forecast
     from flows.train_model import train_model
-    from tasks.features import Scaler
-    from tasks.forecast import forecast_levels
-    from tasks.model import model_from_bytes, predictor_for
-    from tasks.settings import Settings
-    from tasks.storage import load_model_files, promote_champion, read_bytes, resolve_storage, sha256_hex
+    from tasks.adapters.blob_store import resolve_storage
+    from tasks.adapters.model_store import load_model_files, model_from_bytes, promote_champion, save_model_version
+    from tasks.core.contracts import GateDecision
+    from tasks.core.features import Scaler
+    from tasks.core.forecast import forecast_levels
+    from tasks.core.model import predictor_for
+    from tasks.core.settings import Settings
 
     import_seconds = time.perf_counter() - started
     rss_after_imports = peak_rss_mb()
@@ -535,39 +536,19 @@ def run_project_child(spec: Mapping[str, Any]) -> dict[str, Any]:
     rss_checkpoints = {"after_imports": rss_after_imports}
     notes: list[str] = []
 
-    # The train-lstm stage, timed in-process around the call the flow's task makes.
-    fits: list[dict[str, Any]] = []
-    original_fit = getattr(training, "fit_lstm", None)
-    if callable(original_fit):
-
-        def timed_fit_lstm(levels: Any, *args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            trained = original_fit(levels, *args, **kwargs)
-            fits.append({"seconds": time.perf_counter() - t0, "levels": levels})
-            return trained
-
-        training.fit_lstm = timed_fit_lstm
-    try:
-        t0 = time.perf_counter()
-        train_state = train_model(as_of=as_of, settings=settings, output_dir=str(output_dir), return_state=True)
-        train_flow_seconds = time.perf_counter() - t0
-        summary = train_state.result()
-        rss_checkpoints["after_training_flow"] = peak_rss_mb()
-    finally:
-        if callable(original_fit):
-            training.fit_lstm = original_fit
+    t0 = time.perf_counter()
+    train_state = train_model(as_of=as_of, settings=settings, output_dir=str(output_dir), return_state=True)
+    train_flow_seconds = time.perf_counter() - t0
+    summary = train_state.result()
+    rss_checkpoints["after_training_flow"] = peak_rss_mb()
     if summary.get("data_source") != "fred":
         raise RuntimeError(f"the training flow used {summary.get('data_source')!r} data, not the benchmark's FRED server")
+    # The train-lstm stage, timed as the Prefect API recorded its task run.
     train_stages = _flow_task_runs(train_state.state_details.flow_run_id)
-
-    if fits:
-        train_seconds, train_source = fits[0]["seconds"], "fit_lstm wall time (in-process, the train-lstm task's call)"
-    else:
-        stage = [s for s in train_stages if s["name"].startswith("train-lstm")]
-        if not stage:
-            raise RuntimeError("cannot time training: tasks.training.fit_lstm was not called and no train-lstm task run was found")
-        train_seconds, train_source = stage[0]["seconds"], "train-lstm task run (Prefect API)"
-        notes.append("training timed from the Prefect task run: tasks.training.fit_lstm was not called by the flow")
+    stage = [s for s in train_stages if s["name"].startswith("train-lstm")]
+    if not stage:
+        raise RuntimeError("cannot time training: no train-lstm task run was recorded for the training flow")
+    train_seconds, train_source = stage[0]["seconds"], "train-lstm task run (Prefect API)"
 
     run_folder = output_dir / summary["run_folder"]
     backtest_path = run_folder / "backtest_metrics.csv"
@@ -575,16 +556,20 @@ def run_project_child(spec: Mapping[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"the training flow wrote no backtest_metrics.csv in {run_folder}")
     backtest = pd.read_csv(backtest_path)
 
-    # 30-session forecast: a freshly loaded copy of the stored model, as the daily flow has it.
+    # 30-session forecast: a freshly loaded copy of the stored model, as the daily flow has it, on
+    # the levels the training run published (its actuals.csv).
     seed_levels = read_levels_csv(Path(spec["levels_csv"]))
-    levels = fits[0]["levels"] if fits else seed_levels
+    actuals = pd.read_csv(run_folder / "actuals.csv", parse_dates=["date"])
+    levels = actuals.pivot(index="date", columns="series_id", values="value")[list(settings.series)]
+    levels.index = pd.DatetimeIndex(levels.index, name="date").as_unit("ns")
+    levels.columns.name = None
     same_data = bool(
         levels.index.equals(seed_levels.index)
         and list(levels.columns) == list(seed_levels.columns)
         and np.allclose(levels.to_numpy(dtype="float64"), seed_levels.to_numpy(dtype="float64"), rtol=1e-12, atol=0)
     )
     storage = resolve_storage(None, str(output_dir))
-    files, _card = load_model_files(storage, summary["model_version"], card_sha256=None, policy=settings.storage)
+    files, card = load_model_files(storage, summary["model_version"], card_sha256=None, timeout=settings.storage.timeout_seconds)
     model = model_from_bytes(files["lstm_model.keras"])
     scaler = Scaler.from_json(files["scaler.json"])
     predictor = predictor_for(model)
@@ -607,14 +592,12 @@ def run_project_child(spec: Mapping[str, Any]) -> dict[str, Any]:
     # The daily flow needs a champion: promote the new version if the gate kept it out.
     promoted_by_bench = False
     if not summary.get("promoted"):
-        card_bytes = read_bytes(storage, f"models/{summary['model_version']}/model_card.json", policy=settings.storage)
+        reason = "benchmark: promoted by bench.run to time the daily flow (the champion gate kept it out)"
+        card = card.model_copy(update={"champion_gate": GateDecision(promoted=True, reason=reason)})
+        card_sha = save_model_version(storage, card, files, timeout=settings.storage.timeout_seconds)
         promote_champion(
-            storage,
-            summary["model_version"],
-            sha256_hex(card_bytes),
-            promoted_utc=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-            reason="benchmark: promoted by bench.run to time the daily flow (the champion gate kept it out)",
-            policy=settings.storage,
+            storage, card, card_sha, promoted_utc=datetime.now(timezone.utc).replace(microsecond=0),
+            timeout=settings.storage.timeout_seconds,
         )
         promoted_by_bench = True
         notes.append(f"the champion gate kept the model out ({summary.get('reason')}); the benchmark promoted it to time the daily flow")

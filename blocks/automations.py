@@ -7,7 +7,7 @@ deployments carry; `--tag` changes it) and both notifying through one notificati
 
 1. `<tag>: run failed, crashed or timed out` (proactive). After a flow run enters Failed, Crashed
    or TimedOut it waits `--hook-grace-seconds` (default 60) for `market-forecast.alert.sent` for
-   the same flow run (the event the in-run hook `tasks.alerts.notify_run_failure` emits after it
+   the same flow run (the event the in-run hook `tasks.ops.alerts.notify_run_failure` emits after it
    sent its own, richer, e-mail). Only when that event does not come does it notify. So:
    a plain failure -> one e-mail, the hook's; a killed process (Crashed, no hook can run), a run
    whose code could not even be loaded, or a hook that could not send -> one e-mail, this one.
@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 from prefect.automations import Automation, AutomationCore, EventTrigger, Posture, SendNotification
 
-from tasks.alerts import ALERT_SENT_EVENT, DEFAULT_ALERT_BLOCK
+from blocks.notifications import ALERT_SENT_EVENT, DEFAULT_ALERT_BLOCK
 
 DEFAULT_TAG = "market-forecast"
 DEFAULT_DAILY_FLOW = "daily-forecast"

@@ -3,7 +3,7 @@
 Prefect's server sends automation notifications only through blocks with the `notify` capability
 (`NotificationBlock`), and prefect-email's `EmailServerCredentials` is not one. This block wraps a
 saved `EmailServerCredentials` block and adds the recipients, so the same document serves the
-in-run failure hook (`tasks.alerts`) and the automations' `SendNotification` action.
+in-run failure hook (`tasks.ops.alerts`) and the automations' `SendNotification` action.
 
 The Prefect server process must be able to import this module to run the automation's action:
 it does when the market-forecast package is installed where the server runs, through the
@@ -25,6 +25,16 @@ from prefect.blocks.abstract import NotificationBlock, NotificationError
 from prefect_email import EmailServerCredentials
 from prefect_email.credentials import SMTPServer, SMTPType
 from pydantic import Field, field_validator
+
+from blocks.redaction import environment_secrets, redact
+
+# The alert block `python -m blocks setup` saves, which the failure hook loads unless
+# MARKET_FORECAST_ALERT_BLOCK names another notification block ('<block-type-slug>/<name>').
+ALERTS_BLOCK = "market-forecast-alerts"
+DEFAULT_ALERT_BLOCK = f"email-alerts/{ALERTS_BLOCK}"
+ALERT_BLOCK_VARIABLE = "MARKET_FORECAST_ALERT_BLOCK"
+# Emitted by the failure hook once its alert went out; the failure automation waits for it.
+ALERT_SENT_EVENT = "market-forecast.alert.sent"
 
 # Deliberately simple: one "@", no spaces, a dot in the domain (or a bare host such as localhost).
 _ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+$")
@@ -192,14 +202,12 @@ class EmailAlerts(NotificationBlock):
         A failure is logged; under `raise_on_failure()` (how the automation action and the failure
         hook call it) it raises NotificationError instead. The log never contains the password.
         """
-        from tasks.alerts import collect_secrets, scrub_secrets
-
         # Automation templates quote state messages verbatim: hide key=value secrets and the
         # SMTP password there too, whoever wrote the message.
-        secrets = collect_secrets(os.environ, self.email_server_credentials.password.get_secret_value())
+        secrets = environment_secrets(os.environ, self.email_server_credentials.password.get_secret_value())
         full_subject = " ".join(p for p in (self.subject_prefix, subject or "Prefect notification") if p)
-        full_subject = scrub_secrets(full_subject, secrets)
-        body = scrub_secrets(body, secrets)
+        full_subject = redact(full_subject, *secrets)
+        body = redact(body, *secrets)
         try:
             await asyncio.to_thread(
                 send_email,
@@ -215,10 +223,7 @@ class EmailAlerts(NotificationBlock):
             host = host.value if isinstance(host, SMTPServer) else host
             port = self.email_server_credentials.smtp_port
             where = f"{host}:{port}" if port else str(host)
-            secret = self.email_server_credentials.password.get_secret_value()
-            reason = f"{type(exc).__name__}: {exc}"
-            if secret:
-                reason = reason.replace(secret, "***")
+            reason = redact(f"{type(exc).__name__}: {exc}", *secrets)
             message = (
                 f"Could not e-mail {len(self.recipients)} recipient(s) through the SMTP server {where} "
                 f"({reason}). Check the server, port and login in the Email Server Credentials block."

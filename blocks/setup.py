@@ -30,12 +30,13 @@ from typing import Any, TextIO
 from prefect.blocks.core import Block
 from pydantic import SecretStr, ValidationError
 
+from blocks.azure import BlobAccount, parse_connection_string
 from blocks.fred import FRED_API_URL, FredCredentials
-from blocks.notifications import EmailAlerts, parse_recipients
+from blocks.notifications import ALERTS_BLOCK, EmailAlerts, parse_recipients
+from blocks.redaction import environment_secrets, redact
 
 FRED_BLOCK = "fred"
 SMTP_BLOCK = "market-forecast-smtp"
-ALERTS_BLOCK = "market-forecast-alerts"
 AZURE_CREDENTIALS_BLOCK = "market-forecast-azure"
 STORAGE_BLOCK = "market-forecast"  # the name prefect.yaml and the flows' docstrings use
 
@@ -92,35 +93,6 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
 
 def _first_error(exc: ValidationError) -> str:
     return "; ".join(err["msg"].removeprefix("Value error, ") for err in exc.errors())
-
-
-def parse_connection_string(value: str) -> dict[str, str]:
-    """The key=value parts of an Azure Storage connection string (keys as written).
-
-    Raises:
-        ValueError: it is not a connection string usable for Blob storage. The message names
-            the keys found, never their values.
-    """
-    parts: dict[str, str] = {}
-    for chunk in value.split(";"):
-        if not chunk.strip():
-            continue
-        key, sep, val = chunk.partition("=")
-        if not sep or not key.strip():
-            raise ValueError("it is not made of key=value parts separated by ';'")
-        parts[key.strip()] = val.strip()
-    lowered = {k.lower(): v for k, v in parts.items()}
-    if lowered.get("usedevelopmentstorage", "").lower() == "true":
-        return parts
-    has_key = bool(lowered.get("accountname")) and bool(lowered.get("accountkey"))
-    has_sas = bool(lowered.get("sharedaccesssignature")) and bool(lowered.get("blobendpoint"))
-    if not (has_key or has_sas):
-        found = ", ".join(sorted(parts)) or "none"
-        raise ValueError(
-            "it needs AccountName and AccountKey (or BlobEndpoint and SharedAccessSignature); "
-            f"keys found: {found}"
-        )
-    return parts
 
 
 def _plan_fred(env: Mapping[str, str], plan: Plan) -> None:
@@ -252,7 +224,7 @@ def _plan_azure(env: Mapping[str, str], plan: Plan) -> None:
     container = _get(env, "AZURE_CONTAINER_NAME")
     credentials_ref = f"azure-blob-storage-credentials/{AZURE_CREDENTIALS_BLOCK}"
     container_ref = f"azure-blob-storage-container/{STORAGE_BLOCK}"
-    parts: dict[str, str] | None = None
+    parts: BlobAccount | None = None
     if connection is None:
         plan.skipped.append((credentials_ref, "AZURE_STORAGE_CONNECTION_STRING is not set"))
     else:
@@ -276,7 +248,7 @@ def _plan_azure(env: Mapping[str, str], plan: Plan) -> None:
             why = "AZURE_STORAGE_CONNECTION_STRING is not set" if container else "AZURE_CONTAINER_NAME and AZURE_STORAGE_CONNECTION_STRING are not set"
             plan.skipped.append((container_ref, why))
         return
-    account = {k.lower(): v for k, v in parts.items()}.get("accountname", "development storage")
+    account = parts.account_name or "development storage"
     credentials = AzureBlobStorageCredentials(connection_string=SecretStr(connection))
     plan.blocks.append(
         PlannedBlock(
@@ -395,8 +367,6 @@ def create_container(connection_string: str, container: str, *, timeout: float =
     from azure.core.exceptions import AzureError, ResourceExistsError
     from azure.storage.blob import BlobServiceClient
 
-    from tasks.alerts import collect_secrets, scrub_secrets
-
     try:
         with BlobServiceClient.from_connection_string(
             connection_string, retry_total=2, connection_timeout=timeout, read_timeout=timeout
@@ -409,7 +379,7 @@ def create_container(connection_string: str, container: str, *, timeout: float =
     except AzureError as exc:
         code = getattr(exc, "error_code", None) or type(exc).__name__
         reason = str(exc).splitlines()[0] if str(exc) else code
-        reason = scrub_secrets(reason, collect_secrets({"AZURE_STORAGE_CONNECTION_STRING": connection_string}))
+        reason = redact(reason, *environment_secrets({"AZURE_STORAGE_CONNECTION_STRING": connection_string}))
         raise SetupError(
             f"Could not create the Azure container {container!r} ({code}: {reason}). Check that the storage "
             "account in AZURE_STORAGE_CONNECTION_STRING exists and that its key allows creating containers, "

@@ -1,4 +1,4 @@
-"""Wiring shared by the flows: the run's clock, data loading and manifest facts.
+"""What the flows share: the run's clock, its code version, and the manifest header of a run.
 
 This is the edge where "now" is read (once per run) and handed down; no stage reads the clock.
 """
@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 from datetime import date, datetime, timezone
 from importlib import metadata
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import pandas as pd
+from prefect.runtime import flow_run
 
-from tasks.fetch import Source, fetch_task_for
-from tasks.settings import Settings
+from tasks.core.contracts import RunHeader, RunKind
+from tasks.core.settings import Settings
 
 MARKET_TZ = ZoneInfo("America/New_York")
 
@@ -29,6 +28,12 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+def run_name(prefix: str) -> str:
+    """`<prefix>-<as_of>` for the Prefect UI (as_of defaults to today in New York)."""
+    as_of = flow_run.parameters.get("as_of") or today_in_new_york()
+    return f"{prefix}-{as_of}"
+
+
 def code_version() -> str:
     """Package version, plus the git commit when the image or environment provides it."""
     try:
@@ -39,32 +44,38 @@ def code_version() -> str:
     return f"{version}+{commit[:12]}" if commit else version
 
 
-def fetch_all(source: Source, settings: Settings, *, start: date, end: date) -> dict[str, pd.Series]:
-    """Fetch every configured series concurrently, one `fetch-<SERIES>` task run each."""
-    futures = {
-        sid: fetch_task_for(sid, settings.fetch).submit(source, sid, start, end, settings.fetch) for sid in settings.series
-    }
-    return {sid: future.result() for sid, future in futures.items()}
-
-
-def manifest_fields(
-    *, kind: str, created_utc: datetime, as_of: date, data_source: str, data_start: date, data_through: date,
-    model_version: str, settings: Settings, **extra: Any,
-) -> dict[str, Any]:
-    """The descriptive fields of a run's manifest.json (files are added by tasks.storage)."""
-    from prefect.runtime import flow_run
-
-    return {
-        "kind": kind,
-        "created_utc": created_utc.isoformat().replace("+00:00", "Z"),
-        "as_of": as_of.isoformat(),
-        "data_source": data_source,
-        "demo_data": data_source == "demo",
-        "data_start": data_start.isoformat(),
-        "data_through": data_through.isoformat(),
-        "model_version": model_version,
-        "series": list(settings.series),
-        "code_version": code_version(),
-        "flow_run_id": str(flow_run.id) if flow_run.id else None,
-        **extra,
-    }
+def run_header(
+    *,
+    kind: RunKind,
+    created_utc: datetime,
+    as_of: date,
+    data_source: str,
+    data_start: date,
+    data_through: date,
+    model_version: str,
+    model_training_run: str | None,
+    run_folder: str,
+    settings: Settings,
+    forced: bool = False,
+    champion: bool | None = None,
+    champion_gate: str | None = None,
+) -> RunHeader:
+    """What the run's manifest says about it (its files are added when they are published)."""
+    return RunHeader(
+        kind=kind,
+        created_utc=created_utc,
+        as_of=as_of,
+        data_source=data_source,  # type: ignore[arg-type]  # validated by the model
+        demo_data=data_source == "demo",
+        data_start=data_start,
+        data_through=data_through,
+        model_version=model_version,
+        model_training_run=model_training_run,
+        series=settings.series,
+        code_version=code_version(),
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        run_folder=run_folder,
+        forced=forced,
+        champion=champion,
+        champion_gate=champion_gate,
+    )

@@ -7,39 +7,24 @@ block, so a fresh container runs it. Each stage is a task; this module only wire
 
 from __future__ import annotations
 
-import argparse
 from datetime import date
 from typing import Annotated, Any
 
 from prefect import flow
-from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
 
-from flows.common import fetch_all, manifest_fields, today_in_new_york, utc_now
-from tasks.alerts import notify_run_failure
-from tasks.align import align_sessions_task
-from tasks.evaluate import score_predictions_task
-from tasks.fetch import resolve_source_task
-from tasks.forecast import forecast_sessions_task, predict_history_task
-from tasks.model_store import load_champion_task
-from tasks.outputs import actuals_table, assemble_tables, serialize_tables, validate_outputs_task
-from tasks.report import RunFacts, post_artifacts_task, published_url
-from tasks.sessions import check_market_calendar_task, last_session_on_or_before, session_window_start
-from tasks.settings import Settings
-from tasks.storage import build_manifest, free_run_folder_task, publish_run_task, resolve_storage_task
-from tasks.training import interval_quantiles_from_card
-
-# Sessions fetched beyond what the windows need: room for the latest values being late.
-FETCH_MARGIN_SESSIONS = 10
+from flows.cli import run_from_command_line
+from flows.common import run_header, run_name, today_in_new_york, utc_now
+from tasks.core.settings import Settings
+from tasks.ops.alerts import notify_run_failure
+from tasks.stages.data import align_sessions_task, check_market_calendar_task, daily_fetch_start_task, fetch_all, resolve_source_task
+from tasks.stages.models import load_champion_task
+from tasks.stages.predict import forecast_sessions_task, predict_history_task, score_predictions_task
+from tasks.stages.publish import build_outputs_task, free_run_folder_task, publish_outputs, resolve_storage_task
 
 
-def _run_name() -> str:
-    as_of = flow_run.parameters.get("as_of") or today_in_new_york()
-    return f"daily-{as_of}"
-
-
-@flow(name="daily-forecast", flow_run_name=_run_name, log_prints=True, on_failure=[notify_run_failure])
+@flow(name="daily-forecast", flow_run_name=lambda: run_name("daily"), log_prints=True, on_failure=[notify_run_failure])
 def daily_forecast(
     as_of: date | None = None,
     force: bool = False,
@@ -72,63 +57,31 @@ def daily_forecast(
     storage = resolve_storage_task(storage_block, output_dir)
     source = resolve_source_task(fred_block)
     champion = load_champion_task(storage, settings, data_source=source.kind)
-
-    needed = lookback_sessions + settings.sequence_length + settings.level_window + FETCH_MARGIN_SESSIONS
-    start = session_window_start(last_session_on_or_before(as_of), needed)
+    start = daily_fetch_start_task(as_of, lookback_sessions=lookback_sessions, settings=settings)
     raw = fetch_all(source, settings, start=start, end=as_of)
     aligned = align_sessions_task(raw, start=start, as_of=as_of, settings=settings)
-    levels = aligned.levels
 
-    lookback_start = levels.index[max(0, len(levels) - lookback_sessions)].date()
     predictions = predict_history_task(
-        champion.model, champion.scaler, levels, settings, split_dates=champion.split_dates, first_date=lookback_start
+        champion.model, champion.scaler, aligned.levels, settings, split_dates=champion.split_dates,
+        first_date=aligned.lookback_start(lookback_sessions),
     )
     metrics = score_predictions_task(predictions)
     forecast = forecast_sessions_task(
-        champion.model, champion.scaler, levels, settings, z_quantiles=interval_quantiles_from_card(champion.card)
+        champion.model, champion.scaler, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
     )
-    tables = assemble_tables(
-        actuals=actuals_table(levels.loc[str(lookback_start) :], aligned.filled),
-        predictions=predictions,
-        metrics=metrics,
-        forecast=forecast,
-        model_version=champion.version,
-        data_source=source.kind,
-        as_of=as_of,
+    tables = build_outputs_task(
+        aligned, predictions=predictions, metrics=metrics, forecast=forecast, model_version=champion.version,
+        data_source=source.kind, as_of=as_of, settings=settings, first_date=aligned.lookback_start(lookback_sessions),
     )
-    validate_outputs_task(tables, last_actual=aligned.last_date, horizon=settings.forecast_horizon)
 
     folder = free_run_folder_task(storage, created, settings)
-    files, rows = serialize_tables(tables)
-    manifest = build_manifest(
-        files,
-        rows,
-        **manifest_fields(
-            kind="daily",
-            created_utc=created,
-            as_of=as_of,
-            data_source=source.kind,
-            data_start=lookback_start,
-            data_through=aligned.last_date,
-            model_version=champion.version,
-            model_training_run=champion.card.get("training_run_folder"),
-            settings=settings,
-            forced=force and not market.is_session,
-        ),
+    header = run_header(
+        kind="daily", created_utc=created, as_of=as_of, data_source=source.kind,
+        data_start=aligned.lookback_start(lookback_sessions), data_through=aligned.last_date,
+        model_version=champion.version, model_training_run=champion.card.training_run_folder, run_folder=folder,
+        settings=settings, forced=force and not market.is_session,
     )
-    published = publish_run_task(storage, folder, files, manifest, move_latest=True, policy=settings.storage)
-    facts = RunFacts(
-        flow="daily-forecast",
-        as_of=as_of,
-        data_source=source.kind,
-        data_start=lookback_start,
-        data_through=aligned.last_date,
-        model_version=champion.version,
-        run_folder=folder,
-        location=published.location,
-        url=published_url(storage, folder),
-    )
-    post_artifacts_task(facts, tables["model_metrics.csv"], tables["forecasted_data.csv"])
+    published = publish_outputs(storage, tables, header, move_latest=True, settings=settings)
     return {
         "run_folder": folder,
         "location": published.location,
@@ -138,29 +91,5 @@ def daily_forecast(
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: `python -m flows.daily_forecast [--as-of YYYY-MM-DD] [--force] [--output-dir data]`."""
-    parser = argparse.ArgumentParser(description="Publish today's market forecast with the champion model.")
-    parser.add_argument("--as-of", type=date.fromisoformat, default=None, help="reference date (default: today, New York)")
-    parser.add_argument("--force", action="store_true", help="run even if the NYSE is closed on as_of")
-    parser.add_argument("--output-dir", default="data", help="local output folder (default: data)")
-    parser.add_argument("--storage-block", default=None, help="storage block '<type-slug>/<name>' instead of --output-dir")
-    parser.add_argument("--fred-block", default=None, help="FredCredentials block name (default: FRED_API_KEY or demo)")
-    args = parser.parse_args(argv)
-    state = daily_forecast(
-        as_of=args.as_of,
-        force=args.force,
-        output_dir=args.output_dir,
-        storage_block=args.storage_block,
-        fred_block=args.fred_block,
-        return_state=True,
-    )
-    result = state.result()  # raises the flow's error if it failed
-    if isinstance(result, dict):
-        print(f"Daily forecast published to {result['run_folder']} in {result['location']} (latest.json updated)")
-    else:
-        print(state.message)
-
-
 if __name__ == "__main__":
-    main()
+    run_from_command_line(daily_forecast)

@@ -1,4 +1,3 @@
-"""Pipeline stages. Each module is one stage: pure functions plus thin Prefect task wrappers.
-
-I/O happens only in `fetch` (FRED or the demo source), `storage` and `model_store` (the storage block).
-"""
+"""The pipeline, in layers (docs/architecture.md): `core` (pure), `adapters` (FRED and storage I/O),
+`ops` (alerts, dashboard artifacts) and `stages` (thin Prefect tasks). Imports point one way:
+stages -> ops -> adapters -> core."""

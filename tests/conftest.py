@@ -20,7 +20,7 @@ os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127
 for _variable in ("FRED_API_KEY", "FRED_API_URL", "PREFECT_API_URL", "PREFECT_API_KEY", "AZURE_STORAGE_CONNECTION_STRING"):
     os.environ.pop(_variable, None)
 
-from tasks.settings import BacktestSettings, FetchSettings, Settings, StorageSettings  # noqa: E402
+from tasks.core.settings import BacktestSettings, FetchSettings, Settings, StorageSettings  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bench.run import build_report, compute_ratios, format_report, main
-from tasks.demo import generate_demo_series
-from tasks.settings import DEFAULT_SERIES
+from tasks.core.demo import generate_demo_series
+from tasks.core.settings import DEFAULT_SERIES
 
 TINY = [
     "--epochs", "1",

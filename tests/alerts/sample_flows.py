@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect import flow, task
 
-from tasks.alerts import notify_run_failure
+from tasks.ops.alerts import notify_run_failure
 
 
 class SampleFailure(RuntimeError):

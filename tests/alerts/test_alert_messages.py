@@ -18,14 +18,9 @@ from blocks.automations import (
     deadline_automation,
     failure_automation,
 )
-from tasks.alerts import (
-    ALERT_SENT_EVENT,
-    FailedTask,
-    RunFailure,
-    build_failure_alert,
-    collect_secrets,
-    scrub_secrets,
-)
+from blocks.notifications import ALERT_SENT_EVENT
+from blocks.redaction import environment_secrets, redact
+from tasks.ops.alerts import FailedTask, RunFailure, build_failure_alert
 from tests.alerts.conftest import SmtpSink, delete_blocks, free_port
 
 SMTP_PASSWORD = "smtp-Pa55word-9d1c"
@@ -95,7 +90,7 @@ def test_failure_alert_contains_no_smtp_password_fred_key_or_connection_string_k
         f"urlopen https://api.stlouisfed.org/fred/series?series_id=SP500&api_key={FRED_KEY} failed; "
         f"client built from {CONNECTION_STRING}; smtp login {SMTP_PASSWORD} refused"
     )
-    secrets = collect_secrets({"AZURE_STORAGE_CONNECTION_STRING": CONNECTION_STRING, "FRED_API_KEY": FRED_KEY}, SMTP_PASSWORD)
+    secrets = environment_secrets({"AZURE_STORAGE_CONNECTION_STRING": CONNECTION_STRING, "FRED_API_KEY": FRED_KEY}, SMTP_PASSWORD)
     subject, body = build_failure_alert(
         failure(state_message=leaky, failed_task=FailedTask("fetch-SP500-0", "Failed", leaky), run_name=f"run {SMTP_PASSWORD}"),
         secrets=secrets,
@@ -114,7 +109,7 @@ def test_scrub_hides_key_value_secrets_it_was_not_told_about() -> None:
         " https://acct.blob.core.windows.net/c?sv=2024&sig=AbC%2Bd3f&se=1 smtp://ops:hunter22@mail:587"
     )
 
-    scrubbed = scrub_secrets(text)
+    scrubbed = redact(text)
 
     assert FRED_KEY not in scrubbed and ACCOUNT_KEY not in scrubbed
     assert "AbC%2Bd3f" not in scrubbed and "hunter22" not in scrubbed

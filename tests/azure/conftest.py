@@ -21,7 +21,7 @@ import pytest
 from prefect_azure import AzureBlobStorageCredentials
 from prefect_azure.blob_storage import AzureBlobStorageContainer
 
-from tasks.settings import ChampionGateSettings, Settings
+from tasks.core.settings import ChampionGateSettings, Settings
 from tests.azurite_harness import Azurite, AzuriteUnavailable
 from tests.conftest import tiny_settings, unavailable
 

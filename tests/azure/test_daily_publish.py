@@ -14,8 +14,8 @@ import pandas as pd
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
-from flows.daily_forecast import FETCH_MARGIN_SESSIONS
-from tasks.sessions import is_session, session_window_start
+from tasks.core.windows import FETCH_MARGIN_SESSIONS
+from tasks.core.calendar import is_session, session_window_start
 from tests.azure.conftest import DAILY_AS_OF, DAILY_FILES, TRAIN_AS_OF, Published
 
 
@@ -146,12 +146,13 @@ def test_daily_flow_task_runs_are_named_after_the_stages(published: Published) -
         "resolve-storage",
         "resolve-data-source",
         "load-champion-model",
+        "daily-fetch-window",
         *(f"fetch-{sid}" for sid in published.trained.settings.series),
         "align-sessions",
         "predict-history",
         "score-predictions",
         "forecast-sessions",
-        "validate-outputs",
+        "build-outputs",
         "choose-run-folder",
         "publish-run",
         "post-run-artifacts",

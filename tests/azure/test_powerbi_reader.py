@@ -22,7 +22,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerClient
 
-from tasks.outputs import SCHEMAS
+from tasks.core.outputs import SCHEMAS
 from tests.azure.conftest import DAILY_AS_OF, TRAINING_ONLY_FILES, Published, Store, copy_blobs
 from tests.azurite_harness import Azurite
 

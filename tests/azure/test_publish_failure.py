@@ -2,8 +2,9 @@
 
 The mid-upload failures are real: Azurite is killed (SIGKILL) right after the first file of a run
 lands, while the daily flow is publishing, then restarted (after letting it save its metadata, so
-the crash loses nothing that was already written). A short outage is retried through; a permanent
-refusal removes what was written; a complete folder is never overwritten.
+the crash loses nothing that was already written). A short outage is retried through by the
+publish stage's task retries; a permanent refusal (a real lease conflict) is not retried and removes
+what was written; a complete folder is never overwritten.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError
+from prefect import flow
 
-import tasks.storage as storage_module
+import tasks.stages.publish as publish_stage
 from flows.daily_forecast import daily_forecast
-from tasks.errors import PublishError
-from tasks.settings import StorageSettings
-from tasks.storage import build_manifest, publish_run, resolve_storage
+from tasks.adapters.blob_store import resolve_storage
+from tasks.adapters.run_store import publish_run
+from tasks.core.contracts import RunHeader, RunManifest
+from tasks.core.errors import PublishError, is_transient
+from tasks.core.settings import StorageSettings
 from tests.azure.conftest import DAILY_AS_OF, TRAIN_AS_OF, Store, azure_settings
 from tests.azurite_harness import Azurite
 
@@ -40,6 +44,30 @@ def manifest_matches_blobs(store: Store, folder: str) -> bool:
     ) and len(blobs) == len(manifest["files"]) + 1
 
 
+def run_logs(flow_run_id: Any) -> list[str]:
+    """The log messages of a flow run (and its task runs), read back from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
+
+
+def header_for(folder: str) -> RunHeader:
+    return RunHeader(
+        kind="daily", created_utc=datetime(2026, 11, 23, tzinfo=timezone.utc), as_of=DAILY_AS_OF, data_source="demo",
+        demo_data=True, data_start=DAILY_AS_OF, data_through=DAILY_AS_OF, model_version="v1", model_training_run=None,
+        series=("SP500",), code_version="test", flow_run_id=None, run_folder=folder,
+    )
+
+
+def manifest_for(folder: str, files: dict[str, bytes]) -> RunManifest:
+    return RunManifest.for_files(header_for(folder), files, {})
+
+
 @dataclass
 class KilledUpload:
     store: Store
@@ -49,6 +77,7 @@ class KilledUpload:
     error: BaseException
     state: Any
     failing_run_seconds: float
+    logs: list[str]
     latest_after_restart: dict[str, Any]
     next_result: dict[str, Any]
     latest_after_next: dict[str, Any]
@@ -63,15 +92,15 @@ def killed_upload(own_azurite: Azurite, champion_store: Callable[..., Store]) ->
     own_azurite.wait_persisted()  # the previous run must survive the crash
 
     seen: dict[str, str] = {}
-    real_publish_run = storage_module.publish_run
+    real_publish_run = publish_stage.publish_run
 
     def publish_run_killing_azurite(*args: Any, on_file: Callable[[str, int, int], None] | None = None, **kwargs: Any) -> Any:
-        seen["folder"] = args[1]
+        seen["folder"] = args[2].run_folder
 
         def after_each_file(name: str, index: int, total: int) -> None:
             if on_file is not None:
                 on_file(name, index, total)
-            if index == 1:
+            if index == 1 and "killed_after" not in seen:
                 seen["killed_after"] = name
                 # Let Azurite save what it has, so the crash loses nothing that was written: had
                 # latest.json been moved early, it would still be moved after the restart.
@@ -81,17 +110,19 @@ def killed_upload(own_azurite: Azurite, champion_store: Callable[..., Store]) ->
         return real_publish_run(*args, on_file=after_each_file, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(storage_module, "publish_run", publish_run_killing_azurite)
+        patch.setattr(publish_stage, "publish_run", publish_run_killing_azurite)
         started = time.monotonic()
         state = daily_forecast(as_of=DAILY_AS_OF, settings=settings, storage_block=store.block, return_state=True)
         failing_run_seconds = time.monotonic() - started
     error = state.result(raise_on_failure=False)
 
+    logs = run_logs(state.state_details.flow_run_id)
+
     own_azurite.restart()
     latest_after_restart = json.loads(store.read("latest.json"))
     next_result = daily_forecast(as_of=DAILY_AS_OF, settings=settings, storage_block=store.block)
     return KilledUpload(
-        store, previous, seen["folder"], seen["killed_after"], error, state, failing_run_seconds,
+        store, previous, seen["folder"], seen["killed_after"], error, state, failing_run_seconds, logs,
         latest_after_restart, next_result, json.loads(store.read("latest.json")),
     )  # fmt: skip
 
@@ -103,8 +134,9 @@ def test_killed_upload_fails_the_flow_with_a_publish_error(killed_upload: Killed
 
 
 def test_killed_upload_gives_up_within_the_storage_time_limits(killed_upload: KilledUpload) -> None:
-    # 2 attempts x 2 s per write, 2 s for the cleanup, ~5 s waiting for Azurite to persist, plus the
-    # flow itself; the SDK's own retries against a dead endpoint would take ~85 s per call.
+    # Attempt 1: 2 s for the write, 2 s for the cleanup; attempt 2 is refused at once; ~5 s waiting
+    # for Azurite to persist, plus the flow itself. The SDK's own retries against a dead endpoint
+    # would take ~85 s per call.
     assert killed_upload.failing_run_seconds < 60
 
 
@@ -121,15 +153,19 @@ def test_killed_upload_leaves_a_partial_folder_without_manifest(killed_upload: K
 
 
 def test_killed_upload_error_says_which_file_failed_and_where_latest_points(killed_upload: KilledUpload) -> None:
+    # The first attempt's error (in the log, followed by Prefect's retry) says what was written and left.
+    first = next(m for m in killed_upload.logs if "failed at predicted.csv (2/5)" in m)
+    assert f"Publishing {killed_upload.failed_folder} to Azure Blob container '{killed_upload.store.container}'" in first
+    assert "Cannot connect to host" in first or "no answer within 2 s" in first
+    assert f"could not be removed ({killed_upload.failed_folder}/actuals.csv" in first
+    assert "the folder has no manifest.json, so it is not a complete run" in first
+    assert any("Retry 1/1" in m for m in killed_upload.logs)
+    # The final error (after the retry, with Azurite still down) keeps the reader's facts.
     message = str(killed_upload.error)
-    assert f"Publishing {killed_upload.failed_folder} to Azure Blob container '{killed_upload.store.container}'" in message
-    assert "failed at predicted.csv (2/5)" in message
-    assert "no answer within 2 s" in message
-    assert f"latest.json was not changed and still points at {killed_upload.previous}" in message
-    assert f"could not be removed ({killed_upload.failed_folder}/actuals.csv" in message
-    assert "the folder has no manifest.json, so it is not a complete run" in message
+    assert f"Publishing {killed_upload.failed_folder}" in message
+    assert "latest.json was not changed" in message
     assert "Re-run the flow" in message
-    assert "AccountKey" not in message
+    assert not [m for m in [message, *killed_upload.logs] if "AccountKey=" in m and "AccountKey=***" not in m]
     assert killed_upload.failed_folder in (killed_upload.state.message or "")
 
 
@@ -141,87 +177,84 @@ def test_next_run_after_restart_publishes_and_moves_latest(killed_upload: Killed
 
 
 def test_upload_retries_through_a_short_outage_and_completes(
-    own_azurite: Azurite, champion_store: Callable[..., Store], caplog: pytest.LogCaptureFixture
+    own_azurite: Azurite, champion_store: Callable[..., Store]
 ) -> None:
     own_azurite.start()
     store = champion_store("outage", azurite=own_azurite)
     block = resolve_storage(store.block, "unused")
-    patient = StorageSettings(attempts=4, timeout_seconds=3, retry_delay_seconds=0.5)
+    settings = azure_settings(storage=StorageSettings(attempts=4, timeout_seconds=3, retry_delay_seconds=0.5))
+    folder = "runs/20261123_120000"
     files = {"actuals.csv": b"date,value\n2026-11-23,1.0\n", "predicted.csv": b"date,value\n2026-11-23,2.0\n"}
     restarted = threading.Thread(target=lambda: (time.sleep(1), own_azurite.restart()))
+    real_publish_run = publish_stage.publish_run
 
-    def outage_after_first_file(name: str, index: int, total: int) -> None:
-        if index == 1:
-            own_azurite.wait_persisted()
-            own_azurite.kill()
-            restarted.start()  # back within a few seconds, while predicted.csv is being retried
+    def publish_run_with_outage(*args: Any, on_file: Callable[[str, int, int], None] | None = None, **kwargs: Any) -> Any:
+        def outage_after_first_file(name: str, index: int, total: int) -> None:
+            if index == 1 and restarted.ident is None:
+                own_azurite.wait_persisted()
+                own_azurite.kill()
+                restarted.start()  # back within a few seconds, while the publish stage retries
+
+        return real_publish_run(*args, on_file=outage_after_first_file, **kwargs)
+
+    @flow
+    def publish_only() -> Any:
+        return publish_stage._publish_run.with_options(**publish_stage.retry_options(settings.storage))(
+            block, files, manifest_for(folder, files), move_latest=True, settings=settings
+        )
 
     try:
-        published = publish_run(
-            block, "runs/20261123_120000", files, build_manifest(files, {}),
-            move_latest=True, policy=patient, on_file=outage_after_first_file,
-        )  # fmt: skip
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(publish_stage, "publish_run", publish_run_with_outage)
+            state = publish_only(return_state=True)
     finally:
-        if restarted.is_alive() or restarted.ident is not None:
+        if restarted.ident is not None:
             restarted.join()
-    assert published.folder == "runs/20261123_120000"
-    assert any("Writing runs/20261123_120000/predicted.csv failed" in r.getMessage() and "retry 1/3" in r.getMessage() for r in caplog.records)
-    assert json.loads(store.read("latest.json"))["run_folder"] == "runs/20261123_120000"
-    assert manifest_matches_blobs(store, "runs/20261123_120000")
+    assert state.is_completed(), state.message
+    logs = run_logs(state.state_details.flow_run_id)
+    assert any(f"Publishing {folder}" in m and "failed at predicted.csv" in m for m in logs)
+    assert any("Retry 1/3" in m for m in logs)
+    assert json.loads(store.read("latest.json"))["run_folder"] == folder
+    assert manifest_matches_blobs(store, folder)
 
 
 # ---------------------------------------------------------------- without a flow: publish_run itself
 
-
-class RefusingWrite:
-    """The real Azure block, except that writing `name` fails with a permanent (non-retried) error."""
-
-    def __init__(self, block: Any, name: str) -> None:
-        self._block, self._name, self.attempts = block, name, 0
-
-    def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> Any:
-        if path.endswith(f"/{self._name}"):
-            self.attempts += 1
-
-            async def refuse() -> None:
-                raise HttpResponseError(message="This request is not authorized to perform this operation.")
-
-            return refuse()
-        return self._block.write_path(path, content, _sync=False)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._block, name)
-
-
 FILES = {"actuals.csv": b"date,value\n2026-11-23,1.0\n", "predicted.csv": b"date,value\n2026-11-23,2.0\n"}
+TIMEOUT = 5.0
 
 
 def test_failed_publish_removes_the_files_it_already_wrote(champion_store: Callable[..., Store]) -> None:
     store = champion_store("cleanup")
     block = resolve_storage(store.block, "unused")
-    publish_run(block, "runs/20261123_100000", FILES, build_manifest(FILES, {}), move_latest=True, policy=FAST_FAILING)
+    publish_run(block, FILES, manifest_for("runs/20261123_100000", FILES), move_latest=True, timeout=TIMEOUT)
+    # A real, permanent refusal: another writer holds a lease on predicted.csv of the next run.
+    blocked = "runs/20261123_110000/predicted.csv"
+    with store.azurite.blob_service_client(retry_total=0) as service:
+        blob = service.get_blob_client(store.container, blocked)
+        blob.upload_blob(b"held by another writer")
+        blob.acquire_lease(lease_duration=-1)
     before = store.listing()
-    refusing = RefusingWrite(block, "predicted.csv")
 
     with pytest.raises(PublishError) as raised:
-        publish_run(refusing, "runs/20261123_110000", FILES, build_manifest(FILES, {}), move_latest=True, policy=FAST_FAILING)
+        publish_run(block, FILES, manifest_for("runs/20261123_110000", FILES), move_latest=True, timeout=TIMEOUT)
 
     assert store.listing() == before  # actuals.csv of the failed run was removed again
-    assert refusing.attempts == 1  # a refusal is not retried
+    assert not is_transient(raised.value)  # so the publish stage does not retry a refusal
     message = str(raised.value)
     assert "failed at predicted.csv (2/3)" in message
     assert "still points at runs/20261123_100000" in message
-    assert "the files already written were removed" in message
+    assert f"could not be removed ({blocked})" in message  # the leased blob is not ours to remove
 
 
 def test_publish_refuses_to_overwrite_a_complete_run_folder(champion_store: Callable[..., Store]) -> None:
     store = champion_store("overwrite")
     block = resolve_storage(store.block, "unused")
-    publish_run(block, "runs/20261123_100000", FILES, build_manifest(FILES, {}), move_latest=True, policy=FAST_FAILING)
+    publish_run(block, FILES, manifest_for("runs/20261123_100000", FILES), move_latest=True, timeout=TIMEOUT)
     before = store.listing()
     other = {name: content + b"changed\n" for name, content in FILES.items()}
 
     with pytest.raises(PublishError, match=re.escape("runs/20261123_100000 already holds a complete run")):
-        publish_run(block, "runs/20261123_100000", other, build_manifest(other, {}), move_latest=True, policy=FAST_FAILING)
+        publish_run(block, other, manifest_for("runs/20261123_100000", other), move_latest=True, timeout=TIMEOUT)
 
     assert store.listing() == before

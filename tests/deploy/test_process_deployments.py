@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterId
 
-from tasks.settings import Settings
+from tasks.core.settings import Settings
 from tests.deploy.conftest import (
     DAILY_CRON,
     MARKET_TZ,
@@ -103,7 +103,7 @@ def test_deploy_points_the_worker_at_this_checkout(process_deployments: dict[str
 
 
 def test_daily_run_with_as_of_override_completes_and_publishes(prefect_server: Any, model_store: Path, process_worker: Any) -> None:
-    run = run_deployment(prefect_server, DAILY, {"as_of": PAST_SESSION, "output_dir": str(model_store)})
+    run = run_deployment(prefect_server, DAILY, {"as_of": PAST_SESSION, "output_dir": str(model_store), "settings": TINY_SETTINGS})
 
     assert run.command.returncode == 0, f"{run.output[-4000:]}\n--- worker ---\n{worker_log(process_worker)}"
     assert "Flow run finished successfully in 'Completed'" in run.command.stdout

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from flows.train_model import train_model
-from tasks.demo import generate_demo_series
-from tasks.outputs import SCHEMAS
-from tasks.settings import ChampionGateSettings, Settings
-from tasks.storage import sha256_hex
+from tasks.core.demo import generate_demo_series
+from tasks.core.outputs import SCHEMAS
+from tasks.core.settings import ChampionGateSettings, Settings
+from tasks.core.contracts import sha256_hex
 from tests.conftest import tiny_settings
 from tests.fred_server import FredServer
 

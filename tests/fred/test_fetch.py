@@ -18,11 +18,12 @@ import pytest
 from prefect import flow
 from pydantic import SecretStr
 
-from tasks import fetch as fetch_module
-from tasks.demo import generate_demo_series
-from tasks.errors import FredConfigurationError, FredRequestError, FredTransientError
-from tasks.fetch import DemoSource, FredSource, fetch_fred_series, fetch_task_for, load_source, resolve_source
-from tasks.settings import FetchSettings
+from tasks.adapters import fred as fetch_module
+from tasks.core.demo import generate_demo_series
+from tasks.core.errors import FredConfigurationError, FredRequestError, FredTransientError
+from tasks.adapters.fred import DemoSource, FredSource, fetch_fred_series, load_source, resolve_source
+from tasks.stages.data import fetch_task_for
+from tasks.core.settings import FetchSettings
 from tests.fred_server import Fault, FredServer
 
 KEY = "f1e2d3c4b5a697887766554433221100"  # looks like a real 32-hex FRED key, so a leak is findable

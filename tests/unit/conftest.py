@@ -7,8 +7,8 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from tasks.align import align_sessions
-from tasks.demo import generate_demo_series
+from tasks.core.align import align_sessions
+from tasks.core.demo import generate_demo_series
 
 SERIES = ("SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV")
 

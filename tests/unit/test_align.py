@@ -1,4 +1,4 @@
-"""Alignment on NYSE sessions and the validation rules of tasks.align."""
+"""Alignment on NYSE sessions and the validation rules of tasks.core.align."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.align import align_sessions
-from tasks.errors import DataGapError, InvalidValuesError, StaleDataError
-from tasks.sessions import sessions_in_range
+from tasks.core.align import align_sessions
+from tasks.core.errors import DataGapError, InvalidValuesError, StaleDataError
+from tasks.core.calendar import sessions_in_range
 
 START, AS_OF = date(2026, 10, 1), date(2026, 11, 30)
 

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.backtest import BACKTEST_COLUMNS, _expanding_coverage, interval_log_bounds, run_backtest
-from tasks.features import Scaler, make_features
+from tasks.core.backtest import BACKTEST_COLUMNS, run_backtest
+from tasks.core.intervals import expanding_coverage, interval_log_bounds
+from tasks.core.features import Scaler, make_features
 from tests.unit.test_evaluate_forecast import ZeroPredictor
 
 
@@ -42,12 +43,12 @@ def test_coverage_uses_only_errors_realised_before_each_origin() -> None:
     rng = np.random.default_rng(0)
     z = rng.normal(size=(400, 1))
     origins = np.arange(400)
-    cover80, cover95, n = _expanding_coverage(z, origins, 5)
+    cover80, cover95, n = expanding_coverage(z, origins, 5)
     assert n[0] == 400 - (20 + 5 - 1)  # origin o needs 20 errors of origins <= o - 5: o >= 24
     assert abs(cover80[0] - 0.8) < 0.06 and abs(cover95[0] - 0.95) < 0.04
     # A regime change the past could not know: bands calibrated on calm errors miss wild ones.
     z[200:] *= 5
-    assert _expanding_coverage(z, origins, 5)[0][0] < 0.7
+    assert expanding_coverage(z, origins, 5)[0][0] < 0.7
 
 
 def test_interval_bounds_widen_with_the_horizon(random_walk_result: object, levels: pd.DataFrame) -> None:

@@ -7,8 +7,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from tasks.demo import generate_demo_series
-from tasks.sessions import sessions_in_range
+from tasks.core.demo import generate_demo_series
+from tasks.core.calendar import sessions_in_range
 
 SERIES = ("SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.outputs import SCHEMAS
+from tasks.core.contracts import ChampionPointer, LatestPointer, ManifestFile, ModelCard, RunManifest
+from tasks.core.outputs import SCHEMAS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -26,3 +27,26 @@ def test_readme_quick_start_has_exactly_the_two_commands() -> None:
     commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     assert commands == ["make demo", "make test"]
 
+
+
+STORED_JSON_SECTIONS = {
+    "**`manifest.json`**": RunManifest,
+    "Each entry of `files`": ManifestFile,
+    "**`latest.json`**": LatestPointer,
+    "**`models/champion.json`**": ChampionPointer,
+    "**`models/<version>/model_card.json`**": ModelCard,
+}
+
+
+@pytest.mark.parametrize("heading", sorted(STORED_JSON_SECTIONS))
+def test_readme_documents_every_field_of_the_stored_json(heading: str) -> None:
+    model = STORED_JSON_SECTIONS[heading]
+    stored = README.split("## Stored JSON", 1)[1].split("\n## ", 1)[0]
+    section = stored.split(heading, 1)[1]
+    table = section.split("| field | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {
+        cells[1].strip().strip("`"): cells[2].strip()
+        for cells in (line.split("|") for line in table.splitlines())
+        if len(cells) > 3 and cells[1].strip().startswith("`")
+    }
+    assert documented == {name: field.description for name, field in model.model_fields.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.errors import redact
+from blocks.redaction import redact
 
 
 def test_redaction_hides_given_secrets_and_key_value_secrets() -> None:

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluate import METRIC_COLUMNS, score_predictions
-from tasks.features import Scaler, make_features
-from tasks.forecast import SplitDates, forecast_levels, forecast_table, one_step_predictions
-from tasks.sessions import sessions_after
+from tasks.core.metrics import METRIC_COLUMNS, score_predictions
+from tasks.core.features import Scaler, make_features
+from tasks.core.features import SplitDates
+from tasks.core.forecast import forecast_levels, forecast_table, one_step_predictions
+from tasks.core.calendar import sessions_after
 
 
 def test_mase_is_model_mae_over_random_walk_mae_on_the_same_rows() -> None:

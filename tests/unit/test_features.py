@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import InsufficientDataError
-from tasks.features import (
+from tasks.core.errors import InsufficientDataError
+from tasks.core.features import (
     Scaler,
     chronological_split,
     feature_columns,

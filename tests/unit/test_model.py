@@ -6,14 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.features import Scaler, last_window, level_history, make_features
-from tasks.model import (
+from tasks.adapters.model_store import model_from_bytes, model_to_bytes
+from tasks.core.features import Scaler, last_window, level_history, make_features
+from tasks.core.model import (
     build_model,
     fit_shrinkage,
     forecast_log_levels,
     make_predictor,
-    model_from_bytes,
-    model_to_bytes,
     set_determinism,
 )
 

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from tasks.settings import DEFAULT_SERIES, Settings
+from tasks.core.settings import DEFAULT_SERIES, Settings
 
 
 def test_defaults_match_the_documented_pipeline() -> None:

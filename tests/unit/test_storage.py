@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from tasks.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError
-from tasks.settings import StorageSettings
-from tasks.storage import (
-    StorageNotFound,
-    build_manifest,
-    load_model_files,
-    promote_champion,
-    publish_run,
-    read_bytes,
-    read_champion_pointer,
-    resolve_storage,
-    save_model_version,
-    sha256_hex,
-)
+from tasks.adapters.blob_store import read_bytes, resolve_storage
+from tasks.adapters.model_store import load_model_files, promote_champion, read_champion_pointer, save_model_version
+from tasks.adapters.run_store import free_run_folder, publish_run
+from tasks.core.contracts import RunHeader, RunManifest, sha256_hex
+from tasks.core.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError, StorageNotFound
+from tests.unit.test_promotion import card as model_card
 
-POLICY = StorageSettings(attempts=2, timeout_seconds=5, retry_delay_seconds=0.01)
+TIMEOUT = 5.0
 FILES = {"actuals.csv": b"date,series_id\n", "forecasted_data.csv": b"date\n2026-11-23\n"}
+CREATED = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
 
 
 def local(tmp_path: Path) -> LocalFileSystem:
@@ -45,9 +39,17 @@ class FailingStorage(LocalFileSystem):
         return super().write_path(path, content)
 
 
+def manifest_for(folder: str) -> RunManifest:
+    header = RunHeader(
+        kind="daily", created_utc=CREATED, as_of=date(2026, 11, 23), data_source="demo", demo_data=True,
+        data_start=date(2026, 1, 2), data_through=date(2026, 11, 23), model_version="v1", model_training_run=None,
+        series=("SP500",), code_version="test", flow_run_id=None, run_folder=folder,
+    )
+    return RunManifest.for_files(header, FILES, {"actuals.csv": 0, "forecasted_data.csv": 1})
+
+
 def publish(storage: LocalFileSystem, folder: str, *, move_latest: bool = True) -> object:
-    manifest = build_manifest(FILES, {"actuals.csv": 0, "forecasted_data.csv": 1}, kind="daily")
-    return publish_run(storage, folder, FILES, manifest, move_latest=move_latest, policy=POLICY)
+    return publish_run(storage, FILES, manifest_for(folder), move_latest=move_latest, timeout=TIMEOUT)
 
 
 def test_run_folder_holds_every_file_and_a_manifest_with_their_hashes(tmp_path: Path) -> None:
@@ -75,8 +77,18 @@ def test_latest_json_stays_when_a_publish_fails_and_the_partial_folder_is_remove
 def test_a_complete_run_folder_is_never_overwritten(tmp_path: Path) -> None:
     storage = local(tmp_path)
     publish(storage, "runs/20261123_143000")
+    other = RunManifest.for_files(manifest_for("runs/20261123_143000"), {"actuals.csv": b"other"}, {"actuals.csv": 0})
     with pytest.raises(PublishError, match="already holds a complete run"):
-        publish(storage, "runs/20261123_143000")
+        publish_run(storage, {"actuals.csv": b"other"}, other, move_latest=True, timeout=TIMEOUT)
+
+
+def test_a_retried_publish_of_the_same_run_only_moves_latest(tmp_path: Path) -> None:
+    storage = local(tmp_path)
+    publish(storage, "runs/20261123_143000", move_latest=False)  # as if latest.json had failed
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs/20261123_143000").iterdir()}
+    publish(storage, "runs/20261123_143000")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs/20261123_143000").iterdir()} == written
+    assert json.loads((tmp_path / "latest.json").read_text())["run_folder"] == "runs/20261123_143000"
 
 
 def test_a_run_can_be_published_without_moving_latest(tmp_path: Path) -> None:
@@ -88,49 +100,55 @@ def test_a_run_can_be_published_without_moving_latest(tmp_path: Path) -> None:
 
 def test_reading_a_missing_path_is_a_clear_not_found(tmp_path: Path) -> None:
     with pytest.raises(StorageNotFound, match="nothing.json"):
-        read_bytes(local(tmp_path), "nothing.json", policy=POLICY)
-    assert read_champion_pointer(local(tmp_path), policy=POLICY) is None
+        read_bytes(local(tmp_path), "nothing.json", timeout=TIMEOUT)
+    assert read_champion_pointer(local(tmp_path), timeout=TIMEOUT) is None
 
 
 def stored_model(tmp_path: Path) -> LocalFileSystem:
     storage = local(tmp_path)
     files = {"lstm_model.keras": b"PK-model-bytes", "scaler.json": b"{}"}
-    card = {"version": "v1", "files": {name: sha256_hex(content) for name, content in files.items()}}
-    card_sha = save_model_version(storage, "v1", files, card, policy=POLICY)
-    promote_champion(
-        storage, "v1", card_sha, promoted_utc="2026-11-23T00:00:00+00:00", reason="test",
-        training_run_folder="runs/20261123_000000", policy=POLICY,
-    )
+    card = model_card(["SP500"]).model_copy(update={"files": {name: sha256_hex(content) for name, content in files.items()}})
+    card_sha = save_model_version(storage, card, files, timeout=TIMEOUT)
+    promote_champion(storage, card, card_sha, promoted_utc=CREATED, timeout=TIMEOUT)
     return storage
 
 
 def test_a_saved_model_loads_with_its_hashes_checked(tmp_path: Path) -> None:
     storage = stored_model(tmp_path)
-    pointer = read_champion_pointer(storage, policy=POLICY)
-    files, card = load_model_files(storage, pointer["version"], card_sha256=pointer["model_card_sha256"], policy=POLICY)
-    assert files["lstm_model.keras"] == b"PK-model-bytes" and card["version"] == "v1"
+    pointer = read_champion_pointer(storage, timeout=TIMEOUT)
+    assert pointer is not None
+    files, card = load_model_files(storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=TIMEOUT)
+    assert files["lstm_model.keras"] == b"PK-model-bytes" and card.version == "v1"
 
 
 def test_a_replaced_model_file_fails_the_hash_check(tmp_path: Path) -> None:
     storage = stored_model(tmp_path)
     (tmp_path / "models/v1/lstm_model.keras").write_bytes(b"PK-other-bytes")
     with pytest.raises(ModelIntegrityError, match="lstm_model.keras has sha256"):
-        load_model_files(storage, "v1", card_sha256=None, policy=POLICY)
+        load_model_files(storage, "v1", card_sha256=None, timeout=TIMEOUT)
 
 
 def test_an_edited_model_card_fails_the_champion_hash_check(tmp_path: Path) -> None:
     storage = stored_model(tmp_path)
-    pointer = read_champion_pointer(storage, policy=POLICY)
+    pointer = read_champion_pointer(storage, timeout=TIMEOUT)
+    assert pointer is not None
     (tmp_path / "models/v1/model_card.json").write_text('{"version": "v1", "files": {}}')
     with pytest.raises(ModelIntegrityError, match="does not match the sha256 recorded"):
-        load_model_files(storage, "v1", card_sha256=pointer["model_card_sha256"], policy=POLICY)
+        load_model_files(storage, "v1", card_sha256=pointer.model_card_sha256, timeout=TIMEOUT)
+
+
+def test_a_card_this_version_cannot_read_is_a_model_store_error(tmp_path: Path) -> None:
+    storage = stored_model(tmp_path)
+    (tmp_path / "models/v1/model_card.json").write_text('{"format": "market-forecast-model-card/9", "version": "v1"}')
+    with pytest.raises(ModelStoreError, match="not a model card this version can read"):
+        load_model_files(storage, "v1", card_sha256=None, timeout=TIMEOUT)
 
 
 def test_a_missing_model_file_is_a_model_store_error(tmp_path: Path) -> None:
     storage = stored_model(tmp_path)
     (tmp_path / "models/v1/scaler.json").unlink()
     with pytest.raises(ModelStoreError, match="incomplete"):
-        load_model_files(storage, "v1", card_sha256=None, policy=POLICY)
+        load_model_files(storage, "v1", card_sha256=None, timeout=TIMEOUT)
 
 
 def test_a_storage_block_name_needs_its_type() -> None:
@@ -139,12 +157,7 @@ def test_a_storage_block_name_needs_its_type() -> None:
 
 
 def test_a_second_run_in_the_same_second_gets_the_next_folder(tmp_path: Path) -> None:
-    from datetime import datetime, timezone
-
-    from tasks.storage import free_run_folder
-
     storage = local(tmp_path)
-    created = datetime(2026, 11, 23, 14, 30, 0, tzinfo=timezone.utc)
-    assert free_run_folder(storage, created, policy=POLICY) == "runs/20261123_143000"
+    assert free_run_folder(storage, CREATED, timeout=TIMEOUT) == "runs/20261123_143000"
     publish(storage, "runs/20261123_143000")
-    assert free_run_folder(storage, created, policy=POLICY) == "runs/20261123_143001"
+    assert free_run_folder(storage, CREATED, timeout=TIMEOUT) == "runs/20261123_143001"

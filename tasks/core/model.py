@@ -1,7 +1,8 @@
 """Model stage: build, train and run the Keras LSTM (Input -> LSTM -> Dense(n_series)).
 
 Functions here take arrays and return arrays or plain frames; they never touch files, clocks or
-Prefect. TensorFlow is imported lazily so that modules which only read outputs stay light.
+Prefect (saving and loading the `.keras` file is the model store adapter's job). TensorFlow is
+imported lazily, on first use, so that modules which only read outputs stay light.
 
 Forecasting is recursive: each step's predicted returns become the next window's last row. The
 network is called through one traced `tf.function` per model and the recursion runs over a whole
@@ -19,18 +20,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tasks.features import LEVEL, RETURN, Scaler
+from tasks.core.features import LEVEL, RETURN, Scaler
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-def _keras() -> Any:
+def _tensorflow() -> Any:
+    # TensorFlow's C++ INFO lines are noise in a flow's log; set before its first import.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def keras_runtime() -> Any:
+    """Keras on TensorFlow, imported on first use (quietly)."""
+    _tensorflow()
     import keras
 
     return keras
@@ -47,7 +56,7 @@ def build_model(
     loss: str = "mse",
 ) -> keras.Model:
     """Input(sequence_length, n_features) -> LSTM(units, dropout) -> Dense(n_outputs), Adam."""
-    keras = _keras()
+    keras = keras_runtime()
     inputs = keras.Input(shape=(sequence_length, n_features), name="window")
     hidden = keras.layers.LSTM(units, dropout=dropout, name="lstm")(inputs)
     outputs = keras.layers.Dense(n_outputs, name="next_returns")(hidden)
@@ -59,8 +68,7 @@ def build_model(
 
 def set_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels."""
-    keras = _keras()
-    import tensorflow as tf
+    keras, tf = keras_runtime(), _tensorflow()
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
@@ -97,8 +105,7 @@ def train_network(
         One row per epoch: epoch, loss (mean training loss of the epoch's batches, with dropout),
         val_loss (on the validation slice, without dropout).
     """
-    keras = _keras()
-    import tensorflow as tf
+    keras, tf = keras_runtime(), _tensorflow()
 
     keras.utils.set_random_seed(seed)
     inputs, targets = train
@@ -148,8 +155,7 @@ def predictor_for(model: keras.Model) -> Predictor:
 
 def make_predictor(model: keras.Model) -> Predictor:
     """A fast batch predictor: one traced tf.function, float32 arrays in and out."""
-    import tensorflow as tf
-
+    tf = _tensorflow()
     sequence_length, n_features = model.input_shape[1], model.input_shape[2]
 
     @tf.function(input_signature=[tf.TensorSpec([None, sequence_length, n_features], tf.float32)])
@@ -228,26 +234,3 @@ def forecast_log_levels(
         new_row = (np.concatenate([step_returns, deviation], axis=1) - mean) / scale
         window = np.concatenate([window[:, 1:, :], new_row[:, None, :].astype(np.float32)], axis=1)
     return out
-
-
-def model_to_bytes(model: keras.Model) -> bytes:
-    """The model in Keras' native .keras format (a zip of JSON config and weights; no pickle)."""
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lstm_model.keras"
-        model.save(path)
-        return path.read_bytes()
-
-
-def model_from_bytes(content: bytes) -> keras.Model:
-    """Load a model written by `model_to_bytes` (Keras safe mode: no arbitrary code)."""
-    import tempfile
-    from pathlib import Path
-
-    keras = _keras()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lstm_model.keras"
-        path.write_bytes(content)
-        return keras.models.load_model(path, safe_mode=True, compile=False)

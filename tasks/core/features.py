@@ -14,15 +14,16 @@ feature) is fitted on the training part only and stored as JSON, never as a pick
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import BaseModel, ConfigDict
 
-from tasks.errors import InsufficientDataError
+from tasks.core.errors import InsufficientDataError
 
 RETURN, LEVEL = "ret", "lvl"
 MIN_TRAINING_WINDOWS = 10
@@ -70,18 +71,24 @@ def level_history(levels: pd.DataFrame, dates: pd.Index, level_window: int) -> n
     return np.ascontiguousarray(view[positions - level_window + 1].transpose(0, 2, 1))
 
 
-@dataclass(frozen=True)
-class Scaler:
-    """Standardisation per feature column, fitted on the training part; plain data, JSON on disk.
+SCALER_FORMAT = "market-forecast-scaler/1"
+
+
+class Scaler(BaseModel):
+    """Standardisation per feature column, fitted on the training part; stored as scaler.json.
 
     Attributes:
+        format: Version of the stored layout.
         columns: feature column names.
         mean: per-column mean.
         scale: per-column standard deviation (1.0 where it was 0).
         shrinkage: per-series factor applied to the predicted return (0 = random walk, 1 = the raw
-            model), fitted on the validation slice; see tasks.model.fit_shrinkage.
+            model), fitted on the validation slice; see tasks.core.model.fit_shrinkage.
     """
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal["market-forecast-scaler/1"] = SCALER_FORMAT
     columns: tuple[str, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
@@ -93,7 +100,7 @@ class Scaler:
         mean = features.mean(axis=0).to_numpy(dtype="float64")
         scale = features.std(axis=0, ddof=0).to_numpy(dtype="float64")
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-        return cls(tuple(features.columns), tuple(mean.tolist()), tuple(scale.tolist()))
+        return cls(columns=tuple(features.columns), mean=tuple(mean.tolist()), scale=tuple(scale.tolist()))
 
     @property
     def series(self) -> tuple[str, ...]:
@@ -111,27 +118,20 @@ class Scaler:
 
     def with_shrinkage(self, shrinkage: np.ndarray) -> Scaler:
         """A copy carrying the fitted per-series shrinkage."""
-        return Scaler(self.columns, self.mean, self.scale, tuple(float(x) for x in shrinkage))
+        return self.model_copy(update={"shrinkage": tuple(float(x) for x in shrinkage)})
 
     def shrinkage_array(self) -> np.ndarray:
         """Per-series shrinkage, 1.0 where none was fitted."""
         return np.asarray(self.shrinkage if self.shrinkage is not None else [1.0] * len(self.series))
 
     def to_json(self) -> str:
-        """Serialise as JSON text."""
-        return json.dumps({"format": "market-forecast-scaler/1", **asdict(self)}, indent=2)
+        """scaler.json's text."""
+        return self.model_dump_json(indent=2)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Scaler:
-        """Parse what `to_json` wrote."""
-        data: dict[str, Any] = json.loads(text)
-        data.pop("format", None)
-        return cls(
-            columns=tuple(data["columns"]),
-            mean=tuple(data["mean"]),
-            scale=tuple(data["scale"]),
-            shrinkage=tuple(data["shrinkage"]) if data.get("shrinkage") is not None else None,
-        )
+        """Parse scaler.json (what `to_json` wrote)."""
+        return cls.model_validate_json(text)
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,30 @@ class Split:
             "test": (self.train_end, self.n_rows),
         }[part]
         return np.arange(*bounds)
+
+
+SPLITS = ("train", "validation", "test", "live")
+
+
+@dataclass(frozen=True)
+class SplitDates:
+    """Date boundaries of the data a model was fitted and evaluated on (from its model card).
+
+    Rows before validation_start were trained on, rows from validation_start before test_start
+    formed the validation slice, rows from test_start to data_end were held out, and anything after
+    data_end arrived after training ("live").
+    """
+
+    validation_start: date
+    test_start: date
+    data_end: date
+
+    def label(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        """The split label of each date."""
+        edges = pd.DatetimeIndex(
+            [pd.Timestamp(self.validation_start), pd.Timestamp(self.test_start), pd.Timestamp(self.data_end) + pd.Timedelta(days=1)]
+        )
+        return np.asarray(SPLITS)[np.searchsorted(edges.as_unit("ns").asi8, dates.as_unit("ns").asi8, side="right")]
 
 
 def chronological_split(

@@ -1,11 +1,11 @@
-"""Fetch stage: the only code that talks to FRED (through fredapi) or to the embedded demo source.
+"""FRED adapter: the only code that talks to FRED (through fredapi) or to the embedded demo source.
 
 Where the data comes from is decided once per run (`load_source`): a named `FredCredentials` block;
 else the environment variables `FRED_API_KEY` / `FRED_API_URL`; else the offline demo source,
-loudly labelled. Each series is fetched by its own task run (`fetch-<SERIES>` in the UI), which
-retries transient failures (timeouts, connection errors, HTTP 5xx and 429, truncated bodies) with
-exponential backoff and jitter, and fails at once on permanent ones (bad key, unknown series) with
-FRED's own message. The API key is removed from every message before it can reach a log or an error.
+loudly labelled. Failures are classified here: transient ones (timeouts, connection errors, HTTP
+5xx and 429, truncated bodies) raise `FredTransientError`, which the fetch stage retries; permanent
+ones (bad key, unknown series) raise `FredRequestError` with FRED's own message. The API key is
+removed from every message before it can reach a log or an error.
 """
 
 from __future__ import annotations
@@ -18,21 +18,19 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Literal
 from urllib.error import HTTPError, URLError
 from urllib.request import urlopen
 
 import pandas as pd
 from fredapi import Fred
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
 from blocks.fred import FRED_API_URL, FredCredentials
-from tasks.demo import generate_demo_series
-from tasks.errors import FredConfigurationError, FredError, FredRequestError, FredTransientError, redact
-from tasks.settings import FetchSettings
+from blocks.redaction import redact
+from tasks.core.demo import generate_demo_series
+from tasks.core.errors import FredConfigurationError, FredError, FredRequestError, FredTransientError
+from tasks.core.settings import FetchSettings
 
 DEMO_LABEL = "DEMO DATA (synthetic, no FRED key configured)"
 
@@ -53,7 +51,7 @@ class FredSource:
 
 @dataclass(frozen=True)
 class DemoSource:
-    """Generate the offline demo series (see tasks.demo)."""
+    """Generate the offline demo series (see tasks.core.demo)."""
 
     seed: int = 0
     kind: Literal["demo"] = "demo"
@@ -232,61 +230,3 @@ def fetch_series(source: Source, series_id: str, start: date, end: date, *, sett
         values = generate_demo_series((series_id,), end, seed=source.seed)[series_id]
         return values.loc[pd.Timestamp(start) :]
     return fetch_fred_series(source, series_id, start, end, settings=settings)
-
-
-# ---------------------------------------------------------------- tasks
-
-
-def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition: retry transient FRED failures only."""
-    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
-    return isinstance(exc, FredTransientError)
-
-
-@task(name="resolve-data-source", cache_policy=NO_CACHE)
-def resolve_source_task(fred_block: str | None) -> Source:
-    """Decide where the data comes from, and say so in the log."""
-    logger = get_run_logger()
-    source = load_source(fred_block)
-    if isinstance(source, DemoSource):
-        logger.warning(
-            "%s: every output of this run is made from generated demo data. Configure a "
-            "FredCredentials block or FRED_API_KEY for real FRED data.",
-            DEMO_LABEL,
-        )
-    else:
-        logger.info("Data source: %s", source.describe())
-    return source
-
-
-@task(name="fetch-series", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient)
-def fetch_series_task(source: Source, series_id: str, start: date, end: date, settings: FetchSettings) -> pd.Series:
-    """Fetch one series and log what arrived."""
-    logger = get_run_logger()
-    values = fetch_series(source, series_id, start, end, settings=settings)
-    label = f" [{DEMO_LABEL}]" if isinstance(source, DemoSource) else ""
-    if values.empty:
-        logger.warning("%s: no observations between %s and %s%s", series_id, start, end, label)
-    else:
-        logger.info(
-            "%s: %d observations %s .. %s, %d missing%s",
-            series_id,
-            len(values),
-            values.index[0].date(),
-            values.index[-1].date(),
-            int(values.isna().sum()),
-            label,
-        )
-    return values
-
-
-def fetch_task_for(series_id: str, settings: FetchSettings):  # noqa: ANN201 - a configured Prefect Task
-    """`fetch_series_task` named after the series, with the retry policy of `settings`."""
-    return fetch_series_task.with_options(
-        task_run_name=f"fetch-{series_id}",
-        retries=settings.retries,
-        retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
-        if settings.retry_backoff_seconds > 0
-        else 0,
-        retry_jitter_factor=settings.retry_jitter_factor,
-    )

@@ -1,4 +1,4 @@
-"""The NYSE calendar (exchange-calendars' XNYS), pinned to an explicit date range.
+"""The NYSE calendar (exchange-calendars' XNYS), pinned to an explicit date range (pure).
 
 `exchange_calendars.get_calendar("XNYS")` without bounds covers 20 years back to 1 year ahead of
 *today*, so its answers move with the clock. Every function here takes the range from its
@@ -13,8 +13,6 @@ from functools import lru_cache
 
 import exchange_calendars as xcals
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 CALENDAR = "XNYS"
 # Calendar bounds are rounded to whole years so that nearby calls share one cached calendar.
@@ -112,17 +110,3 @@ def market_day(day: date) -> MarketDay:
     names = cal.regular_holidays.holidays(stamp, stamp, return_name=True)
     name = str(names.iloc[0]) if len(names) else "market closure"
     return MarketDay(day, False, f"a NYSE holiday ({name})")
-
-
-@task(name="check-market-calendar", cache_policy=NO_CACHE)
-def check_market_calendar_task(as_of: date, *, force: bool) -> MarketDay:
-    """Log whether the NYSE trades on as_of; the flow decides what to do about it."""
-    logger = get_run_logger()
-    status = market_day(as_of)
-    if status.is_session:
-        logger.info("%s is %s", as_of, status.reason)
-    elif force:
-        logger.warning("%s is %s, NYSE closed; running anyway because force=True", as_of, status.reason)
-    else:
-        logger.info("%s is %s: NYSE closed, no forecast today", as_of, status.reason)
-    return status

@@ -24,7 +24,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from tasks.sessions import sessions_in_range
+from tasks.core.calendar import sessions_in_range
 
 DEMO_EPOCH = date(2000, 1, 3)
 _TRADING_DAYS = 252.0

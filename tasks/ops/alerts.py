@@ -1,7 +1,7 @@
-"""Failure alerts sent from inside a run: the flows' `on_failure` / `on_crashed` hook and its message.
+"""Failure alerts sent from inside a run: the flows' `on_failure` hook and its message.
 
-`notify_run_failure` is an `async def` hook (a sync hook calling prefect-email's async task sends
-nothing, see NOTES.md). It loads the alert block (default `email-alerts/market-forecast-alerts`,
+`notify_run_failure` is an `async def` hook (a sync hook calling prefect-email's async task
+silently sends nothing). It loads the alert block (default `email-alerts/market-forecast-alerts`,
 created by `python -m blocks setup`), e-mails what failed, and then emits the event
 `market-forecast.alert.sent` for the flow run. The failure automation (`blocks.automations`)
 waits for that event after a Failed, Crashed or TimedOut run and notifies only when it does not
@@ -12,8 +12,9 @@ The hook never raises: whatever goes wrong is logged to the run, and the run's f
 the original error. Without an alert block (a local demo run) it logs that alerts are not
 configured and does nothing else.
 
-The message builders are pure functions (`collect_secrets`, `scrub_secrets`, `build_failure_alert`)
-so their contents can be tested without Prefect; no secret reaches a message or a log line.
+The message builder `build_failure_alert` is a pure function, so its contents can be tested
+without Prefect; every text passes through `blocks.redaction`, so no secret reaches a message or a
+log line. A run killed outright (Crashed) runs no hook: the failure automation covers it.
 """
 
 from __future__ import annotations
@@ -26,48 +27,11 @@ from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tasks.errors import redact
+from blocks.notifications import ALERT_BLOCK_VARIABLE, ALERT_SENT_EVENT, DEFAULT_ALERT_BLOCK
+from blocks.redaction import environment_secrets, redact
 
-ALERT_BLOCK_VARIABLE = "MARKET_FORECAST_ALERT_BLOCK"
-DEFAULT_ALERT_BLOCK = "email-alerts/market-forecast-alerts"
-ALERT_SENT_EVENT = "market-forecast.alert.sent"
 MARKET_TZ = ZoneInfo("America/New_York")
 MAX_ERROR_CHARS = 3000
-
-def scrub_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Hide secrets in `text`: each given value, and key=value secrets of URLs and connection strings.
-
-    Args:
-        text: A message that may quote a secret (an URL with api_key=, a connection string).
-        secrets: Secret values to replace wherever they appear; None and short values are ignored
-            (replacing a 1-3 character "secret" would shred the message).
-
-    Returns:
-        The text with each secret replaced by '***'.
-    """
-    return redact(text, *sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
-
-
-def collect_secrets(env: Mapping[str, str], *extra: str | None) -> list[str]:
-    """The secret values a message must not contain: those of the environment, plus `extra`.
-
-    Args:
-        env: The environment (FRED_API_KEY, EMAIL_PASS, AZURE_STORAGE_CONNECTION_STRING are read).
-        *extra: Secrets known otherwise (the SMTP password of the alert block, a FRED block's key).
-
-    Returns:
-        The non-empty secret values, including the AccountKey / SAS parts of a connection string.
-    """
-    secrets = [env.get("FRED_API_KEY"), env.get("EMAIL_PASS"), *extra]
-    connection = env.get("AZURE_STORAGE_CONNECTION_STRING")
-    if connection:
-        secrets.append(connection)
-        for part in connection.split(";"):
-            key, _, value = part.partition("=")
-            if key.strip().lower() in ("accountkey", "sharedaccesssignature") and value:
-                secrets.append(value.strip())
-    return [s for s in secrets if s]
-
 
 @dataclass(frozen=True)
 class FailedTask:
@@ -154,7 +118,7 @@ def build_failure_alert(failure: RunFailure, *, secrets: Iterable[str | None] = 
         "Nothing was published by this run; latest.json still points at the last complete run.",
     ]
     body = "\n".join(lines) + "\n"
-    return scrub_secrets(subject, secrets), scrub_secrets(body, secrets)
+    return redact(subject, *secrets), redact(body, *secrets)
 
 
 # ---------------------------------------------------------------- the hook (Prefect from here on)
@@ -218,7 +182,7 @@ async def _known_secrets(block: Any, flow_run: Any) -> list[str]:
             extra.append((await FredCredentials.aload(fred_block)).api_key.get_secret_value())
         except Exception:  # noqa: BLE001 - the block may be the very thing that is missing
             pass
-    return collect_secrets(os.environ, *extra)
+    return environment_secrets(os.environ, *extra)
 
 
 async def _notify(block: Any, body: str, subject: str) -> None:
@@ -258,7 +222,7 @@ async def _emit_alert_sent(flow: Any, flow_run: Any, state: Any, block_reference
 
 
 async def notify_run_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """`on_failure` / `on_crashed` hook: notify the alert recipients that this run failed.
+    """`on_failure` hook: notify the alert recipients that this run failed.
 
     Loads the notification block named by MARKET_FORECAST_ALERT_BLOCK (default
     'email-alerts/market-forecast-alerts'), sends the message of `build_failure_alert`, then
@@ -329,5 +293,5 @@ async def notify_run_failure(flow: Any, flow_run: Any, state: Any) -> None:
         logger.error(
             "The failure alert hook itself failed (%s: %s); the run's own error is unchanged.",
             type(exc).__name__,
-            scrub_secrets(str(exc), collect_secrets(os.environ)),
+            redact(str(exc), *environment_secrets(os.environ)),
         )

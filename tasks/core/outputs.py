@@ -12,12 +12,10 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
-from tasks.backtest import BACKTEST_COLUMNS
-from tasks.errors import OutputValidationError
-from tasks.evaluate import METRIC_COLUMNS
+from tasks.core.backtest import BACKTEST_COLUMNS
+from tasks.core.calendar import sessions_after
+from tasks.core.errors import OutputValidationError
+from tasks.core.metrics import METRIC_COLUMNS
 
 SCHEMAS: dict[str, list[str]] = {
     "actuals.csv": ["date", "series_id", "value", "filled", "data_source"],
@@ -65,18 +63,18 @@ def label_table(table: pd.DataFrame, name: str, **constants: object) -> pd.DataF
     return labelled[SCHEMAS[name]]
 
 
-def validate_outputs(tables: dict[str, pd.DataFrame], *, last_actual: date, horizon: int, sessions: pd.DatetimeIndex) -> None:
+def validate_outputs(tables: dict[str, pd.DataFrame], *, last_actual: date, horizon: int) -> None:
     """Check every table against its contract before anything is published.
 
     Args:
         tables: file name -> table.
-        last_actual: last date of actuals.csv; forecasts must start after it.
+        last_actual: last date of actuals.csv; forecasts must use the `horizon` NYSE sessions after it.
         horizon: forecast rows expected per series.
-        sessions: the NYSE sessions the forecast must use (the `horizon` sessions after last_actual).
 
     Raises:
         OutputValidationError: with every problem found in the first failing table.
     """
+    sessions = sessions_after(last_actual, horizon)
     for name, table in tables.items():
         problems = _schema_problems(name, table)
         if name in ("actuals.csv", "predicted.csv", "forecasted_data.csv") and not problems:
@@ -172,14 +170,3 @@ def assemble_tables(
 def serialize_tables(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, bytes], dict[str, int]]:
     """(file name -> CSV bytes, file name -> data rows)."""
     return {name: to_csv_bytes(t) for name, t in tables.items()}, {name: len(t) for name, t in tables.items()}
-
-
-@task(name="validate-outputs", cache_policy=NO_CACHE)
-def validate_outputs_task(tables: dict[str, pd.DataFrame], *, last_actual: date, horizon: int) -> None:
-    """Check every output table; nothing is published if one fails."""
-    from tasks.sessions import sessions_after
-
-    validate_outputs(tables, last_actual=last_actual, horizon=horizon, sessions=sessions_after(last_actual, horizon))
-    get_run_logger().info(
-        "Outputs valid: %s", ", ".join(f"{name} ({len(t)} rows)" for name, t in tables.items())
-    )

@@ -1,48 +1,20 @@
 """Prediction stage (pure): one-step predictions over history and the multi-session forecast.
 
-Both use a fitted scaler and a predictor (tasks.model.make_predictor); both return long tables
-(one row per date and series), the shape the published CSVs and Power BI use.
+Both use a fitted scaler and a predictor (tasks.core.model.make_predictor); both return long
+tables (one row per date and series), the shape the published CSVs and Power BI use.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
-from tasks.features import Scaler, last_window, level_history, make_features, window_inputs
-from tasks.model import Predictor, forecast_log_levels, predict_returns, predictor_for
-from tasks.settings import Settings
-
-SPLITS = ("train", "validation", "test", "live")
-
-
-@dataclass(frozen=True)
-class SplitDates:
-    """Date boundaries of the data a model was fitted and evaluated on (from its model card).
-
-    Rows before validation_start were trained on, rows from validation_start before test_start
-    formed the validation slice, rows from test_start to data_end were held out, and anything after
-    data_end arrived after training ("live").
-    """
-
-    validation_start: date
-    test_start: date
-    data_end: date
-
-    def label(self, dates: pd.DatetimeIndex) -> np.ndarray:
-        """The split label of each date."""
-        edges = pd.DatetimeIndex(
-            [pd.Timestamp(self.validation_start), pd.Timestamp(self.test_start), pd.Timestamp(self.data_end) + pd.Timedelta(days=1)]
-        )
-        return np.asarray(SPLITS)[np.searchsorted(edges.as_unit("ns").asi8, dates.as_unit("ns").asi8, side="right")]
-
+from tasks.core.calendar import sessions_after
+from tasks.core.features import Scaler, SplitDates, last_window, level_history, make_features, window_inputs
+from tasks.core.intervals import interval_log_bounds
+from tasks.core.model import Predictor, forecast_log_levels, predict_returns
 
 def one_step_predictions(
     predictor: Predictor,
@@ -139,51 +111,34 @@ def forecast_table(
     return table
 
 
-# ---------------------------------------------------------------- tasks
-
-
-@task(name="predict-history", cache_policy=NO_CACHE)
-def predict_history_task(
-    model: Any, scaler: Scaler, levels: pd.DataFrame, settings: Settings, *, split_dates: SplitDates, first_date: date | None = None
+def forecast_sessions(
+    predictor: Predictor,
+    scaler: Scaler,
+    levels: pd.DataFrame,
+    *,
+    sequence_length: int,
+    level_window: int,
+    horizon: int,
+    z_quantiles: pd.DataFrame,
 ) -> pd.DataFrame:
-    """One-step predictions over `levels` (from `first_date`), labelled by split."""
-    predictions = one_step_predictions(
-        predictor_for(model),
-        scaler,
-        levels,
-        sequence_length=settings.sequence_length,
-        level_window=settings.level_window,
-        split_dates=split_dates,
-        first_date=first_date,
-    )
-    counts = predictions.drop_duplicates("date")["split"].value_counts()
-    get_run_logger().info(
-        "Predicted %d sessions (%s)", predictions["date"].nunique(), ", ".join(f"{k}: {v}" for k, v in counts.items())
-    )
-    return predictions
+    """The published forecast: `horizon` NYSE sessions after the last row of `levels`, with bands.
 
+    Args:
+        predictor: from make_predictor.
+        scaler: the model's fitted scaler.
+        levels: aligned levels up to the forecast origin, columns in scaler.series order.
+        sequence_length: the model's window length.
+        level_window: the model's rolling-mean window of the level feature.
+        horizon: sessions to forecast (holidays and weekends skipped).
+        z_quantiles: the backtest's standardised error quantiles by series and horizon.
 
-@task(name="forecast-sessions", cache_policy=NO_CACHE)
-def forecast_sessions_task(model: Any, scaler: Scaler, levels: pd.DataFrame, settings: Settings, *, z_quantiles: pd.DataFrame) -> pd.DataFrame:
-    """Forecast `forecast_horizon` NYSE sessions after the last observation, with 80%/95% bands."""
-    from tasks.backtest import interval_log_bounds
-    from tasks.sessions import sessions_after
-
-    last = levels.index[-1].date()
-    dates = sessions_after(last, settings.forecast_horizon)
-    started = time.perf_counter()
+    Returns:
+        The long forecast table of `forecast_table`, on the next `horizon` NYSE sessions.
+    """
+    dates = sessions_after(levels.index[-1].date(), horizon)
     path = forecast_levels(
-        predictor_for(model),
-        scaler,
-        levels,
-        sequence_length=settings.sequence_length,
-        level_window=settings.level_window,
-        horizon=settings.forecast_horizon,
+        predictor, scaler, levels, sequence_length=sequence_length, level_window=level_window, horizon=horizon
     )
-    elapsed_ms = 1000 * (time.perf_counter() - started)
-    bounds = interval_log_bounds(z_quantiles, np.log(levels.to_numpy(dtype="float64")), settings.series, settings.forecast_horizon)
-    table = forecast_table(path, settings.series, dates, bounds)
-    get_run_logger().info(
-        "Forecast %d sessions %s .. %s in %.0f ms (holidays skipped)", len(dates), dates[0].date(), dates[-1].date(), elapsed_ms
-    )
-    return table
+    series = tuple(levels.columns)
+    bounds = interval_log_bounds(z_quantiles, np.log(levels.to_numpy(dtype="float64")), series, horizon)
+    return forecast_table(path, series, dates, bounds)

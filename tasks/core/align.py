@@ -17,12 +17,8 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
-from tasks.errors import DataGapError, InsufficientDataError, InvalidValuesError, StaleDataError
-from tasks.sessions import sessions_in_range
-from tasks.settings import Settings
+from tasks.core.calendar import sessions_in_range
+from tasks.core.errors import DataGapError, InsufficientDataError, InvalidValuesError, StaleDataError
 
 
 @dataclass(frozen=True)
@@ -48,6 +44,10 @@ class AlignedData:
     def last_date(self) -> date:
         """Last session of the frame (the data's 'through' date)."""
         return self.levels.index[-1].date()
+
+    def lookback_start(self, sessions: int) -> date:
+        """First of the last `sessions` sessions of the frame (its first if it holds fewer)."""
+        return self.levels.index[max(0, len(self.levels) - sessions)].date()
 
 
 def _as_float_series(series_id: str, raw: pd.Series) -> pd.Series:
@@ -145,23 +145,3 @@ def _check_gaps(missing: pd.DataFrame, max_fill: int) -> None:
                 gaps.append((sid, dates[s].date(), dates[e - 1].date(), int(e - s)))
     if gaps:
         raise DataGapError(gaps, max_fill)
-
-
-@task(name="align-sessions", cache_policy=NO_CACHE)
-def align_sessions_task(raw: dict[str, pd.Series], *, start: date, as_of: date, settings: Settings) -> AlignedData:
-    """Align and validate the fetched series; log what was dropped and filled."""
-    logger = get_run_logger()
-    aligned = align_sessions(
-        raw, start=start, as_of=as_of, max_fill=settings.max_fill_sessions, max_stale=settings.max_stale_sessions
-    )
-    filled = aligned.filled.sum()
-    logger.info(
-        "Aligned %d series on %d NYSE sessions %s .. %s; filled forward: %s; non-session rows dropped: %s",
-        aligned.levels.shape[1],
-        len(aligned.levels),
-        aligned.first_date,
-        aligned.last_date,
-        ", ".join(f"{s}={int(n)}" for s, n in filled.items()),
-        ", ".join(f"{s}={n}" for s, n in aligned.dropped_non_sessions.items()),
-    )
-    return aligned

@@ -6,11 +6,10 @@ the same origins: the random walk (the level at the origin) and the drift (the o
 by the mean log-return of all data up to the origin).
 
 The scaler and model are those fitted on the training part (every origin lies after it), or are
-refitted every `refit_every` sessions on all data before the next origin (expanding window).
+refitted every `refit_every` sessions on all data before the next origin (expanding window); the
+refit itself is passed in, so this module never trains.
 
-Prediction intervals come from out-of-sample errors: log errors divided by the origin's recent
-volatility (std of the last `VOL_WINDOW` daily log-returns) times sqrt(horizon). Their quantiles
-give bands that widen in turbulent markets. The errors are those of the test origins plus, when a
+Prediction intervals come from out-of-sample errors (tasks.core.intervals). The errors are those of the test origins plus, when a
 calibration start is given, those of forecasts made from the validation slice with targets still
 inside the training part (the network never trained on them; only the per-series shrinkage was
 fitted there). Coverage is reported honestly: the band at a test origin uses only the validation
@@ -25,17 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
-from tasks.features import Scaler, level_history, make_features, window_inputs
-from tasks.model import Predictor, forecast_log_levels, predictor_for
-from tasks.settings import Settings
-from tasks.training import TrainedModel, fit_lstm
-
-VOL_WINDOW = 60
-MIN_CALIBRATION = 20
-QUANTILES = {"q025": 0.025, "q10": 0.10, "q90": 0.90, "q975": 0.975}
+from tasks.core.features import Scaler, level_history, make_features, window_inputs
+from tasks.core.intervals import QUANTILES, expanding_coverage, recent_volatility
+from tasks.core.metrics import mae, relative_mae, rmse
+from tasks.core.model import Predictor, forecast_log_levels
 
 BACKTEST_COLUMNS = [
     "series_id",
@@ -70,16 +63,6 @@ class BacktestResult:
     metrics: pd.DataFrame
     z_quantiles: pd.DataFrame
     n_origins: int
-
-
-def recent_volatility(log_levels: np.ndarray, window: int = VOL_WINDOW) -> np.ndarray:
-    """Std of the last `window` daily log-returns at each row, shape like log_levels.
-
-    Rows with fewer than 2 returns before them get the std of what exists (NaN for row 0..1).
-    """
-    returns = pd.DataFrame(np.diff(log_levels, axis=0))
-    vol = returns.rolling(window, min_periods=2).std(ddof=1).to_numpy()
-    return np.vstack([np.full((1, log_levels.shape[1]), np.nan), vol])
 
 
 def run_backtest(
@@ -168,24 +151,22 @@ def run_backtest(
         naive = origin_levels[valid]
         drift = naive + h * drift_per_step[valid]
         z = (actual - forecast) / (origin_volatility[valid] * np.sqrt(h))
-        cover80, cover95, n_cover = _expanding_coverage(z, origins[valid], h, prior=calibration[h])
+        cover80, cover95, n_cover = expanding_coverage(z, origins[valid], h, prior=calibration[h])
         pooled = np.vstack([calibration[h], z])
         for j, sid in enumerate(levels.columns):
             a, f, nv, dr = (np.exp(x[:, j]) for x in (actual, forecast, naive, drift))
-            mae, naive_mae = np.mean(np.abs(a - f)), np.mean(np.abs(a - nv))
-            drift_mae = np.mean(np.abs(a - dr))
             metric_rows.append(
                 {
                     "series_id": sid,
                     "horizon": h,
                     "n": int(valid.sum()),
-                    "mae": mae,
-                    "rmse": float(np.sqrt(np.mean((a - f) ** 2))),
-                    "naive_mae": naive_mae,
-                    "naive_rmse": float(np.sqrt(np.mean((a - nv) ** 2))),
-                    "drift_mae": drift_mae,
-                    "mase": mae / naive_mae if naive_mae > 0 else np.nan,
-                    "mase_vs_drift": mae / drift_mae if drift_mae > 0 else np.nan,
+                    "mae": mae(a, f),
+                    "rmse": rmse(a, f),
+                    "naive_mae": mae(a, nv),
+                    "naive_rmse": rmse(a, nv),
+                    "drift_mae": mae(a, dr),
+                    "mase": relative_mae(a, f, nv),
+                    "mase_vs_drift": relative_mae(a, f, dr),
                     "coverage_80": cover80[j],
                     "coverage_95": cover95[j],
                     "n_coverage": n_cover[j],
@@ -205,102 +186,3 @@ def _refit_blocks(origins: np.ndarray, refit_every: int) -> list[np.ndarray]:
         return [positions]
     block_of = (origins - origins[0]) // refit_every
     return [positions[block_of == b] for b in np.unique(block_of)]
-
-
-def _expanding_coverage(
-    z: np.ndarray, origins: np.ndarray, h: int, *, prior: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Coverage of 80% and 95% bands built only from errors realised before each origin.
-
-    The error of origin o is known at o + h; the band at origin o uses the `prior` errors (realised
-    before the first origin) and the errors of origins o' with o' + h <= o, and is scored only when
-    at least MIN_CALIBRATION of them exist.
-    """
-    n_series = z.shape[1]
-    prior = np.empty((0, n_series)) if prior is None else prior
-    hits80, hits95, counts = np.zeros(n_series), np.zeros(n_series), np.zeros(n_series, dtype=int)
-    for i, origin in enumerate(origins):
-        known = origins + h <= origin
-        if known.sum() + len(prior) < MIN_CALIBRATION:
-            continue
-        past = np.vstack([prior, z[known]])
-        score = z[i]
-        for j in range(n_series):
-            cal = past[:, j][np.isfinite(past[:, j])]
-            if len(cal) < MIN_CALIBRATION or not np.isfinite(score[j]):
-                continue
-            lo80, hi80, lo95, hi95 = np.quantile(cal, [0.10, 0.90, 0.025, 0.975])
-            hits80[j] += lo80 <= score[j] <= hi80
-            hits95[j] += lo95 <= score[j] <= hi95
-            counts[j] += 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return hits80 / counts, hits95 / counts, counts
-
-
-def interval_log_bounds(
-    z_quantiles: pd.DataFrame, log_levels: np.ndarray, series: tuple[str, ...], horizon: int
-) -> pd.DataFrame:
-    """Turn standardised error quantiles into log-space bounds for a forecast from the last row.
-
-    Args:
-        z_quantiles: from BacktestResult.z_quantiles (horizons the backtest scored).
-        log_levels: (rows, n_series) log-levels up to the forecast origin.
-        series: series order of the columns.
-        horizon: steps of the forecast.
-
-    Returns:
-        series_id, horizon (1..horizon; interpolated between scored horizons, the nearest scored
-        one beyond them), q025, q10, q90, q975 in log units, added to the forecast's log-level.
-    """
-    vol_now = recent_volatility(log_levels)[-1]
-    rows = []
-    for j, sid in enumerate(series):
-        table = z_quantiles[z_quantiles["series_id"] == sid].sort_values("horizon")
-        scored = table["horizon"].to_numpy()
-        for h in range(1, horizon + 1):
-            rows.append(
-                {
-                    "series_id": sid,
-                    "horizon": h,
-                    **{
-                        k: float(np.interp(h, scored, table[k].to_numpy())) * vol_now[j] * np.sqrt(h)
-                        for k in QUANTILES
-                    },
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------- task
-
-
-@task(name="walk-forward-backtest", cache_policy=NO_CACHE)
-def backtest_task(trained: TrainedModel, levels: pd.DataFrame, settings: Settings) -> BacktestResult:
-    """Backtest the freshly trained model over its test part; refit on schedule if configured."""
-    logger = get_run_logger()
-
-    def refit(history: pd.DataFrame) -> tuple[Predictor, Scaler]:
-        # Refit on everything up to the origin: the model's own split then puts the latest
-        # test_fraction of that history into its test part, which the refit does not train on.
-        logger.info("Backtest refit on %d sessions up to %s", len(history), history.index[-1].date())
-        refitted = fit_lstm(history, settings)
-        return predictor_for(refitted.model), refitted.scaler
-
-    result = run_backtest(
-        predictor_for(trained.model),
-        trained.scaler,
-        levels,
-        test_start_row=trained.split.train_end,
-        sequence_length=settings.sequence_length,
-        level_window=settings.level_window,
-        horizons=settings.backtest.horizons,
-        origin_step=settings.backtest.origin_step,
-        refit_every=settings.backtest.refit_every,
-        refit=refit,
-        calibration_start_row=trained.split.validation_start,
-    )
-    table = result.metrics.pivot(index="series_id", columns="horizon", values="mase")
-    logger.info(
-        "Backtest over %d origins, MASE vs random walk by horizon:\n%s", result.n_origins, table.round(3).to_string()
-    )
-    return result

@@ -1,18 +1,36 @@
 """Typed errors of the pipeline. Each message carries the offending values and says what to do.
 
 They are what a user reads in the Prefect log and in the failure e-mail, so they never contain a
-secret: FRED's messages and URLs pass through `redact` before they reach an exception.
+secret: the adapters pass FRED's messages, URLs and storage errors through `blocks.redaction`
+before they build one of these.
+
+`TransientError` marks a failure worth retrying (a timeout, a 5xx, a 429); `is_transient` is the
+one retry condition of every I/O stage.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import date
 
 
 class PipelineError(Exception):
     """Base class of the pipeline's own errors."""
+
+
+class TransientError(PipelineError):
+    """A failure a retry may fix: a timeout, a connection error, HTTP 5xx or 429."""
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an exception it was raised from, is a `TransientError`."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, TransientError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 # ---------------------------------------------------------------- FRED
@@ -31,7 +49,7 @@ class FredRequestError(FredError):
     """FRED refused the request for a reason a retry cannot fix (bad key, unknown series)."""
 
 
-class FredTransientError(FredError):
+class FredTransientError(FredError, TransientError):
     """A failure worth retrying: timeout, connection error, HTTP 5xx or 429, a truncated body."""
 
 
@@ -133,35 +151,13 @@ class StorageError(PipelineError):
     """Reading from or writing to the storage block failed."""
 
 
+class StorageTransientError(StorageError, TransientError):
+    """A storage read or write failed in a way a retry may fix (timeout, 5xx, 429, connection)."""
+
+
+class StorageNotFound(StorageError):
+    """The path does not exist in the storage block."""
+
+
 class PublishError(StorageError):
     """A run could not be published completely; latest.json was left as it was."""
-
-
-# key=value secrets that may sit in an URL or a connection string inside an error message.
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(api_key=)[^&\s'\"<>]+"),
-    re.compile(r"(?i)(AccountKey=)[^;\s'\"]+"),
-    re.compile(r"(?i)(SharedAccessSignature=)[^;\s'\"]+"),
-    re.compile(r"(?i)([?&]sig=)[^&;\s'\"]+"),
-    re.compile(r"(?i)(password=)[^&;\s'\"]+"),
-    re.compile(r"(?i)(://[^:/@\s]+:)[^@/\s]+(?=@)"),  # scheme://user:password@host
-)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Hide secrets in `text`: each given value, and key=value secrets of URLs and connection strings.
-
-    Args:
-        text: Any message that might contain a secret (an URL with api_key=, a server's error
-            body, a connection string).
-        *secrets: The secret values to hide; None and empty strings are ignored.
-
-    Returns:
-        The text with the secrets replaced by '***'.
-    """
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + "***", text)
-    return text

@@ -1,0 +1,121 @@
+"""The flows' command line, generated from the flow's parameters and the settings model.
+
+`python -m flows.train_model --help` lists every flow parameter and every setting with its
+description and default, straight from the code (Prefect's parameter schema, which reads the flow's
+docstring, and the pydantic fields of `Settings`), so the help can never drift from them:
+
+    --as-of 2025-03-31 --output-dir data --storage-block T/N --fred-block fred   flow parameters
+    --epochs 5 --series SP500 VIXCLS                                              settings
+    --fetch.timeout-seconds 10 --backtest.horizons 1 5 10                         nested settings
+
+Values are validated by the same pydantic models as the flow's parameters, so a bad value fails
+with the message naming the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import Flow
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from tasks.core.settings import Settings
+
+SETTINGS_PARAMETER = "settings"
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_sequence(annotation: Any) -> bool:
+    origins = {typing.get_origin(a) for a in (annotation, *typing.get_args(annotation))}
+    return bool(origins & {tuple, list})
+
+
+def _setting_options(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, FieldInfo]]:
+    """(option, dotted field path, field) for every leaf field of `model`, nested models flattened."""
+    options: list[tuple[str, str, FieldInfo]] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if _is_model(field.annotation):
+            options += _setting_options(field.annotation, f"{path}.")  # type: ignore[arg-type]
+        else:
+            options.append((f"--{path.replace('_', '-')}", path, field))
+    return options
+
+
+def _default_text(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return ""
+    return f" (default: {field.default})" if field.default is not None else ""
+
+
+def build_parser(flow: Flow[..., Any]) -> tuple[argparse.ArgumentParser, list[tuple[str, str]]]:
+    """The parser of `flow`'s command line, and (argparse dest, settings path) of each setting."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m flows.{Path(inspect.getfile(flow.fn)).stem}",
+        description=(flow.description or "").strip().split("\n\n")[0],
+    )
+    run = parser.add_argument_group("flow parameters")
+    schema = flow.parameters.properties
+    for name, spec in schema.items():
+        if name == SETTINGS_PARAMETER:
+            continue
+        option = f"--{name.replace('_', '-')}"
+        help_text = (spec.get("description") or spec.get("title") or name).replace("%", "%%")
+        if spec.get("default") is False:
+            run.add_argument(option, dest=name, action="store_true", help=help_text)
+        else:
+            default = f" (default: {spec['default']})" if spec.get("default") is not None else ""
+            run.add_argument(option, dest=name, metavar=name.upper(), default=argparse.SUPPRESS, help=help_text + default)
+    group = parser.add_argument_group("settings (tasks/core/settings.py)")
+    settings_dests: list[tuple[str, str]] = []
+    for option, path, field in _setting_options(Settings):
+        dest = "setting:" + path
+        nargs = "+" if _is_sequence(field.annotation) else None
+        help_text = (field.description or path) + _default_text(field)
+        metavar = path.rsplit(".", 1)[-1].upper()
+        group.add_argument(
+            option, dest=dest, nargs=nargs, metavar=metavar, default=argparse.SUPPRESS, help=help_text.replace("%", "%%")
+        )
+        settings_dests.append((dest, path))
+    return parser, settings_dests
+
+
+def parse_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The flow's keyword arguments from the command line (settings validated into `Settings`)."""
+    parser, settings_dests = build_parser(flow)
+    values = vars(parser.parse_args(argv))
+    overrides: dict[str, Any] = {}
+    for dest, path in settings_dests:
+        if dest in values:
+            node = overrides
+            *parents, leaf = path.split(".")
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = values.pop(dest)
+    try:
+        settings = Settings.model_validate(overrides)
+    except ValidationError as exc:
+        parser.error(f"invalid settings: {exc}")
+    return {**values, SETTINGS_PARAMETER: settings}
+
+
+def run_from_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) -> None:
+    """Run `flow` with the command line's arguments and print where its outputs went."""
+    state = flow(**parse_command_line(flow, argv), return_state=True)
+    result = state.result()  # raises the flow's error if it failed
+    if not isinstance(result, dict):  # e.g. the daily flow on a day the NYSE is closed
+        print(state.message)
+        return
+    print(f"{flow.name}: published {result['run_folder']} in {result['location']}")
+    for key, value in result.items():
+        if key not in ("run_folder", "location"):
+            print(f"  {key}: {value}")

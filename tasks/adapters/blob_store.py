@@ -1,0 +1,286 @@
+"""Blob store adapter: read, write and delete files of the storage block, each within a time limit.
+
+The model store and the published runs live in one Prefect `WritableFileSystem`-style block: a
+`LocalFileSystem` under `data/` by default, prefect-azure's `AzureBlobStorageContainer` in
+production, or any other block with `read_path` / `write_path`.
+
+Every failure leaves here as one of the pipeline's typed errors, classified once:
+- `StorageTransientError`: a timeout, a connection error, HTTP 408/429/5xx. The I/O stages retry
+  these (Prefect task retries, `tasks.stages.retry`), like FRED's;
+- `StorageNotFound`: the path does not exist;
+- `StorageError`: anything else (a missing container, a refused credential), with what to do.
+
+Files are read and written through the block's own `read_path` / `write_path`, except in an Azure
+container: there they go through the container client that the block's credentials hand out
+(`AzureBlobStorageCredentials.get_container_client`, public API), called with SDK retries off and
+an overall time limit, because the SDK alone retries a dead endpoint for about 85 s per call and our
+retry policy and its message should be in charge instead. The WritableFileSystem interface has no
+delete: removing a failed publish's partial files works for local folders and Azure containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prefect.blocks.core import Block
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from blocks.azure import parse_connection_string
+from blocks.redaction import redact
+from tasks.core.errors import StorageError, StorageNotFound, StorageTransientError
+
+T = TypeVar("T")
+
+
+def describe_storage(storage: WritableFileSystem) -> str:
+    """Where a storage block points, for logs and summaries (no credentials)."""
+    if isinstance(storage, LocalFileSystem):
+        return f"local folder {local_root(storage)}"
+    container = getattr(storage, "container_name", None)
+    if container is not None:
+        base = getattr(storage, "base_folder", None)
+        return f"Azure Blob container {container!r}" + (f" under {base!r}" if base else "")
+    return type(storage).__name__
+
+
+def resolve_storage(storage_block: str | None, output_dir: str) -> WritableFileSystem:
+    """The storage the flows read and write.
+
+    Args:
+        storage_block: A saved block as "<block-type-slug>/<name>", e.g.
+            "azure-blob-storage-container/market-forecast"; None for a local folder.
+        output_dir: The local folder used when storage_block is None.
+
+    Raises:
+        StorageError: the block cannot be loaded or cannot read and write files.
+    """
+    if storage_block is None:
+        return LocalFileSystem(basepath=str(Path(output_dir).expanduser().resolve()))
+    if "/" not in storage_block:
+        raise StorageError(
+            f"storage_block {storage_block!r} must name the block type too, as "
+            f"'<block-type-slug>/<name>', e.g. 'azure-blob-storage-container/{storage_block}' "
+            f"or 'local-file-system/{storage_block}'."
+        )
+    try:
+        block = Block.load(storage_block)
+    except ValueError as exc:
+        raise StorageError(
+            f"Storage block {storage_block!r} could not be loaded: {exc}. Create it with "
+            "`python -m blocks setup` or in the Prefect UI, or omit storage_block to use the local "
+            "output_dir."
+        ) from None
+    if not (hasattr(block, "read_path") and hasattr(block, "write_path")):
+        raise StorageError(
+            f"Block {storage_block!r} is a {type(block).__name__}, which cannot read and write files; "
+            "use a LocalFileSystem or an AzureBlobStorageContainer block."
+        )
+    return block  # type: ignore[no-any-return]
+
+
+def local_root(storage: LocalFileSystem) -> Path:
+    """The absolute folder a LocalFileSystem block reads and writes."""
+    return Path(storage.basepath or ".").expanduser().resolve()
+
+
+def _local_path(storage: LocalFileSystem, path: str) -> Path:
+    root = local_root(storage)
+    target = (root / path).resolve()
+    if root != target and root not in target.parents:
+        raise StorageError(f"{path!r} lies outside the storage folder {root}")
+    return target
+
+
+def _is_azure(storage: WritableFileSystem) -> bool:
+    return hasattr(storage, "container_name") and hasattr(storage, "credentials")
+
+
+def _blob_name(storage: Any, path: str) -> str:
+    base = (getattr(storage, "base_folder", None) or "").strip("/")
+    return f"{base}/{path}" if base else path
+
+
+def published_url(storage: WritableFileSystem, folder: str) -> str | None:
+    """A link to a published folder: file:// for a local folder, the Blob URL for Azure (no credentials)."""
+    if isinstance(storage, LocalFileSystem):
+        return (local_root(storage) / folder).as_uri()
+    if not _is_azure(storage):
+        return None
+    credentials = getattr(storage, "credentials")
+    endpoint = getattr(credentials, "account_url", None)
+    secret = getattr(credentials, "connection_string", None)
+    if endpoint is None and secret is not None:
+        try:
+            endpoint = parse_connection_string(secret.get_secret_value()).endpoint
+        except ValueError:
+            return None
+    if endpoint is None:
+        return None
+    container = getattr(storage, "container_name")
+    return f"{str(endpoint).rstrip('/')}/{container}/{_blob_name(storage, folder)}/"
+
+
+# ---------------------------------------------------------------- classification
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes (prefect-azure wraps Azure errors in RuntimeError)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _error_code(exc: BaseException) -> str | None:
+    return next((code for e in _chain(exc) if (code := getattr(e, "error_code", None))), None)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    for error in _chain(exc):
+        if isinstance(error, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(error, HttpResponseError):
+            status = error.status_code or 0
+            return status in (408, 429) or status >= 500
+    return False
+
+
+def _container_hint(storage: WritableFileSystem) -> str:
+    name = getattr(storage, "container_name", "?")
+    return (
+        f"The Azure Blob container {name!r} does not exist. The storage block does not create "
+        f"containers: create it once with `az storage container create --name {name} "
+        '--connection-string "$AZURE_STORAGE_CONNECTION_STRING"`, in the Azure portal '
+        "(Storage account > Containers > + Container), or with `python -m blocks setup "
+        "--create-container`."
+    )
+
+
+def _classified(exc: Exception, *, what: str, storage: WritableFileSystem, timeout: float) -> StorageError:
+    """The typed error for a failed storage call (its message never holds a secret)."""
+    if _error_code(exc) == "ContainerNotFound":
+        return StorageError(f"{what} failed: {_container_hint(storage)}")
+    if _error_code(exc) == "BlobNotFound" or isinstance(exc, FileNotFoundError):
+        return StorageNotFound(f"{what}: not found in {describe_storage(storage)}")
+    if isinstance(exc, TimeoutError) and not str(exc):  # asyncio's timeout says nothing
+        detail = f"no answer within {timeout:g} s (is the storage endpoint reachable?)"
+    else:
+        # redact: an Azure error can quote a URL with a SAS signature in it.
+        detail = redact(str(exc).splitlines()[0]) if str(exc) else "no message"
+    kind = StorageTransientError if _is_transient(exc) else StorageError
+    return kind(f"{what} failed on {describe_storage(storage)}: {type(exc).__name__}: {detail}")
+
+
+def _run(
+    storage: WritableFileSystem,
+    *,
+    what: str,
+    timeout: float,
+    block: Callable[[], T],
+    azure: Callable[[Any], Awaitable[T]],
+) -> T:
+    """Run one storage operation, through the Azure container client or the block's own method,
+    classifying any failure."""
+    try:
+        if not _is_azure(storage):
+            return block()
+
+        async def bounded() -> T:
+            client = getattr(storage, "credentials").get_container_client(getattr(storage, "container_name"))
+            async with client:
+                return await asyncio.wait_for(azure(client), timeout)
+
+        return run_coro_as_sync(bounded())  # type: ignore[return-value]
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a typed StorageError
+        raise _classified(exc, what=what, storage=storage, timeout=timeout) from exc
+
+
+# Azure SDK per-call options: no retries of its own (the stages retry), bounded socket waits.
+_NO_SDK_RETRY: dict[str, Any] = {"retry_total": 0}
+
+
+def read_bytes(storage: WritableFileSystem, path: str, *, timeout: float) -> bytes:
+    """The content of `path`.
+
+    Raises:
+        StorageNotFound: the path does not exist.
+        StorageTransientError: a timeout or a retryable HTTP status.
+        StorageError: any other failure.
+    """
+
+    def block() -> bytes:
+        if isinstance(storage, LocalFileSystem) and not _local_path(storage, path).is_file():
+            raise FileNotFoundError(path)
+        return bytes(storage.read_path(path))
+
+    async def azure(client: Any) -> bytes:
+        stream = await client.get_blob_client(_blob_name(storage, path)).download_blob(**_NO_SDK_RETRY)
+        return bytes(await stream.readall())
+
+    return _run(storage, what=f"Reading {path}", timeout=timeout, block=block, azure=azure)
+
+
+def write_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeout: float) -> None:
+    """Write `content` to `path`, replacing what is there.
+
+    Raises:
+        StorageTransientError: a timeout or a retryable HTTP status.
+        StorageError: any other failure.
+    """
+
+    async def azure(client: Any) -> None:
+        await client.get_blob_client(_blob_name(storage, path)).upload_blob(content, overwrite=True, **_NO_SDK_RETRY)
+
+    _run(storage, what=f"Writing {path}", timeout=timeout, block=lambda: storage.write_path(path, content), azure=azure)
+
+
+def read_optional(storage: WritableFileSystem, path: str, *, timeout: float) -> bytes | None:
+    """The content of `path`, or None if it does not exist."""
+    try:
+        return read_bytes(storage, path, timeout=timeout)
+    except StorageNotFound:
+        return None
+
+
+def delete_paths(storage: WritableFileSystem, paths: list[str], *, timeout: float) -> list[str]:
+    """Best-effort removal of `paths`; returns the ones that could not be removed.
+
+    A path that does not exist counts as removed (the write that failed may never have landed).
+    `timeout` bounds the whole removal: the storage may be the very thing that is down.
+    """
+    removed: set[str] = set()
+
+    def block() -> None:
+        if not isinstance(storage, LocalFileSystem):  # no delete in the WritableFileSystem interface
+            return
+        for path in paths:
+            try:
+                _local_path(storage, path).unlink(missing_ok=True)
+                removed.add(path)
+            except OSError:
+                continue
+
+    async def azure(client: Any) -> None:
+        for path in paths:
+            try:
+                await client.delete_blob(_blob_name(storage, path), **_NO_SDK_RETRY)
+            except Exception as exc:  # noqa: BLE001 - whatever is not removed is reported
+                if _error_code(exc) != "BlobNotFound":
+                    continue
+            removed.add(path)
+
+    try:
+        _run(storage, what="Removing partial files", timeout=timeout, block=block, azure=azure)
+    except StorageError:
+        pass
+    return [path for path in paths if path not in removed]

@@ -1,0 +1,201 @@
+"""Model store adapter: save a trained model version, promote it, load and verify the champion.
+
+A version is `models/<version>/` in the storage block: `lstm_model.keras` (Keras native format: a
+zip of JSON config and weights, no pickle), `scaler.json` and `model_card.json` (series, data
+range, settings, metrics, backtest, library versions, sha256 of the two other files).
+`models/champion.json` names the version the daily flow uses and records the card's sha256, so
+every file is checked before a model is used.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prefect.filesystems import WritableFileSystem
+from pydantic import ValidationError
+
+from tasks.adapters.blob_store import describe_storage, read_bytes, read_optional, write_bytes
+from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
+from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageNotFound
+from tasks.core.features import Scaler, SplitDates
+from tasks.core.promotion import check_model_card
+from tasks.core.settings import Settings
+from tasks.core.training import model_version_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+MODELS = "models"
+CHAMPION = f"{MODELS}/champion.json"
+MODEL_FILE = "lstm_model.keras"
+SCALER_FILE = "scaler.json"
+MODEL_FILES = (MODEL_FILE, SCALER_FILE)
+MODEL_CARD = "model_card.json"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A stored model ready to predict."""
+
+    model: keras.Model
+    scaler: Scaler
+    card: ModelCard
+    version: str
+
+    @property
+    def split_dates(self) -> SplitDates:
+        """Its data's split boundaries (to label prediction rows)."""
+        return self.card.split_dates()
+
+
+@dataclass(frozen=True)
+class SerializedModel:
+    """A trained model's files as stored, and the version named after them."""
+
+    version: str
+    files: dict[str, bytes]
+
+    def hashes(self) -> dict[str, str]:
+        """sha256 of each file (recorded in the model card)."""
+        return {name: sha256_hex(content) for name, content in self.files.items()}
+
+
+def serialize_model(model: keras.Model, scaler: Scaler, *, created_utc: datetime) -> SerializedModel:
+    """lstm_model.keras and scaler.json as bytes; the version is the run's time and the model's hash."""
+    files = {MODEL_FILE: model_to_bytes(model), SCALER_FILE: scaler.to_json().encode()}
+    return SerializedModel(model_version_name(created_utc, sha256_hex(files[MODEL_FILE])), files)
+
+
+def model_to_bytes(model: keras.Model) -> bytes:
+    """The model in Keras' native .keras format (Keras can only save to a path)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MODEL_FILE
+        model.save(path)
+        return path.read_bytes()
+
+
+def model_from_bytes(content: bytes) -> keras.Model:
+    """Load a model written by `model_to_bytes` (Keras safe mode: no arbitrary code)."""
+    from tasks.core.model import keras_runtime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MODEL_FILE
+        path.write_bytes(content)
+        return keras_runtime().models.load_model(path, safe_mode=True, compile=False)
+
+
+def save_model_version(
+    storage: WritableFileSystem, card: ModelCard, files: Mapping[str, bytes], *, timeout: float
+) -> str:
+    """Write models/<version>/ (model files first, the card last); returns the card's sha256."""
+    folder = f"{MODELS}/{card.version}"
+    for name, content in files.items():
+        write_bytes(storage, f"{folder}/{name}", content, timeout=timeout)
+    card_bytes = card.to_bytes()
+    write_bytes(storage, f"{folder}/{MODEL_CARD}", card_bytes, timeout=timeout)
+    return sha256_hex(card_bytes)
+
+
+def read_champion_pointer(storage: WritableFileSystem, *, timeout: float) -> ChampionPointer | None:
+    """models/champion.json, or None when no model was ever promoted."""
+    content = read_optional(storage, CHAMPION, timeout=timeout)
+    return None if content is None else ChampionPointer.from_bytes(content)
+
+
+def promote_champion(
+    storage: WritableFileSystem,
+    card: ModelCard,
+    card_sha256: str,
+    *,
+    promoted_utc: datetime,
+    timeout: float,
+) -> ChampionPointer:
+    """Point models/champion.json at the card's version (and the run folder its training published)."""
+    pointer = ChampionPointer(
+        version=card.version,
+        model_card=f"{MODELS}/{card.version}/{MODEL_CARD}",
+        model_card_sha256=card_sha256,
+        training_run_folder=card.training_run_folder,
+        promoted_utc=promoted_utc,
+        reason=card.champion_gate.reason if card.champion_gate else "promoted",
+    )
+    write_bytes(storage, CHAMPION, pointer.to_bytes(), timeout=timeout)
+    return pointer
+
+
+def load_model_files(
+    storage: WritableFileSystem, version: str, *, card_sha256: str | None, timeout: float
+) -> tuple[dict[str, bytes], ModelCard]:
+    """Read a model version's files and card, checking every sha256.
+
+    Raises:
+        ModelStoreError: a file is missing or the card is not a model card this code can read.
+        ModelIntegrityError: a hash does not match.
+    """
+    folder = f"{MODELS}/{version}"
+    try:
+        card_bytes = read_bytes(storage, f"{folder}/{MODEL_CARD}", timeout=timeout)
+        files = {name: read_bytes(storage, f"{folder}/{name}", timeout=timeout) for name in MODEL_FILES}
+    except StorageNotFound as exc:
+        raise ModelStoreError(f"Model version {version} is incomplete in {describe_storage(storage)}: {exc}") from None
+    if card_sha256 is not None and sha256_hex(card_bytes) != card_sha256:
+        raise ModelIntegrityError(
+            f"{folder}/{MODEL_CARD} does not match the sha256 recorded in {CHAMPION}: the card was "
+            "changed after promotion. Retrain (run the train-model flow) or restore the file."
+        )
+    try:
+        card = ModelCard.from_bytes(card_bytes)
+    except ValidationError as exc:
+        raise ModelStoreError(
+            f"{folder}/{MODEL_CARD} is not a model card this version can read ({exc.error_count()} problem(s), "
+            f"first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}). Retrain with this version."
+        ) from None
+    for name, content in files.items():
+        expected = card.files.get(name)
+        if expected != sha256_hex(content):
+            raise ModelIntegrityError(
+                f"{folder}/{name} has sha256 {sha256_hex(content)[:12]}..., its model card says "
+                f"{str(expected)[:12]}...: the file is corrupt or was replaced. Retrain (run the "
+                "train-model flow) or restore the file."
+            )
+    return files, card
+
+
+def read_champion_card(storage: WritableFileSystem, *, timeout: float) -> ModelCard | None:
+    """The champion's verified model card, or None when no model was ever promoted."""
+    pointer = read_champion_pointer(storage, timeout=timeout)
+    if pointer is None:
+        return None
+    _, card = load_model_files(storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout)
+    return card
+
+
+def load_champion(storage: WritableFileSystem, settings: Settings, *, data_source: str) -> LoadedModel:
+    """Load and verify the champion model.
+
+    Raises:
+        ModelStoreError: no champion was ever promoted, or its files are missing.
+        ModelIntegrityError: a file's sha256 differs from the card (or the card from champion.json).
+        ModelMismatchError: the champion was trained for other series, windows or data source.
+    """
+    timeout = settings.storage.timeout_seconds
+    pointer = read_champion_pointer(storage, timeout=timeout)
+    if pointer is None:
+        raise ModelStoreError(
+            f"No champion model in {describe_storage(storage)} (models/champion.json is missing). "
+            "Run the train-model flow against the same storage first; if it ran, its summary says "
+            "why its model was not promoted."
+        )
+    files, card = load_model_files(storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout)
+    check_model_card(card, settings, data_source=data_source)
+    scaler = Scaler.from_json(files[SCALER_FILE])
+    if scaler.series != settings.series:
+        raise ModelStoreError(
+            f"{SCALER_FILE} of {pointer.version} is for series {scaler.series}, its card says {list(card.series)}"
+        )
+    return LoadedModel(model=model_from_bytes(files[MODEL_FILE]), scaler=scaler, card=card, version=pointer.version)

@@ -1,0 +1,133 @@
+"""Run store adapter: publish a run folder completely, then move latest.json.
+
+Layout in the storage block (what Power BI reads):
+
+    runs/YYYYMMDD_HHMMSS/<csv files>, manifest.json   one folder per run (UTC time of the run)
+    latest.json                                        the newest complete daily run
+
+A run folder is complete when its manifest.json exists: the manifest is written after every data
+file and latest.json after the manifest, so a reader following latest.json never sees a half run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prefect.filesystems import WritableFileSystem
+
+from tasks.adapters.blob_store import delete_paths, describe_storage, read_optional, write_bytes
+from tasks.core.contracts import LatestPointer, RunManifest
+from tasks.core.errors import PublishError, StorageError
+
+LATEST = "latest.json"
+MANIFEST = "manifest.json"
+RUNS = "runs"
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    """Where a run was published."""
+
+    folder: str
+    manifest: RunManifest
+    moved_latest: bool
+    location: str
+
+
+def run_folder_name(created_utc: datetime) -> str:
+    """'runs/YYYYMMDD_HHMMSS' for a UTC datetime."""
+    return f"{RUNS}/{created_utc:%Y%m%d_%H%M%S}"
+
+
+def free_run_folder(storage: WritableFileSystem, created_utc: datetime, *, timeout: float) -> str:
+    """The run folder for `created_utc`, or the next free second if a complete run already holds it."""
+    for extra in range(60):
+        folder = run_folder_name(created_utc + timedelta(seconds=extra))
+        if read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout) is None:
+            return folder
+    raise PublishError(f"Every run folder from {run_folder_name(created_utc)} on for a minute is taken.")
+
+
+def read_latest(storage: WritableFileSystem, *, timeout: float) -> LatestPointer | None:
+    """latest.json, or None before the first daily run."""
+    content = read_optional(storage, LATEST, timeout=timeout)
+    return None if content is None else LatestPointer.from_bytes(content)
+
+
+def publish_run(
+    storage: WritableFileSystem,
+    files: Mapping[str, bytes],
+    manifest: RunManifest,
+    *,
+    move_latest: bool,
+    timeout: float,
+    on_file: Callable[[str, int, int], None] | None = None,
+) -> PublishedRun:
+    """Write a run folder completely, then (optionally) point latest.json at it.
+
+    Order: every data file, then manifest.json (the folder is complete from here), then latest.json.
+    Idempotent: when the folder already holds this very manifest (an earlier attempt of the same
+    publish failed at latest.json), only latest.json is written.
+    If any write fails, latest.json is left as it was, the files already written are removed where
+    possible, and PublishError says what was written, what was left and where latest.json points
+    (raised from the storage error, so a transient cause makes the publish stage retry).
+
+    Args:
+        storage: the storage block.
+        files: file name -> bytes.
+        manifest: the run's manifest; its run_folder (e.g. "runs/20261123_143012") must not hold
+            a manifest yet.
+        move_latest: whether this run becomes what latest.json points at.
+        timeout: time limit of each read and write.
+        on_file: progress callback (name, index from 1, total).
+    """
+    folder = manifest.run_folder
+    manifest_bytes = manifest.to_bytes()
+    try:
+        existing = read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout)
+        latest = read_latest(storage, timeout=timeout)
+    except StorageError as exc:
+        raise PublishError(
+            f"Publishing {folder} to {describe_storage(storage)} failed before any file was written: {exc}. "
+            "latest.json was not changed. Re-run the flow when the storage is reachable."
+        ) from exc
+    if existing is not None and existing != manifest_bytes:
+        raise PublishError(f"{folder} already holds a complete run; refusing to overwrite it.")
+    previous = latest.run_folder if latest else None
+    # The same manifest: an earlier attempt of this very publish wrote the folder, and only
+    # latest.json is left to do.
+    ordered = [] if existing is not None else [*files.items(), (MANIFEST, manifest_bytes)]
+    written: list[str] = []
+    for index, (name, content) in enumerate(ordered, start=1):
+        path = f"{folder}/{name}"
+        try:
+            write_bytes(storage, path, content, timeout=timeout)
+        except StorageError as exc:
+            left = delete_paths(storage, [*written, path], timeout=timeout)
+            cleanup = (
+                "the files already written were removed"
+                if not left
+                else f"{len(left)} partial file(s) could not be removed ({', '.join(left)}); the "
+                "folder has no manifest.json, so it is not a complete run"
+            )
+            raise PublishError(
+                f"Publishing {folder} to {describe_storage(storage)} failed at {name} "
+                f"({index}/{len(ordered)}): {exc}. latest.json was not changed and still points at "
+                f"{previous or 'nothing (no earlier run)'}; {cleanup}. Re-run the flow when the "
+                "storage is reachable."
+            ) from exc
+        written.append(path)
+        if on_file is not None:
+            on_file(name, index, len(ordered))
+    if move_latest:
+        try:
+            write_bytes(storage, LATEST, LatestPointer.for_run(manifest).to_bytes(), timeout=timeout)
+        except StorageError as exc:
+            raise PublishError(
+                f"{folder} was published completely (manifest.json written), but latest.json could "
+                f"not be updated and may still point at {previous or 'nothing'}: {exc}. Re-run, or "
+                f"point latest.json at {folder} by hand."
+            ) from exc
+    return PublishedRun(folder, manifest, move_latest, describe_storage(storage))

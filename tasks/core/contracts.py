@@ -1,0 +1,231 @@
+"""The stored JSON contracts (pure): model card, run manifest, latest.json and champion.json.
+
+Every JSON file the pipeline stores is written and read through one of these pydantic models
+(`to_bytes` / `from_bytes`), never as a hand-built dict. Each carries a `format` string naming its
+layout and version; a reader refuses a layout it does not know, with a message saying so. Files
+written before `format` existed (latest.json, champion.json) read as version 1.
+
+The README's "Stored JSON" section documents the fields of each model, and a test checks that it
+documents exactly these fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+from typing import Any, Literal, Self
+
+import numpy as np
+import pandas as pd
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tasks.core.features import SplitDates
+
+CARD_FORMAT = "market-forecast-model-card/1"
+MANIFEST_FORMAT = "market-forecast-run/1"
+LATEST_FORMAT = "market-forecast-latest/1"
+CHAMPION_FORMAT = "market-forecast-champion/1"
+
+DataSource = Literal["fred", "demo"]
+RunKind = Literal["training", "daily"]
+# A table stored inside a JSON file: one JSON object per row (see `table_records`).
+Records = list[dict[str, Any]]
+
+
+def sha256_hex(content: bytes) -> str:
+    """Hex sha256 of `content`."""
+    return hashlib.sha256(content).hexdigest()
+
+
+def table_records(frame: pd.DataFrame) -> Records:
+    """A frame as JSON-ready records: dates as ISO text, NaN and infinities as None."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].dt.strftime("%Y-%m-%d")
+    return [
+        {str(k): (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
+        for row in out.to_dict("records")
+    ]
+
+
+class StoredJson(BaseModel):
+    """Base of the stored JSON files: frozen, no unknown fields, UTF-8 JSON with 2-space indent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_bytes(self) -> bytes:
+        """The file's content."""
+        return self.model_dump_json(indent=2).encode()
+
+    @classmethod
+    def from_bytes(cls, content: bytes | str) -> Self:
+        """Parse a stored file (pydantic's ValidationError says which field is wrong)."""
+        return cls.model_validate_json(content)
+
+
+# ---------------------------------------------------------------- model card
+
+
+class CardDataRange(BaseModel):
+    """The sessions a model saw: trained before validation_start, validated up to test_start,
+    evaluated (never trained on) from test_start to end."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: date = Field(description="First session of the aligned data.")
+    validation_start: date = Field(description="First session of the validation slice (inside the training part).")
+    test_start: date = Field(description="First session of the held-out test part.")
+    end: date = Field(description="Last session of the data the model was built from.")
+
+    def split_dates(self) -> SplitDates:
+        """The boundaries as used to label prediction rows."""
+        return SplitDates(validation_start=self.validation_start, test_start=self.test_start, data_end=self.end)
+
+
+class GateDecision(BaseModel):
+    """The champion gate's verdict on a trained model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    promoted: bool = Field(description="Whether the model became the champion.")
+    reason: str = Field(description="Why, as shown in the run summary.")
+
+
+class ModelCard(StoredJson):
+    """models/<version>/model_card.json: what a model is, what it saw, how good it is, its files."""
+
+    format: Literal["market-forecast-model-card/1"] = Field(default=CARD_FORMAT, description="Layout version.")
+    version: str = Field(description="Model version: YYYYMMDD_HHMMSS-<first 8 hex of the model file's sha256>.")
+    created_utc: AwareDatetime = Field(description="When the training run started (UTC).")
+    as_of: date = Field(description="The training run's reference date.")
+    data_source: DataSource = Field(description="`fred` or `demo`.")
+    series: tuple[str, ...] = Field(description="FRED series ids, in the model's output order.")
+    sequence_length: int = Field(description="Sessions per input window.")
+    architecture: str = Field(description="The network, its inputs and its target, in words.")
+    data: CardDataRange = Field(description="Sessions trained on, validated on and held out.")
+    shrinkage: dict[str, float] = Field(description="Per-series factor towards the random walk (0 = random walk).")
+    settings: dict[str, Any] = Field(description="The settings the model was trained with (a snapshot).")
+    metrics_test: Records = Field(description="model_metrics.csv rows of the test part.")
+    backtest: Records = Field(description="backtest_metrics.csv rows.")
+    interval_z_quantiles: Records = Field(description="Standardised error quantiles by series and horizon (intervals).")
+    library_versions: dict[str, str] = Field(description="Versions of Python and the libraries that shaped it.")
+    files: dict[str, str] = Field(description="sha256 of each model file (lstm_model.keras, scaler.json).")
+    training_run_folder: str | None = Field(default=None, description="The run folder its training published.")
+    champion_gate: GateDecision | None = Field(default=None, description="The promotion decision at training time.")
+
+    def split_dates(self) -> SplitDates:
+        """The split boundaries of its data."""
+        return self.data.split_dates()
+
+    def interval_quantiles(self) -> pd.DataFrame:
+        """The standardised error quantiles the forecast's bands are built from."""
+        return pd.DataFrame(self.interval_z_quantiles)
+
+    def backtest_table(self) -> pd.DataFrame:
+        """Its backtest metrics as a frame (empty when none were recorded)."""
+        return pd.DataFrame(self.backtest)
+
+
+# ---------------------------------------------------------------- pointers
+
+
+class ChampionPointer(StoredJson):
+    """models/champion.json: the model version the daily flow uses."""
+
+    format: Literal["market-forecast-champion/1"] = Field(default=CHAMPION_FORMAT, description="Layout version.")
+    version: str = Field(description="The champion's model version.")
+    model_card: str = Field(description="Path of its model card, models/<version>/model_card.json.")
+    model_card_sha256: str = Field(description="sha256 of that card, checked before the model is used.")
+    training_run_folder: str | None = Field(default=None, description="The training run folder that promoted it.")
+    promoted_utc: AwareDatetime = Field(description="When it was promoted (UTC).")
+    reason: str = Field(description="The champion gate's reason.")
+
+
+class ManifestFile(BaseModel):
+    """One published file of a run folder."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="File name inside the run folder.")
+    rows: int | None = Field(description="Data rows (CSV files).")
+    bytes: int = Field(description="Size in bytes.")
+    sha256: str = Field(description="sha256 of the content.")
+
+
+def manifest_files(files: dict[str, bytes], rows: dict[str, int]) -> tuple[ManifestFile, ...]:
+    """The manifest entries of files about to be published, in their order."""
+    return tuple(
+        ManifestFile(name=name, rows=rows.get(name), bytes=len(content), sha256=sha256_hex(content))
+        for name, content in files.items()
+    )
+
+
+class RunHeader(StoredJson):
+    """What a run's manifest says about the run, before its files are known."""
+
+    format: Literal["market-forecast-run/1"] = Field(default=MANIFEST_FORMAT, description="Layout version.")
+    kind: RunKind = Field(description="`training` or `daily`.")
+    created_utc: AwareDatetime = Field(description="When the run started (UTC); names the folder.")
+    as_of: date = Field(description="The run's reference date.")
+    data_source: DataSource = Field(description="`fred` or `demo`.")
+    demo_data: bool = Field(description="True when made from the generated demo data.")
+    data_start: date = Field(description="First session in actuals.csv.")
+    data_through: date = Field(description="Last session observed.")
+    model_version: str = Field(description="The model that made the predictions and the forecast.")
+    model_training_run: str | None = Field(
+        description="The training run folder of that model (its model_history.csv and backtest_metrics.csv)."
+    )
+    series: tuple[str, ...] = Field(description="FRED series ids in the run.")
+    code_version: str = Field(description="Package version, plus the commit when known.")
+    flow_run_id: str | None = Field(description="The Prefect flow run that published it.")
+    run_folder: str = Field(description="runs/YYYYMMDD_HHMMSS.")
+    forced: bool = Field(default=False, description="Daily runs: run with force=True on a day the NYSE was closed.")
+    champion: bool | None = Field(default=None, description="Training runs: whether its model was promoted.")
+    champion_gate: str | None = Field(default=None, description="Training runs: the champion gate's reason.")
+
+
+class RunManifest(RunHeader):
+    """runs/<folder>/manifest.json: written after every data file; a folder without it is incomplete."""
+
+    files: tuple[ManifestFile, ...] = Field(description="Every data file of the folder, in the order written.")
+
+    @classmethod
+    def for_files(cls, header: RunHeader, files: dict[str, bytes], rows: dict[str, int]) -> RunManifest:
+        """The manifest of `header`'s run holding `files` (name -> content; rows of each CSV)."""
+        fields = {name: getattr(header, name) for name in RunHeader.model_fields}
+        return cls(**fields, files=manifest_files(files, rows))
+
+
+class LatestPointer(StoredJson):
+    """latest.json: the newest complete daily run; written only after its manifest."""
+
+    format: Literal["market-forecast-latest/1"] = Field(default=LATEST_FORMAT, description="Layout version.")
+    run_folder: str = Field(description="The run folder, runs/YYYYMMDD_HHMMSS.")
+    manifest: str = Field(description="Path of its manifest.json.")
+    kind: RunKind = Field(description="Always `daily` (training runs never move it).")
+    created_utc: AwareDatetime = Field(description="When that run started (UTC).")
+    as_of: date = Field(description="Its reference date.")
+    data_through: date = Field(description="Last session it observed.")
+    model_version: str = Field(description="The model that made it.")
+
+    @classmethod
+    def for_run(cls, manifest: RunManifest) -> LatestPointer:
+        """The pointer at a published run."""
+        return cls(
+            run_folder=manifest.run_folder,
+            manifest=f"{manifest.run_folder}/manifest.json",
+            kind=manifest.kind,
+            created_utc=manifest.created_utc,
+            as_of=manifest.as_of,
+            data_through=manifest.data_through,
+            model_version=manifest.model_version,
+        )
+
+
+STORED_JSON: dict[str, type[StoredJson]] = {
+    "model_card.json": ModelCard,
+    "manifest.json": RunManifest,
+    "latest.json": LatestPointer,
+    "champion.json": ChampionPointer,
+}

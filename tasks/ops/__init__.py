@@ -1,0 +1,1 @@
+"""Operations around the runs: the failure alert hook and what the Prefect dashboard shows."""

@@ -1,0 +1,98 @@
+"""Model store stages: read the champion, save a new version, promote it (retried on transient
+storage failures)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.filesystems import WritableFileSystem
+
+from tasks.adapters.blob_store import describe_storage
+from tasks.adapters.model_store import (
+    LoadedModel,
+    SerializedModel,
+    load_champion,
+    promote_champion,
+    read_champion_card,
+    save_model_version,
+    serialize_model,
+)
+from tasks.core.contracts import ModelCard
+from tasks.core.errors import ModelStoreError
+from tasks.core.settings import Settings
+from tasks.core.training import TrainedModel
+from tasks.stages.retry import retry_options
+
+
+@task(name="load-champion-model", cache_policy=NO_CACHE)
+def _load_champion(storage: WritableFileSystem, settings: Settings, *, data_source: str) -> LoadedModel:
+    loaded = load_champion(storage, settings, data_source=data_source)
+    get_run_logger().info(
+        "Champion model %s (trained on %s data %s .. %s, test part from %s)",
+        loaded.version,
+        loaded.card.data_source,
+        loaded.card.data.start,
+        loaded.card.data.end,
+        loaded.card.data.test_start,
+    )
+    return loaded
+
+
+def load_champion_task(storage: WritableFileSystem, settings: Settings, *, data_source: str) -> LoadedModel:
+    """Load and verify the champion, and log which version it is."""
+    return _load_champion.with_options(**retry_options(settings.storage))(storage, settings, data_source=data_source)
+
+
+@task(name="read-champion-card", cache_policy=NO_CACHE)
+def _read_champion_card(storage: WritableFileSystem, settings: Settings) -> ModelCard | None:
+    logger = get_run_logger()
+    try:
+        card = read_champion_card(storage, timeout=settings.storage.timeout_seconds)
+    except ModelStoreError as exc:
+        logger.warning("The current champion cannot be used (%s); the new model is compared with nothing", exc)
+        return None
+    if card is None:
+        logger.info("No champion yet in %s", describe_storage(storage))
+    return card
+
+
+def read_champion_card_task(storage: WritableFileSystem, settings: Settings) -> ModelCard | None:
+    """The current champion's card (for the gate), or None if there is none or it is unusable."""
+    return _read_champion_card.with_options(**retry_options(settings.storage))(storage, settings)
+
+
+@task(name="serialize-model", cache_policy=NO_CACHE)
+def serialize_model_task(trained: TrainedModel, *, created_utc: datetime) -> SerializedModel:
+    """The model's files as bytes (lstm_model.keras, scaler.json) and its version name."""
+    serialized = serialize_model(trained.model, trained.scaler, created_utc=created_utc)
+    get_run_logger().info("Model version %s", serialized.version)
+    return serialized
+
+
+@task(name="save-model-version", cache_policy=NO_CACHE)
+def _save_model(storage: WritableFileSystem, card: ModelCard, files: dict[str, bytes], settings: Settings) -> str:
+    card_sha = save_model_version(storage, card, files, timeout=settings.storage.timeout_seconds)
+    get_run_logger().info("Saved model version %s to %s", card.version, describe_storage(storage))
+    return card_sha
+
+
+def save_model_task(storage: WritableFileSystem, card: ModelCard, files: dict[str, bytes], settings: Settings) -> str:
+    """Write the model version (files, then its card); returns the card's sha256."""
+    return _save_model.with_options(**retry_options(settings.storage))(storage, card, files, settings)
+
+
+@task(name="promote-champion", cache_policy=NO_CACHE)
+def _promote(storage: WritableFileSystem, card: ModelCard, card_sha256: str, *, promoted_utc: datetime, settings: Settings) -> None:
+    promote_champion(storage, card, card_sha256, promoted_utc=promoted_utc, timeout=settings.storage.timeout_seconds)
+    get_run_logger().info("Model %s is the champion now", card.version)
+
+
+def promote_champion_task(
+    storage: WritableFileSystem, card: ModelCard, card_sha256: str, *, promoted_utc: datetime, settings: Settings
+) -> None:
+    """Point models/champion.json at the new version."""
+    _promote.with_options(**retry_options(settings.storage))(
+        storage, card, card_sha256, promoted_utc=promoted_utc, settings=settings
+    )

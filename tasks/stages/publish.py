@@ -1,0 +1,122 @@
+"""Publishing stages: the storage block, the run folder, output validation, and the publishing
+tail both flows share (serialize, manifest, publish, dashboard artifacts)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.filesystems import WritableFileSystem
+
+from tasks.adapters.blob_store import describe_storage, published_url, resolve_storage
+from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run
+from tasks.core.contracts import RunHeader, RunManifest
+from tasks.core.align import AlignedData
+from tasks.core.outputs import actuals_table, assemble_tables, serialize_tables, validate_outputs
+from tasks.core.settings import Settings
+from tasks.ops.artifacts import post_artifacts_task
+from tasks.stages.retry import retry_options
+
+
+@task(name="resolve-storage", cache_policy=NO_CACHE)
+def resolve_storage_task(storage_block: str | None, output_dir: str) -> WritableFileSystem:
+    """Load the storage block (or the local output folder) and say where outputs go."""
+    storage = resolve_storage(storage_block, output_dir)
+    get_run_logger().info("Storage: %s", describe_storage(storage))
+    return storage
+
+
+@task(name="choose-run-folder", cache_policy=NO_CACHE)
+def _free_run_folder(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> str:
+    folder = free_run_folder(storage, created_utc, timeout=settings.storage.timeout_seconds)
+    get_run_logger().info("This run publishes to %s", folder)
+    return folder
+
+
+def free_run_folder_task(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> str:
+    """The run's folder, runs/YYYYMMDD_HHMMSS (UTC), moved on by a second if a complete run holds it."""
+    return _free_run_folder.with_options(**retry_options(settings.storage))(storage, created_utc, settings)
+
+
+@task(name="build-outputs", cache_policy=NO_CACHE)
+def build_outputs_task(
+    aligned: AlignedData,
+    *,
+    predictions: pd.DataFrame,
+    metrics: pd.DataFrame,
+    forecast: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    backtest: pd.DataFrame | None = None,
+    model_version: str,
+    data_source: str,
+    as_of: date,
+    settings: Settings,
+    first_date: date | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The run's output tables, labelled and checked against their contract (nothing is published
+    if one fails). actuals.csv holds the aligned data from `first_date` (default: all of it)."""
+    levels = aligned.levels if first_date is None else aligned.levels.loc[pd.Timestamp(first_date) :]
+    tables = assemble_tables(
+        actuals=actuals_table(levels, aligned.filled),
+        predictions=predictions,
+        metrics=metrics,
+        forecast=forecast,
+        history=history,
+        backtest=backtest,
+        model_version=model_version,
+        data_source=data_source,
+        as_of=as_of,
+    )
+    validate_outputs(tables, last_actual=aligned.last_date, horizon=settings.forecast_horizon)
+    get_run_logger().info("Outputs valid: %s", ", ".join(f"{name} ({len(t)} rows)" for name, t in tables.items()))
+    return tables
+
+
+@task(name="publish-run", cache_policy=NO_CACHE)
+def _publish_run(
+    storage: WritableFileSystem, files: dict[str, bytes], manifest: RunManifest, *, move_latest: bool, settings: Settings
+) -> PublishedRun:
+    logger = get_run_logger()
+
+    def on_file(name: str, index: int, total: int) -> None:
+        logger.info("Published %s/%s (%d/%d)", manifest.run_folder, name, index, total)
+
+    published = publish_run(
+        storage, files, manifest, move_latest=move_latest, timeout=settings.storage.timeout_seconds, on_file=on_file
+    )
+    if move_latest:
+        logger.info("latest.json now points at %s in %s", published.folder, published.location)
+    else:
+        logger.info("%s published to %s; latest.json left unchanged", published.folder, published.location)
+    return published
+
+
+def publish_outputs(
+    storage: WritableFileSystem,
+    tables: dict[str, pd.DataFrame],
+    header: RunHeader,
+    *,
+    move_latest: bool,
+    settings: Settings,
+    note: str = "",
+) -> PublishedRun:
+    """The publishing tail of both flows: the run folder (CSVs, manifest last), then latest.json
+    when `move_latest`, then the run summary and tables in the Prefect dashboard.
+
+    Args:
+        storage: the storage block.
+        tables: validated output tables, file name -> table.
+        header: what the manifest says about the run.
+        move_latest: whether this run becomes what latest.json (Power BI) points at.
+        settings: the run's settings (storage time limits and retries).
+        note: a sentence for the summary (e.g. the champion gate's decision).
+    """
+    files, rows = serialize_tables(tables)
+    manifest = RunManifest.for_files(header, files, rows)
+    published: PublishedRun = _publish_run.with_options(**retry_options(settings.storage))(
+        storage, files, manifest, move_latest=move_latest, settings=settings
+    )
+    post_artifacts_task(manifest, tables, location=published.location, url=published_url(storage, published.folder), note=note)
+    return published

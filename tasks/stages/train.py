@@ -1,0 +1,136 @@
+"""Training stages: fit the LSTM, backtest it walk-forward, decide promotion, describe it in a card."""
+
+from __future__ import annotations
+
+import platform
+from datetime import date, datetime
+from importlib import metadata
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.backtest import BacktestResult, run_backtest
+from tasks.core.contracts import GateDecision, ModelCard
+from tasks.core.features import Scaler
+from tasks.core.model import Predictor, predictor_for
+from tasks.core.promotion import gate_decision
+from tasks.core.settings import Settings
+from tasks.core.training import TrainedModel, build_model_card, fit_lstm
+from tasks.ops.artifacts import progress_reporter
+
+
+@task(name="train-lstm", cache_policy=NO_CACHE)
+def train_lstm_task(levels: pd.DataFrame, settings: Settings) -> TrainedModel:
+    """Fit the model, logging each epoch's losses and showing progress in the Prefect UI."""
+    logger = get_run_logger()
+    progress = progress_reporter("LSTM training epochs", total=settings.epochs)
+
+    def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        logger.info(
+            "epoch %d/%d: loss %.5f, val_loss %.5f",
+            epoch,
+            settings.epochs,
+            logs.get("loss", float("nan")),
+            logs.get("val_loss", float("nan")),
+        )
+        progress(epoch)
+
+    trained = fit_lstm(levels, settings, on_epoch_end=on_epoch_end)
+    logger.info(
+        "Trained on %s up to %s (validation slice from %s); test part %s .. %s held out; shrinkage %s",
+        trained.data_start,
+        trained.split_dates.test_start,
+        trained.split_dates.validation_start,
+        trained.split_dates.test_start,
+        trained.split_dates.data_end,
+        ", ".join(f"{s}={a:.2f}" for s, a in zip(settings.series, trained.scaler.shrinkage_array(), strict=True)),
+    )
+    return trained
+
+
+@task(name="walk-forward-backtest", cache_policy=NO_CACHE)
+def backtest_task(trained: TrainedModel, levels: pd.DataFrame, settings: Settings) -> BacktestResult:
+    """Backtest the freshly trained model over its test part; refit on schedule if configured."""
+    logger = get_run_logger()
+
+    def refit(history: pd.DataFrame) -> tuple[Predictor, Scaler]:
+        # Refit on everything up to the origin: the model's own split then puts the latest
+        # test_fraction of that history into its test part, which the refit does not train on.
+        logger.info("Backtest refit on %d sessions up to %s", len(history), history.index[-1].date())
+        refitted = fit_lstm(history, settings)
+        return predictor_for(refitted.model), refitted.scaler
+
+    result = run_backtest(
+        predictor_for(trained.model),
+        trained.scaler,
+        levels,
+        test_start_row=trained.split.train_end,
+        sequence_length=settings.sequence_length,
+        level_window=settings.level_window,
+        horizons=settings.backtest.horizons,
+        origin_step=settings.backtest.origin_step,
+        refit_every=settings.backtest.refit_every,
+        refit=refit,
+        calibration_start_row=trained.split.validation_start,
+    )
+    table = result.metrics.pivot(index="series_id", columns="horizon", values="mase")
+    logger.info(
+        "Backtest over %d origins, MASE vs random walk by horizon:\n%s", result.n_origins, table.round(3).to_string()
+    )
+    return result
+
+
+@task(name="champion-gate", cache_policy=NO_CACHE)
+def champion_gate_task(
+    backtest: pd.DataFrame, champion_card: ModelCard | None, settings: Settings, *, data_source: str
+) -> GateDecision:
+    """Decide whether the new model replaces the champion, and log why."""
+    decision = gate_decision(backtest, champion_card, settings, data_source=data_source)
+    get_run_logger().info("Champion gate: %s", decision.reason)
+    return decision
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a model's numbers, for its card."""
+    versions = {"python": platform.python_version()}
+    packages = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas", "prefect", "market-forecast")
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@task(name="describe-model", cache_policy=NO_CACHE)
+def describe_model_task(
+    trained: TrainedModel,
+    backtest: BacktestResult,
+    *,
+    metrics: pd.DataFrame,
+    version: str,
+    files: dict[str, str],
+    settings: Settings,
+    created_utc: datetime,
+    as_of: date,
+    data_source: str,
+    training_run_folder: str,
+    gate: GateDecision,
+) -> ModelCard:
+    """The model card of the trained model."""
+    return build_model_card(
+        trained,
+        version=version,
+        settings=settings,
+        created_utc=created_utc,
+        as_of=as_of,
+        data_source=data_source,
+        metrics=metrics,
+        backtest=backtest.metrics,
+        z_quantiles=backtest.z_quantiles,
+        files=files,
+        library_versions=library_versions(),
+        training_run_folder=training_run_folder,
+        gate=gate,
+    )
