@@ -1,7 +1,9 @@
 """`python -m blocks setup|automations`: the project's block and automation commands.
 
-    python -m blocks setup [--create-container]     blocks from FRED_API_KEY, EMAIL_*, NOTIFICATION_EMAIL,
+    python -m blocks setup [--create-container] [--fred-requests-per-minute R] [--fred-burst B]
+                                                     blocks from FRED_API_KEY, EMAIL_*, NOTIFICATION_EMAIL,
                                                      AZURE_STORAGE_CONNECTION_STRING, AZURE_CONTAINER_NAME
+                                                     (environment or ./.env); the FRED budget `fred-api`
     python -m blocks automations [--notify-block T/N] [--tag T] [--daily-flow F]
                                  [--deadline-minutes M] [--hook-grace-seconds S]
 
@@ -27,9 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     automations.add_arguments(automations_parser)
     args = parser.parse_args(argv)
     if args.command == "setup":
-        import os
-
-        return setup.run_setup(os.environ, create_missing_container=args.create_container)
+        return setup.run_setup(
+            setup.read_environment(),
+            create_missing_container=args.create_container,
+            requests_per_minute=args.fred_requests_per_minute,
+            burst=args.fred_burst,
+        )
     return automations.run_automations(args)
 
 

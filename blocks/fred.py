@@ -9,6 +9,13 @@ from pydantic import Field, SecretStr, field_validator
 
 FRED_API_URL = "https://api.stlouisfed.org/fred"
 
+# The FRED request budget shared by every process: a Prefect global concurrency limit with a slot
+# decay, created by `python -m blocks setup` and named by the flows' settings.fetch.rate_limit_name.
+# FRED allows about 120 requests per minute per key; these defaults leave a margin.
+FRED_RATE_LIMIT = "fred-api"
+FRED_REQUESTS_PER_MINUTE = 100.0
+FRED_BURST = 5
+
 
 class FredCredentials(Block):
     """Credentials of the FRED API (Federal Reserve Economic Data, St. Louis Fed).

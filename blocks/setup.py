@@ -10,11 +10,14 @@ from the environment variables of the system this project replaces.
 | AZURE_STORAGE_CONNECTION_STRING                            | azure-blob-storage-credentials/market-forecast-azure|
 | AZURE_CONTAINER_NAME (needs the connection string)         | azure-blob-storage-container/market-forecast        |
 
-Idempotent: a block whose values did not change is left alone ("unchanged"), a changed one is
-updated in place under the same name, nothing is ever duplicated. Every variable is validated
-before anything is saved; a missing or malformed value gets a message naming the variable, and
-no secret value is ever printed. Blocks whose variables are absent are skipped, with the reason.
-`--create-container` also creates the Azure container when it does not exist.
+The variables are read by pydantic-settings (the environment, or a ./.env file) and validated by
+one pydantic model, `SetupVariables`. Idempotent: a block whose values did not change is left alone
+("unchanged"), a changed one is updated in place under the same name, nothing is ever duplicated.
+Every variable is validated before anything is saved; a missing or malformed value gets a message
+naming the variable, and no secret value is ever printed. Blocks whose variables are absent are
+skipped, with the reason. The command also creates (or updates) the global concurrency limit
+`fred-api`, the FRED request budget every process shares. `--create-container` also creates the
+Azure container when it does not exist.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from prefect.blocks.core import Block
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, EnvSettingsSource, SettingsConfigDict
 
-from blocks.azure import BlobAccount, parse_connection_string
-from blocks.fred import FRED_API_URL, FredCredentials
+from blocks.azure import parse_connection_string
+from blocks.fred import FRED_API_URL, FRED_BURST, FRED_RATE_LIMIT, FRED_REQUESTS_PER_MINUTE, FredCredentials
 from blocks.notifications import ALERTS_BLOCK, EmailAlerts, parse_recipients
 from blocks.redaction import environment_secrets, redact
 
@@ -86,30 +90,167 @@ class Plan:
     errors: list[str] = field(default_factory=list)
 
 
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    return value.strip() if value and value.strip() else None
-
-
 def _first_error(exc: ValidationError) -> str:
     return "; ".join(err["msg"].removeprefix("Value error, ") for err in exc.errors())
 
 
-def _plan_fred(env: Mapping[str, str], plan: Plan) -> None:
-    key = _get(env, "FRED_API_KEY")
+class SetupVariables(BaseModel):
+    """The environment variables `setup` reads, each validated on its own.
+
+    Every message names the variable and what to do, and never contains a secret value. Empty
+    values count as not set.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    FRED_API_KEY: SecretStr | None = Field(default=None, description="FRED API key (32 lower-case letters and digits).")
+    FRED_API_URL: str | None = Field(default=None, description="Root of the FRED API, for a mirror or a proxy.")
+    EMAIL_HOST: str | None = Field(default=None, description="SMTP server host name.")
+    EMAIL_PORT: int | None = Field(default=None, description="SMTP port: 465 (SSL), 587 (STARTTLS), or any with EMAIL_SMTP_TYPE.")
+    EMAIL_SMTP_TYPE: Literal["SSL", "STARTTLS", "INSECURE"] | None = Field(default=None, description="SMTP connection type.")
+    EMAIL_USER: str | None = Field(default=None, description="SMTP login.")
+    EMAIL_PASS: SecretStr | None = Field(default=None, description="SMTP password.")
+    EMAIL_FROM: str | None = Field(default=None, description="From address of the alerts.")
+    NOTIFICATION_EMAIL: str | None = Field(default=None, description="Alert recipients, separated by commas.")
+    AZURE_STORAGE_CONNECTION_STRING: SecretStr | None = Field(default=None, description="Azure Storage connection string.")
+    AZURE_CONTAINER_NAME: str | None = Field(default=None, description="Blob container of the runs and models.")
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> SetupVariables:
+        """Validate the variables of `env` (other keys are ignored).
+
+        Raises:
+            ValidationError: one error per malformed variable.
+        """
+        given = {k: v for k, v in env.items() if k in cls.model_fields and v is not None and str(v).strip()}
+        return cls.model_validate(given)
+
+    @field_validator("FRED_API_KEY", "EMAIL_PASS", "AZURE_STORAGE_CONNECTION_STRING", mode="before")
+    @classmethod
+    def _secret_as_text(cls, value: object) -> object:
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+    @field_validator("FRED_API_URL", "EMAIL_HOST", "EMAIL_USER", "EMAIL_FROM", "NOTIFICATION_EMAIL", "AZURE_CONTAINER_NAME", mode="before")
+    @classmethod
+    def _stripped(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("FRED_API_KEY", mode="before")
+    @classmethod
+    def _fred_key(cls, value: object) -> object:
+        if value is None:
+            return None
+        key = str(value).strip()
+        if not _FRED_KEY.match(key):
+            other = " and other characters" if not key.isalnum() or key != key.lower() else ""
+            raise ValueError(
+                f"FRED_API_KEY is malformed: a FRED API key is 32 lower-case letters and digits, the value given "
+                f"has {len(key)} character(s){other}. Copy it from https://fredaccount.stlouisfed.org/apikeys."
+            )
+        return key
+
+    @field_validator("EMAIL_HOST")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not _HOST.match(value):
+            raise ValueError(
+                f"EMAIL_HOST={value!r} is malformed: give the SMTP server's host name only, such as "
+                "smtp.gmail.com (no scheme, no port, no spaces); the port goes in EMAIL_PORT."
+            )
+        return value
+
+    @field_validator("EMAIL_PORT", mode="before")
+    @classmethod
+    def _port(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 65535:
+            raise ValueError(f"EMAIL_PORT={text!r} is malformed: give a port number from 1 to 65535, such as 465 or 587.")
+        return int(text)
+
+    @field_validator("EMAIL_SMTP_TYPE", mode="before")
+    @classmethod
+    def _smtp_type(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = str(value).strip().upper()
+        if text not in ("SSL", "STARTTLS", "INSECURE"):
+            raise ValueError(f"EMAIL_SMTP_TYPE={text!r} is malformed: use SSL, STARTTLS or INSECURE.")
+        return text
+
+    @field_validator("NOTIFICATION_EMAIL")
+    @classmethod
+    def _recipients(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_recipients(value)
+            except ValueError as exc:
+                raise ValueError(f"NOTIFICATION_EMAIL is malformed: {exc}. Separate several addresses with commas.") from None
+        return value
+
+    @field_validator("AZURE_STORAGE_CONNECTION_STRING", mode="before")
+    @classmethod
+    def _connection_string(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = str(value).strip()
+        try:
+            parse_connection_string(text)
+        except ValueError as exc:
+            raise ValueError(
+                f"AZURE_STORAGE_CONNECTION_STRING is malformed: {exc}. Copy it from the Azure portal "
+                "(Storage account > Security + networking > Access keys > Connection string)."
+            ) from None
+        return text
+
+    @field_validator("AZURE_CONTAINER_NAME")
+    @classmethod
+    def _container(cls, value: str | None) -> str | None:
+        if value is not None and not _CONTAINER.match(value):
+            raise ValueError(
+                f"AZURE_CONTAINER_NAME={value!r} is malformed: a container name is 3-63 characters, lower-case "
+                "letters, digits and single hyphens, starting and ending with a letter or digit."
+            )
+        return value
+
+    def secret(self, name: str) -> str | None:
+        """The value of a secret variable, or None."""
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+
+class SetupEnvironment(SetupVariables, BaseSettings):
+    """Where pydantic-settings finds the variables: the process environment, then ./.env."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_file=".env", env_ignore_empty=True, extra="ignore")
+
+
+def read_environment() -> dict[str, str]:
+    """The setup variables as pydantic-settings reads them: a ./.env file, overridden by the
+    process environment. Raw text, validated by `plan_blocks`."""
+    found: dict[str, str] = {}
+    for source in (DotEnvSettingsSource(SetupEnvironment), EnvSettingsSource(SetupEnvironment)):
+        found.update({name: str(value) for name, value in source().items() if value is not None})
+    return found
+
+
+def _pairing_errors(env: SetupVariables) -> list[str]:
+    """EMAIL_USER and EMAIL_PASS come together (an SMTP login) or not at all."""
+    if env.EMAIL_USER and env.EMAIL_PASS is None:
+        return ["EMAIL_PASS is not set but EMAIL_USER is: set both (SMTP login) or neither (no login)."]
+    if env.EMAIL_PASS is not None and not env.EMAIL_USER:
+        return ["EMAIL_USER is not set but EMAIL_PASS is: set both (SMTP login) or neither (no login)."]
+    return []
+
+
+def _plan_fred(env: SetupVariables, plan: Plan) -> None:
+    key = env.secret("FRED_API_KEY")
     if key is None:
         plan.skipped.append((f"fred-credentials/{FRED_BLOCK}", "FRED_API_KEY is not set"))
         return
-    if not _FRED_KEY.match(key):
-        plan.errors.append(
-            f"FRED_API_KEY is malformed: a FRED API key is 32 lower-case letters and digits, the value given "
-            f"has {len(key)} character(s){' and other characters' if not key.isalnum() or key != key.lower() else ''}. "
-            "Copy it from https://fredaccount.stlouisfed.org/apikeys."
-        )
-        return
-    url = _get(env, "FRED_API_URL") or FRED_API_URL
     try:
-        block = FredCredentials(api_key=SecretStr(key), api_url=url)
+        block = FredCredentials(api_key=SecretStr(key), api_url=env.FRED_API_URL or FRED_API_URL)
     except ValidationError as exc:
         plan.errors.append(f"FRED_API_URL is malformed: {_first_error(exc)}")
         return
@@ -118,91 +259,51 @@ def _plan_fred(env: Mapping[str, str], plan: Plan) -> None:
     )
 
 
-def _plan_email(env: Mapping[str, str], plan: Plan) -> bool:
+def _plan_email(env: SetupVariables, plan: Plan) -> bool:
     """Plan the SMTP block; True when it will exist."""
     from prefect_email import EmailServerCredentials
 
-    host = _get(env, "EMAIL_HOST")
+    host, port, user, password = env.EMAIL_HOST, env.EMAIL_PORT, env.EMAIL_USER, env.secret("EMAIL_PASS")
     if host is None:
-        used = [v for v in ("EMAIL_PORT", "EMAIL_USER", "EMAIL_PASS") if _get(env, v)]
+        used = [v for v in ("EMAIL_PORT", "EMAIL_USER", "EMAIL_PASS") if getattr(env, v) is not None]
         why = "EMAIL_HOST is not set" + (f" (ignoring {', '.join(used)})" if used else "")
         plan.skipped.append((f"email-server-credentials/{SMTP_BLOCK}", why))
         return False
-    ok = True
-    if not _HOST.match(host):
-        plan.errors.append(
-            f"EMAIL_HOST={host!r} is malformed: give the SMTP server's host name only, such as "
-            "smtp.gmail.com (no scheme, no port, no spaces); the port goes in EMAIL_PORT."
-        )
-        ok = False
-    port: int | None = None
-    raw_port = _get(env, "EMAIL_PORT")
-    if raw_port is not None:
-        if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
-            plan.errors.append(f"EMAIL_PORT={raw_port!r} is malformed: give a port number from 1 to 65535, such as 465 or 587.")
-            ok = False
-        else:
-            port = int(raw_port)
-    smtp_type = _get(env, "EMAIL_SMTP_TYPE")
-    if smtp_type is not None:
-        smtp_type = smtp_type.upper()
-        if smtp_type not in ("SSL", "STARTTLS", "INSECURE"):
-            plan.errors.append(f"EMAIL_SMTP_TYPE={smtp_type!r} is malformed: use SSL, STARTTLS or INSECURE.")
-            ok = False
-    elif port is None:
-        smtp_type = "SSL"
-    elif port in _PORT_TYPES:
-        smtp_type = _PORT_TYPES[port]
-    elif ok:
-        plan.errors.append(
-            f"EMAIL_PORT={port} is not a standard SMTP port (465 = SSL, 587 = STARTTLS), so the connection "
-            "type cannot be guessed: set EMAIL_SMTP_TYPE to SSL, STARTTLS or INSECURE (INSECURE only for a "
-            "relay on a trusted network)."
-        )
-        ok = False
-    user = _get(env, "EMAIL_USER")
-    password = env.get("EMAIL_PASS") or None  # a password may legitimately have edge spaces
-    if user and not password:
-        plan.errors.append("EMAIL_PASS is not set but EMAIL_USER is: set both (SMTP login) or neither (no login).")
-        ok = False
-    if password and not user:
-        plan.errors.append("EMAIL_USER is not set but EMAIL_PASS is: set both (SMTP login) or neither (no login).")
-        ok = False
-    if not ok:
-        return False
+    smtp_type = env.EMAIL_SMTP_TYPE
+    if smtp_type is None:
+        if port is not None and port not in _PORT_TYPES:
+            plan.errors.append(
+                f"EMAIL_PORT={port} is not a standard SMTP port (465 = SSL, 587 = STARTTLS), so the connection "
+                "type cannot be guessed: set EMAIL_SMTP_TYPE to SSL, STARTTLS or INSECURE (INSECURE only for a "
+                "relay on a trusted network)."
+            )
+            return False
+        smtp_type = "SSL" if port is None else _PORT_TYPES[port]  # type: ignore[assignment]
+    if bool(user) != bool(password):
+        return False  # reported by _pairing_errors
     block = EmailServerCredentials(
-        smtp_server=host,
-        smtp_port=port,
-        smtp_type=smtp_type,
-        username=user,
-        password=SecretStr(password or ""),
+        smtp_server=host, smtp_port=port, smtp_type=smtp_type, username=user, password=SecretStr(password or "")
     )
     login = f"login {user}" if user else "no login"
-    where = f"{host}:{port}" if port else host
     if smtp_type == "INSECURE" and user:
         login += " (WARNING: INSECURE sends the password unencrypted)"
+    where = f"{host}:{port}" if port else host
     plan.blocks.append(PlannedBlock("email-server-credentials", SMTP_BLOCK, block, f"{where} {smtp_type}, {login}"))
     return True
 
 
-def _plan_alerts(env: Mapping[str, str], plan: Plan, *, smtp_planned: bool) -> None:
-    raw = _get(env, "NOTIFICATION_EMAIL")
+def _plan_alerts(env: SetupVariables, plan: Plan, *, smtp_planned: bool) -> None:
     reference = f"email-alerts/{ALERTS_BLOCK}"
-    if raw is None:
+    if env.NOTIFICATION_EMAIL is None:
         plan.skipped.append((reference, "NOTIFICATION_EMAIL is not set"))
         return
-    try:
-        recipients = parse_recipients(raw)
-    except ValueError as exc:
-        plan.errors.append(f"NOTIFICATION_EMAIL is malformed: {exc}. Separate several addresses with commas.")
-        return
-    sender = _get(env, "EMAIL_FROM")
     if not smtp_planned:
         plan.skipped.append((reference, f"it needs the SMTP block email-server-credentials/{SMTP_BLOCK} (see above)"))
         return
+    recipients = parse_recipients(env.NOTIFICATION_EMAIL)
     smtp = next(b.block for b in plan.blocks if b.name == SMTP_BLOCK)
     try:
-        block = EmailAlerts(email_server_credentials=smtp, recipients=recipients, sender=sender)
+        block = EmailAlerts(email_server_credentials=smtp, recipients=recipients, sender=env.EMAIL_FROM)
     except ValidationError as exc:
         plan.errors.append(f"EMAIL_FROM is malformed: {_first_error(exc)}")
         return
@@ -217,50 +318,25 @@ def _plan_alerts(env: Mapping[str, str], plan: Plan, *, smtp_planned: bool) -> N
     )
 
 
-def _plan_azure(env: Mapping[str, str], plan: Plan) -> None:
+def _plan_azure(env: SetupVariables, plan: Plan) -> None:
     from prefect_azure import AzureBlobStorageContainer, AzureBlobStorageCredentials
 
-    connection = _get(env, "AZURE_STORAGE_CONNECTION_STRING")
-    container = _get(env, "AZURE_CONTAINER_NAME")
-    credentials_ref = f"azure-blob-storage-credentials/{AZURE_CREDENTIALS_BLOCK}"
+    connection, container = env.secret("AZURE_STORAGE_CONNECTION_STRING"), env.AZURE_CONTAINER_NAME
     container_ref = f"azure-blob-storage-container/{STORAGE_BLOCK}"
-    parts: BlobAccount | None = None
     if connection is None:
-        plan.skipped.append((credentials_ref, "AZURE_STORAGE_CONNECTION_STRING is not set"))
-    else:
-        try:
-            parts = parse_connection_string(connection)
-        except ValueError as exc:
-            plan.errors.append(
-                f"AZURE_STORAGE_CONNECTION_STRING is malformed: {exc}. Copy it from the Azure portal "
-                "(Storage account > Security + networking > Access keys > Connection string)."
-            )
-    if container is not None and not _CONTAINER.match(container):
-        plan.errors.append(
-            f"AZURE_CONTAINER_NAME={container!r} is malformed: a container name is 3-63 characters, lower-case "
-            "letters, digits and single hyphens, starting and ending with a letter or digit."
-        )
-        container = None
-        if parts is None:
-            return
-    if parts is None:
-        if connection is None:
-            why = "AZURE_STORAGE_CONNECTION_STRING is not set" if container else "AZURE_CONTAINER_NAME and AZURE_STORAGE_CONNECTION_STRING are not set"
-            plan.skipped.append((container_ref, why))
+        plan.skipped.append((f"azure-blob-storage-credentials/{AZURE_CREDENTIALS_BLOCK}", "AZURE_STORAGE_CONNECTION_STRING is not set"))
+        why = "AZURE_STORAGE_CONNECTION_STRING is not set" if container else "AZURE_CONTAINER_NAME and AZURE_STORAGE_CONNECTION_STRING are not set"
+        plan.skipped.append((container_ref, why))
         return
-    account = parts.account_name or "development storage"
+    account = parse_connection_string(connection).account_name or "development storage"
     credentials = AzureBlobStorageCredentials(connection_string=SecretStr(connection))
     plan.blocks.append(
         PlannedBlock(
-            "azure-blob-storage-credentials",
-            AZURE_CREDENTIALS_BLOCK,
-            credentials,
-            f"connection string of storage account {account}",
+            "azure-blob-storage-credentials", AZURE_CREDENTIALS_BLOCK, credentials, f"connection string of storage account {account}"
         )
     )
     if container is None:
-        if _get(env, "AZURE_CONTAINER_NAME") is None:
-            plan.skipped.append((container_ref, "AZURE_CONTAINER_NAME is not set"))
+        plan.skipped.append((container_ref, "AZURE_CONTAINER_NAME is not set"))
         return
     plan.blocks.append(
         PlannedBlock(
@@ -280,34 +356,42 @@ def plan_blocks(env: Mapping[str, str]) -> Plan:
         env: The environment variables (os.environ).
 
     Returns:
-        The plan: the blocks, the skipped blocks with the reason, and every problem found.
+        The plan: the blocks, the skipped blocks with the reason, and every problem found (one per
+        malformed variable; then the rules between variables, once each variable is well-formed).
     """
     plan = Plan()
-    _plan_fred(env, plan)
-    smtp_planned = _plan_email(env, plan)
-    _plan_alerts(env, plan, smtp_planned=smtp_planned)
-    _plan_azure(env, plan)
+    try:
+        variables = SetupVariables.from_mapping(env)
+    except ValidationError as exc:
+        # Name every malformed variable; plan the rest too, so the rules between variables are checked.
+        plan.errors.extend(err["msg"].removeprefix("Value error, ") for err in exc.errors())
+        malformed = {str(err["loc"][0]) for err in exc.errors()}
+        variables = SetupVariables.from_mapping({k: v for k, v in env.items() if k not in malformed})
+    plan.errors.extend(_pairing_errors(variables))
+    _plan_fred(variables, plan)
+    smtp_planned = _plan_email(variables, plan)
+    _plan_alerts(variables, plan, smtp_planned=smtp_planned)
+    _plan_azure(variables, plan)
     return plan
 
 
-def _comparable(value: Any, *, top: bool = True) -> Any:
+def _comparable(value: Any) -> Any:
     """A block's values in a form that compares equal when nothing changed (secrets revealed).
 
-    A nested block saved under a name compares as that reference, not as its values: the parent
-    document points at it, and the nested document is compared on its own.
+    A nested block compares by its values. Nested blocks are saved before their parents, so a
+    parent loaded for comparison already resolves its references to the new values: it is
+    unchanged when only a nested block changed, as its document still points at the same one.
     """
     if isinstance(value, Block):
-        if not top and value._block_document_name and not value._is_anonymous:
-            return ("block", value.get_block_type_slug(), value._block_document_name)
-        return {name: _comparable(getattr(value, name), top=False) for name in type(value).model_fields}
+        return {name: _comparable(getattr(value, name)) for name in type(value).model_fields}
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (list, tuple)):
-        return [_comparable(v, top=False) for v in value]
+        return [_comparable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _comparable(v, top=False) for k, v in value.items()}
+        return {k: _comparable(v) for k, v in value.items()}
     return value
 
 
@@ -394,12 +478,46 @@ def _api_description() -> str:
     return url or "none set: a local ephemeral server using the database under PREFECT_HOME"
 
 
-def run_setup(env: Mapping[str, str], *, create_missing_container: bool = False, out: TextIO = sys.stdout) -> int:
-    """The `setup` command: validate, register the block types, save, report.
+def ensure_fred_rate_limit(*, requests_per_minute: float, burst: int, name: str = FRED_RATE_LIMIT) -> str:
+    """Create or update the global concurrency limit that is the FRED request budget of every process.
+
+    A rate limit in Prefect's sense: `burst` slots that free up at `requests_per_minute` / 60 per
+    second. Returns 'created', 'updated' or 'unchanged'.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    decay = requests_per_minute / 60.0
+    with get_client(sync_client=True) as client:
+        try:
+            existing = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            existing = None
+        if existing is not None and existing.limit == burst and existing.active and existing.slot_decay_per_second == decay:
+            return "unchanged"
+        client.upsert_global_concurrency_limit_by_name(name=name, limit=burst, slot_decay_per_second=decay)
+        if existing is not None and not existing.active:
+            from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
+    return "created" if existing is None else "updated"
+
+
+def run_setup(
+    env: Mapping[str, str],
+    *,
+    create_missing_container: bool = False,
+    requests_per_minute: float = FRED_REQUESTS_PER_MINUTE,
+    burst: int = FRED_BURST,
+    out: TextIO = sys.stdout,
+) -> int:
+    """The `setup` command: validate, register the block types, save, create the FRED budget, report.
 
     Args:
         env: The environment variables to read.
         create_missing_container: Also create the Azure container (`--create-container`).
+        requests_per_minute: Rate of the FRED budget shared by every process.
+        burst: Requests of the FRED budget that may go out at once.
         out: Where the report goes; it never contains a secret.
 
     Returns:
@@ -420,6 +538,12 @@ def run_setup(env: Mapping[str, str], *, create_missing_container: bool = False,
         return 2
     print(f"Prefect API: {_api_description()}", file=out)
     print(f"Registered block types: {', '.join(register_block_types())}", file=out)
+    action = ensure_fred_rate_limit(requests_per_minute=requests_per_minute, burst=burst)
+    print(
+        f"  {action:<10} global concurrency limit {FRED_RATE_LIMIT}  (FRED budget of every process: "
+        f"{requests_per_minute:g} requests/minute, {burst} at once)",
+        file=out,
+    )
     if not plan.blocks:
         print(f"No block to save: none of {', '.join(VARIABLES)} is set.", file=out)
         for reference, why in plan.skipped:
@@ -457,4 +581,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--create-container",
         action="store_true",
         help="also create the Azure Blob container AZURE_CONTAINER_NAME if it does not exist",
+    )
+    parser.add_argument(
+        "--fred-requests-per-minute",
+        type=float,
+        default=FRED_REQUESTS_PER_MINUTE,
+        help=f"rate of the FRED budget shared by every process (default {FRED_REQUESTS_PER_MINUTE:g}; FRED allows ~120)",
+    )
+    parser.add_argument(
+        "--fred-burst",
+        type=int,
+        default=FRED_BURST,
+        help=f"FRED requests that may go out at once (default {FRED_BURST})",
     )

@@ -152,12 +152,14 @@ class Request:
         series_id: The ``series_id`` query parameter, if given.
         params: All query parameters; ``api_key``'s value is replaced by ``"***"``.
         status: HTTP status sent (``0`` when the connection was reset without a response).
+        at: ``time.monotonic()`` of this process when the request was answered.
     """
 
     path: str
     series_id: str | None
     params: dict[str, str] = field(default_factory=dict)
     status: int = 200
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -548,7 +550,7 @@ class FredServer:
     def _record(self, path: str, series_id: str | None, params: dict[str, str], status: int) -> None:
         redacted = {k: ("***" if k == "api_key" else v) for k, v in params.items()}
         with self._lock:
-            self._log.append(Request(path=path, series_id=series_id, params=redacted, status=status))
+            self._log.append(Request(path=path, series_id=series_id, params=redacted, status=status, at=time.monotonic()))
 
     def _handle(self, handler: _Handler) -> None:
         parts = urlsplit(handler.path)

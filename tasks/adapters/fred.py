@@ -1,5 +1,10 @@
 """FRED adapter: the only code that talks to FRED (through fredapi) or to the embedded demo source.
 
+Every request first takes a slot of the FRED budget: the Prefect global concurrency limit named
+by settings.fetch.rate_limit_name (a rate limit with a slot decay, shared by every process,
+container and Dask worker on the same Prefect server), or, when the server has none, a token
+bucket of this process.
+
 Where the data comes from is decided once per run (`load_source`): a named `FredCredentials` block;
 else the environment variables `FRED_API_KEY` / `FRED_API_URL`; else the offline demo source,
 loudly labelled. Failures are classified here: transient ones (timeouts, connection errors, HTTP
@@ -24,6 +29,10 @@ from urllib.request import urlopen
 
 import pandas as pd
 from fredapi import Fred
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import rate_limit
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import get_current_settings
 from pydantic import SecretStr
 
 from blocks.fred import FRED_API_URL, FredCredentials
@@ -121,7 +130,7 @@ def load_source(block_name: str | None) -> Source:
 
 
 class _RateLimiter:
-    """A token bucket per API root, shared by the threads of a process.
+    """A token bucket per API root, shared by the threads of a process (the fallback budget).
 
     Up to `burst` requests go out at once; after that they are spaced to `requests_per_minute`.
     Each caller reserves its slot under the lock and sleeps outside it.
@@ -142,6 +151,73 @@ class _RateLimiter:
             time.sleep(-tokens / rate)
 
 
+@dataclass(frozen=True)
+class RequestBudget:
+    """Where this process takes its FRED request slots from.
+
+    Attributes:
+        global_limit: Name of the Prefect global concurrency limit shared by every process, or None
+            when the per-process token bucket applies.
+        description: One line for the log.
+    """
+
+    global_limit: str | None
+    description: str
+
+
+_budgets: dict[tuple[str, str], RequestBudget] = {}
+_budgets_lock = threading.Lock()
+
+
+def request_budget(settings: FetchSettings) -> RequestBudget:
+    """The FRED budget of this process: the global limit `settings.rate_limit_name` when the Prefect
+    API has one with a slot decay (looked up once per process and API), else the local token bucket.
+    """
+    local = RequestBudget(
+        None,
+        f"{settings.requests_per_minute:g} requests/minute, {settings.burst} at once, in this process only",
+    )
+    name = settings.rate_limit_name
+    if not name:
+        return local
+    api = get_current_settings().api.url or "ephemeral"
+    with _budgets_lock:
+        if (api, name) in _budgets:
+            return _budgets[(api, name)]
+        budget = _look_up_global_limit(name) or RequestBudget(
+            None,
+            f"no global concurrency limit {name!r} with a slot decay on the Prefect server (create it with "
+            f"`python -m blocks setup`): {local.description}",
+        )
+        _budgets[(api, name)] = budget
+        return budget
+
+
+def _look_up_global_limit(name: str) -> RequestBudget | None:
+    try:
+        with get_client(sync_client=True) as client:
+            limit = client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        return None
+    except Exception:  # noqa: BLE001 - no reachable API: the local budget still protects FRED
+        return None
+    if not limit.active or not limit.slot_decay_per_second:
+        return None
+    per_minute = 60 * limit.slot_decay_per_second
+    return RequestBudget(
+        name, f"global concurrency limit {name!r}: {per_minute:g} requests/minute, {limit.limit} at once, shared by every process"
+    )
+
+
+def take_request_slot(settings: FetchSettings, key: str) -> None:
+    """Wait until the FRED budget allows one more request."""
+    budget = request_budget(settings)
+    if budget.global_limit is None:
+        _RateLimiter.wait(key, settings.requests_per_minute, settings.burst)
+        return
+    rate_limit(budget.global_limit, occupy=1, strict=True)
+
+
 class _FredClient(Fred):
     """fredapi's client with a request timeout, a rate limit and HTTP status kept on errors.
 
@@ -160,7 +236,7 @@ class _FredClient(Fred):
 
     def _Fred__fetch_data(self, url: str) -> ET.Element:  # overrides fredapi's Fred.__fetch_data
         url += "&api_key=" + self.api_key
-        _RateLimiter.wait(self.root_url, self._settings.requests_per_minute, self._settings.burst)
+        take_request_slot(self._settings, self.root_url)
         sid = self._series_id
         try:
             with urlopen(url, timeout=self._settings.timeout_seconds) as response:

@@ -54,13 +54,22 @@ class FetchSettings(BaseModel):
     retry_jitter_factor: float = Field(
         default=0.5, ge=0, le=1, description="Random extra delay, as a fraction of each retry delay."
     )
+    rate_limit_name: str | None = Field(
+        default="fred-api",
+        min_length=1,
+        description=(
+            "Prefect global concurrency limit (with a slot decay) that every request takes a slot from, "
+            "so all processes, containers and Dask workers share one FRED budget; `python -m blocks setup` "
+            "creates it. When the server has no such limit, requests_per_minute and burst apply per process."
+        ),
+    )
     requests_per_minute: float = Field(
         default=100.0,
         gt=0,
-        description="Client-side rate limit; FRED allows about 120 requests per minute per key.",
+        description="Rate limit of this process when no global limit exists; FRED allows about 120 requests per minute per key.",
     )
     burst: int = Field(
-        default=5, ge=1, le=60, description="Requests that may go out at once before the rate limit spaces them."
+        default=5, ge=1, le=60, description="Requests that may go out at once before the per-process rate limit spaces them."
     )
 
 

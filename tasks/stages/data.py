@@ -8,7 +8,7 @@ import pandas as pd
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.adapters.fred import DEMO_LABEL, DemoSource, Source, fetch_series, load_source
+from tasks.adapters.fred import DEMO_LABEL, DemoSource, FredSource, Source, fetch_series, load_source, request_budget
 from tasks.core.align import AlignedData, align_sessions
 from tasks.core.calendar import MarketDay, market_day
 from tasks.core.settings import FetchSettings, Settings
@@ -74,7 +74,9 @@ def fetch_task_for(series_id: str, settings: FetchSettings) -> Task[..., pd.Seri
 
 def fetch_all(source: Source, settings: Settings, *, start: date, end: date) -> dict[str, pd.Series]:
     """Fetch every configured series concurrently, one `fetch-<SERIES>` task run each, retried on
-    transient failures as settings.fetch says."""
+    transient failures as settings.fetch says, each request within the FRED budget."""
+    if isinstance(source, FredSource):
+        get_run_logger().info("FRED budget: %s", request_budget(settings.fetch).description)
     futures = {
         sid: fetch_task_for(sid, settings.fetch).submit(source, sid, start, end, settings.fetch) for sid in settings.series
     }

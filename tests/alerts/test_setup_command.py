@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from blocks.setup import plan_blocks
+from blocks.fred import FRED_BURST, FRED_RATE_LIMIT, FRED_REQUESTS_PER_MINUTE
+from blocks.setup import plan_blocks, read_environment
 from tests.alerts.conftest import DEFAULT_BLOCKS, clean_env, delete_blocks, run_blocks_command
 
 FRED_KEY = "abcdef0123456789abcdef0123456789"
@@ -98,6 +99,24 @@ def test_second_setup_run_creates_no_duplicates_and_changes_nothing(setup_twice:
         assert f"unchanged  {reference}" in setup_twice.second.stdout
     assert "created" not in setup_twice.second.stdout and "updated" not in setup_twice.second.stdout
     assert setup_twice.after_second == setup_twice.before_second  # same documents, same `updated` times
+
+
+def test_setup_creates_the_shared_fred_budget_once(setup_twice: SetupRuns, setup_server: Any) -> None:
+    assert f"global concurrency limit {FRED_RATE_LIMIT}" in setup_twice.first.stdout
+    assert f"unchanged  global concurrency limit {FRED_RATE_LIMIT}" in setup_twice.second.stdout
+    with setup_server.client() as client:
+        limit = client.read_global_concurrency_limit_by_name(FRED_RATE_LIMIT)
+    assert limit.active and limit.limit == FRED_BURST
+    assert limit.slot_decay_per_second == pytest.approx(FRED_REQUESTS_PER_MINUTE / 60)
+
+
+def test_read_environment_takes_a_dotenv_file_and_the_environment_wins(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text(f"FRED_API_KEY={FRED_KEY}\nEMAIL_HOST=from-dotenv.example.org\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMAIL_HOST", "from-environment.example.org")
+    found = read_environment()
+    assert found["FRED_API_KEY"] == FRED_KEY
+    assert found["EMAIL_HOST"] == "from-environment.example.org"
 
 
 def test_setup_never_prints_a_secret(setup_twice: SetupRuns) -> None:
