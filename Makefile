@@ -1,6 +1,7 @@
 # The two commands of the Quick start, and a few more. Each target installs what it needs itself.
 #   make demo   train + daily forecast on the embedded demo data; outputs under data/
-#   make test   the whole test suite (what CI runs)
+#   make test   the lint and type gate, then the whole test suite (what CI runs)
+#   make lint   ruff, ruff format --check, mypy and the import contracts only
 #   make bench  the benchmark against the seed design (needs a folder of FRED CSVs, see bench/README.md)
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # default to start on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
@@ -38,7 +39,16 @@ $(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js >= 18) is needed for the Azurite tests"; exit 1; }
 	cd tests/azurite && npm ci --no-audit --no-fund --silent
 
-test: install $(AZURITE)
+# Lint and type gate: ruff (rules and formatting), mypy (strict on tasks/core), import-linter (layers).
+LINTED := flows tasks blocks
+
+lint: install
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install $(AZURITE) lint
 	$(BIN)/python -m pytest
 
 bench: install

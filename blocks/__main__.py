@@ -19,11 +19,16 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the command; returns the exit code."""
     from blocks import automations, setup
 
-    parser = argparse.ArgumentParser(prog="python -m blocks", description="Prefect blocks and automations of market-forecast.")
+    parser = argparse.ArgumentParser(
+        prog="python -m blocks", description="Prefect blocks and automations of market-forecast."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    setup_parser = commands.add_parser("setup", help="register block types; create/update blocks from environment variables")
+    setup_parser = commands.add_parser(
+        "setup", help="register block types; create/update blocks from environment variables"
+    )
     setup.add_arguments(setup_parser)
     automations_parser = commands.add_parser("automations", help="create/update the failure and deadline automations")
     automations.add_arguments(automations_parser)

@@ -28,11 +28,15 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+from uuid import UUID
 
 from prefect.automations import Automation, AutomationCore, EventTrigger, Posture, SendNotification
 
 from blocks.notifications import ALERT_SENT_EVENT, DEFAULT_ALERT_BLOCK
+
+if TYPE_CHECKING:  # pragma: no cover
+    from prefect.client.orchestration import PrefectClient
 
 DEFAULT_TAG = "market-forecast"
 DEFAULT_DAILY_FLOW = "daily-forecast"
@@ -84,7 +88,7 @@ class AutomationSetupError(Exception):
     """The automations cannot be created as asked; the message says what to fix."""
 
 
-def _tag_match(tag: str) -> dict[str, str]:
+def _tag_match(tag: str) -> dict[str, str | list[str]]:
     return {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"}
 
 
@@ -97,7 +101,9 @@ def _describe(delta: timedelta) -> str:
     return f"{seconds} seconds"
 
 
-def failure_automation(*, block_document_id: Any, tag: str = DEFAULT_TAG, hook_grace: timedelta = DEFAULT_HOOK_GRACE) -> Automation:
+def failure_automation(
+    *, block_document_id: UUID, tag: str = DEFAULT_TAG, hook_grace: timedelta = DEFAULT_HOOK_GRACE
+) -> Automation:
     """The automation notifying about Failed/Crashed/TimedOut runs whose in-run alert did not go out."""
     return Automation(
         name=f"{tag}: run failed, crashed or timed out",
@@ -122,7 +128,7 @@ def failure_automation(*, block_document_id: Any, tag: str = DEFAULT_TAG, hook_g
 
 def deadline_automation(
     *,
-    block_document_id: Any,
+    block_document_id: UUID,
     tag: str = DEFAULT_TAG,
     flow_name: str = DEFAULT_DAILY_FLOW,
     deadline: timedelta = DEFAULT_DEADLINE,
@@ -155,24 +161,24 @@ def deadline_automation(
     )
 
 
-def _without_ids(value: Any) -> Any:
+def _without_ids(value: object) -> object:
     """JSON of an automation without generated ids, sets (after/expect/for_each) in sorted order."""
     if isinstance(value, dict):
         return {k: _without_ids(v) for k, v in value.items() if k != "id"}
     if isinstance(value, list):
         items = [_without_ids(v) for v in value]
-        return sorted(items) if all(isinstance(v, str) for v in items) else items
+        return sorted(items) if all(isinstance(v, str) for v in items) else items  # type: ignore[type-var]
     return value
 
 
-def _same(existing: Any, wanted: Automation) -> bool:
+def _same(existing: AutomationCore, wanted: Automation) -> bool:
     keys = {"name", "description", "enabled", "trigger", "actions", "actions_on_trigger", "actions_on_resolve"}
     left = _without_ids(AutomationCore(**existing.model_dump(include=keys)).model_dump(mode="json", include=keys))
     right = _without_ids(AutomationCore(**wanted.model_dump(include=keys)).model_dump(mode="json", include=keys))
     return left == right
 
 
-async def resolve_notification_block(client: Any, reference: str) -> Any:
+async def resolve_notification_block(client: PrefectClient, reference: str) -> UUID:
     """The block document id of '<block-type-slug>/<name>', checked to be able to notify.
 
     Raises:
@@ -203,7 +209,7 @@ async def resolve_notification_block(client: Any, reference: str) -> Any:
     return document.id
 
 
-async def apply_automations(client: Any, automations: Sequence[Automation]) -> list[tuple[str, str]]:
+async def apply_automations(client: PrefectClient, automations: Sequence[Automation]) -> list[tuple[str, str]]:
     """Create, update or keep each automation, matched by name; delete duplicates of a name.
 
     Returns:
@@ -250,7 +256,9 @@ async def setup_automations(
 
     for option, value in (("--hook-grace-seconds", hook_grace), ("--deadline-minutes", deadline)):
         if value < MIN_WITHIN:
-            raise AutomationSetupError(f"{option} must be at least 10 seconds (Prefect's minimum for a proactive trigger)")
+            raise AutomationSetupError(
+                f"{option} must be at least 10 seconds (Prefect's minimum for a proactive trigger)"
+            )
     if not tag.strip() or not daily_flow.strip():
         raise AutomationSetupError("--tag and --daily-flow must not be empty")
     async with get_client() as client:
@@ -264,9 +272,17 @@ async def setup_automations(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `automations` command's options."""
-    parser.add_argument("--notify-block", default=DEFAULT_ALERT_BLOCK, help=f"notification block '<type-slug>/<name>' (default {DEFAULT_ALERT_BLOCK})")
+    parser.add_argument(
+        "--notify-block",
+        default=DEFAULT_ALERT_BLOCK,
+        help=f"notification block '<type-slug>/<name>' (default {DEFAULT_ALERT_BLOCK})",
+    )
     parser.add_argument("--tag", default=DEFAULT_TAG, help=f"tag of the deployments to watch (default {DEFAULT_TAG})")
-    parser.add_argument("--daily-flow", default=DEFAULT_DAILY_FLOW, help=f"flow whose runs have a deadline (default {DEFAULT_DAILY_FLOW})")
+    parser.add_argument(
+        "--daily-flow",
+        default=DEFAULT_DAILY_FLOW,
+        help=f"flow whose runs have a deadline (default {DEFAULT_DAILY_FLOW})",
+    )
     parser.add_argument(
         "--deadline-minutes",
         type=float,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 FRED_API_URL = "https://api.stlouisfed.org/fred"
 
@@ -33,8 +33,8 @@ class FredCredentials(Block):
 
     _block_type_name = "FRED Credentials"
     _block_type_slug = "fred-credentials"
-    _logo_url = "https://fred.stlouisfed.org/images/fred-logo-2x.png"
-    _documentation_url = "https://fred.stlouisfed.org/docs/api/api_key.html"
+    _logo_url = HttpUrl("https://fred.stlouisfed.org/images/fred-logo-2x.png")
+    _documentation_url = HttpUrl("https://fred.stlouisfed.org/docs/api/api_key.html")
     _description = "API key and root URL of the FRED API, used by the market-forecast flows."
 
     api_key: SecretStr = Field(
@@ -58,7 +58,5 @@ class FredCredentials(Block):
     def _url_is_http(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
-                f"api_url must be an http(s) URL such as {FRED_API_URL!r}, got {value!r}"
-            )
+            raise ValueError(f"api_url must be an http(s) URL such as {FRED_API_URL!r}, got {value!r}")
         return value.rstrip("/")

@@ -24,7 +24,7 @@ from email.utils import formatdate, make_msgid
 from prefect.blocks.abstract import NotificationBlock, NotificationError
 from prefect_email import EmailServerCredentials
 from prefect_email.credentials import SMTPServer, SMTPType
-from pydantic import Field, field_validator
+from pydantic import Field, HttpUrl, field_validator
 
 from blocks.redaction import environment_secrets, redact
 
@@ -144,8 +144,10 @@ class EmailAlerts(NotificationBlock):
 
     _block_type_name = "Email Alerts"
     _block_type_slug = "email-alerts"
-    _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/82bc6ed16ca42a2252a5512c72233a253b8a58eb-250x250.png"  # noqa: E501 - prefect-email's logo
-    _documentation_url = "https://docs.prefect.io/integrations/prefect-email"
+    _logo_url = HttpUrl(
+        "https://cdn.sanity.io/images/3ugk85nk/production/82bc6ed16ca42a2252a5512c72233a253b8a58eb-250x250.png"
+    )  # prefect-email's logo
+    _documentation_url = HttpUrl("https://docs.prefect.io/integrations/prefect-email")
     _description = "Sends notifications by e-mail to a list of recipients through a saved SMTP server block."
 
     email_server_credentials: EmailServerCredentials = Field(
@@ -193,7 +195,7 @@ class EmailAlerts(NotificationBlock):
         if self.sender:
             return self.sender
         if username and "@" in username:
-            return username
+            return str(username)
         return "market-forecast@localhost"
 
     async def notify(self, body: str, subject: str | None = None) -> None:
@@ -229,5 +231,5 @@ class EmailAlerts(NotificationBlock):
                 f"({reason}). Check the server, port and login in the Email Server Credentials block."
             )
             self.logger.error(message)
-            if self._raise_on_failure:
+            if self._raise_on_failure:  # set by NotificationBlock.raise_on_failure(), as Prefect's own blocks read it
                 raise NotificationError(log=message) from None

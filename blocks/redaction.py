@@ -66,4 +66,3 @@ def environment_secrets(env: Mapping[str, str], *extra: str | None) -> list[str]
 
         secrets.extend(connection_string_secrets(connection))
     return [s for s in secrets if s]
-

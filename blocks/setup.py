@@ -1,5 +1,7 @@
-"""`python -m blocks setup`: register the block types and create or update the block documents
-from the environment variables of the system this project replaces.
+"""`python -m blocks setup`: the block documents from the environment variables of the old system.
+
+It registers the block types and creates or updates the block documents from the environment
+variables of the system this project replaces.
 
 | variables                                                  | block (type/name)                                   |
 |------------------------------------------------------------|-----------------------------------------------------|
@@ -28,7 +30,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO, cast
 
 from prefect.blocks.core import Block
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -78,6 +80,7 @@ class PlannedBlock:
 
     @property
     def reference(self) -> str:
+        """'<block-type-slug>/<name>'."""
         return f"{self.slug}/{self.name}"
 
 
@@ -106,13 +109,19 @@ class SetupVariables(BaseModel):
     FRED_API_KEY: SecretStr | None = Field(default=None, description="FRED API key (32 lower-case letters and digits).")
     FRED_API_URL: str | None = Field(default=None, description="Root of the FRED API, for a mirror or a proxy.")
     EMAIL_HOST: str | None = Field(default=None, description="SMTP server host name.")
-    EMAIL_PORT: int | None = Field(default=None, description="SMTP port: 465 (SSL), 587 (STARTTLS), or any with EMAIL_SMTP_TYPE.")
-    EMAIL_SMTP_TYPE: Literal["SSL", "STARTTLS", "INSECURE"] | None = Field(default=None, description="SMTP connection type.")
+    EMAIL_PORT: int | None = Field(
+        default=None, description="SMTP port: 465 (SSL), 587 (STARTTLS), or any with EMAIL_SMTP_TYPE."
+    )
+    EMAIL_SMTP_TYPE: Literal["SSL", "STARTTLS", "INSECURE"] | None = Field(
+        default=None, description="SMTP connection type."
+    )
     EMAIL_USER: str | None = Field(default=None, description="SMTP login.")
     EMAIL_PASS: SecretStr | None = Field(default=None, description="SMTP password.")
     EMAIL_FROM: str | None = Field(default=None, description="From address of the alerts.")
     NOTIFICATION_EMAIL: str | None = Field(default=None, description="Alert recipients, separated by commas.")
-    AZURE_STORAGE_CONNECTION_STRING: SecretStr | None = Field(default=None, description="Azure Storage connection string.")
+    AZURE_STORAGE_CONNECTION_STRING: SecretStr | None = Field(
+        default=None, description="Azure Storage connection string."
+    )
     AZURE_CONTAINER_NAME: str | None = Field(default=None, description="Blob container of the runs and models.")
 
     @classmethod
@@ -130,7 +139,15 @@ class SetupVariables(BaseModel):
     def _secret_as_text(cls, value: object) -> object:
         return value.get_secret_value() if isinstance(value, SecretStr) else value
 
-    @field_validator("FRED_API_URL", "EMAIL_HOST", "EMAIL_USER", "EMAIL_FROM", "NOTIFICATION_EMAIL", "AZURE_CONTAINER_NAME", mode="before")
+    @field_validator(
+        "FRED_API_URL",
+        "EMAIL_HOST",
+        "EMAIL_USER",
+        "EMAIL_FROM",
+        "NOTIFICATION_EMAIL",
+        "AZURE_CONTAINER_NAME",
+        mode="before",
+    )
     @classmethod
     def _stripped(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
@@ -166,7 +183,9 @@ class SetupVariables(BaseModel):
             return None
         text = str(value).strip()
         if not text.isdigit() or not 1 <= int(text) <= 65535:
-            raise ValueError(f"EMAIL_PORT={text!r} is malformed: give a port number from 1 to 65535, such as 465 or 587.")
+            raise ValueError(
+                f"EMAIL_PORT={text!r} is malformed: give a port number from 1 to 65535, such as 465 or 587."
+            )
         return int(text)
 
     @field_validator("EMAIL_SMTP_TYPE", mode="before")
@@ -186,7 +205,9 @@ class SetupVariables(BaseModel):
             try:
                 parse_recipients(value)
             except ValueError as exc:
-                raise ValueError(f"NOTIFICATION_EMAIL is malformed: {exc}. Separate several addresses with commas.") from None
+                raise ValueError(
+                    f"NOTIFICATION_EMAIL is malformed: {exc}. Separate several addresses with commas."
+                ) from None
         return value
 
     @field_validator("AZURE_STORAGE_CONNECTION_STRING", mode="before")
@@ -227,8 +248,10 @@ class SetupEnvironment(SetupVariables, BaseSettings):
 
 
 def read_environment() -> dict[str, str]:
-    """The setup variables as pydantic-settings reads them: a ./.env file, overridden by the
-    process environment. Raw text, validated by `plan_blocks`."""
+    """The setup variables as pydantic-settings reads them.
+
+    A ./.env file, overridden by the process environment; raw text, validated by `plan_blocks`.
+    """
     found: dict[str, str] = {}
     for source in (DotEnvSettingsSource(SetupEnvironment), EnvSettingsSource(SetupEnvironment)):
         found.update({name: str(value) for name, value in source().items() if value is not None})
@@ -324,15 +347,24 @@ def _plan_azure(env: SetupVariables, plan: Plan) -> None:
     connection, container = env.secret("AZURE_STORAGE_CONNECTION_STRING"), env.AZURE_CONTAINER_NAME
     container_ref = f"azure-blob-storage-container/{STORAGE_BLOCK}"
     if connection is None:
-        plan.skipped.append((f"azure-blob-storage-credentials/{AZURE_CREDENTIALS_BLOCK}", "AZURE_STORAGE_CONNECTION_STRING is not set"))
-        why = "AZURE_STORAGE_CONNECTION_STRING is not set" if container else "AZURE_CONTAINER_NAME and AZURE_STORAGE_CONNECTION_STRING are not set"
+        plan.skipped.append(
+            (f"azure-blob-storage-credentials/{AZURE_CREDENTIALS_BLOCK}", "AZURE_STORAGE_CONNECTION_STRING is not set")
+        )
+        why = (
+            "AZURE_STORAGE_CONNECTION_STRING is not set"
+            if container
+            else "AZURE_CONTAINER_NAME and AZURE_STORAGE_CONNECTION_STRING are not set"
+        )
         plan.skipped.append((container_ref, why))
         return
     account = parse_connection_string(connection).account_name or "development storage"
     credentials = AzureBlobStorageCredentials(connection_string=SecretStr(connection))
     plan.blocks.append(
         PlannedBlock(
-            "azure-blob-storage-credentials", AZURE_CREDENTIALS_BLOCK, credentials, f"connection string of storage account {account}"
+            "azure-blob-storage-credentials",
+            AZURE_CREDENTIALS_BLOCK,
+            credentials,
+            f"connection string of storage account {account}",
         )
     )
     if container is None:
@@ -375,7 +407,7 @@ def plan_blocks(env: Mapping[str, str]) -> Plan:
     return plan
 
 
-def _comparable(value: Any) -> Any:
+def _comparable(value: object) -> object:
     """A block's values in a form that compares equal when nothing changed (secrets revealed).
 
     A nested block compares by its values. Nested blocks are saved before their parents, so a
@@ -397,7 +429,7 @@ def _comparable(value: Any) -> Any:
 
 def _load_existing(planned: PlannedBlock) -> Block | None:
     try:
-        return type(planned.block).load(planned.name)
+        return cast(Block, type(planned.block).load(planned.name))  # sync here: Prefect types it as either
     except ValueError:  # "Unable to find block document named ..."
         return None
 
@@ -493,7 +525,12 @@ def ensure_fred_rate_limit(*, requests_per_minute: float, burst: int, name: str 
             existing = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
             existing = None
-        if existing is not None and existing.limit == burst and existing.active and existing.slot_decay_per_second == decay:
+        if (
+            existing is not None
+            and existing.limit == burst
+            and existing.active
+            and existing.slot_decay_per_second == decay
+        ):
             return "unchanged"
         client.upsert_global_concurrency_limit_by_name(name=name, limit=burst, slot_decay_per_second=decay)
         if existing is not None and not existing.active:
@@ -562,17 +599,21 @@ def run_setup(
             print(str(exc), file=out)
             return 2
         print(f"  container  {container}: {'created' if result == 'created' else 'already exists'}", file=out)
-    names = {b.name for b in plan.blocks}
+    _print_next_steps({b.name for b in plan.blocks}, out)
+    return 0
+
+
+def _print_next_steps(saved: set[str], out: TextIO) -> None:
+    """How to use what was saved: the flows' parameters, the automations."""
     hints = []
-    if FRED_BLOCK in names:
+    if FRED_BLOCK in saved:
         hints.append(f"fred_block={FRED_BLOCK!r}")
-    if STORAGE_BLOCK in names:
+    if STORAGE_BLOCK in saved:
         hints.append(f"storage_block='azure-blob-storage-container/{STORAGE_BLOCK}'")
     if hints:
         print(f"Flow parameters: {', '.join(hints)}", file=out)
-    if ALERTS_BLOCK in names:
+    if ALERTS_BLOCK in saved:
         print(f"Failure alerts go through email-alerts/{ALERTS_BLOCK}; next: python -m blocks automations", file=out)
-    return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -586,7 +627,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fred-requests-per-minute",
         type=float,
         default=FRED_REQUESTS_PER_MINUTE,
-        help=f"rate of the FRED budget shared by every process (default {FRED_REQUESTS_PER_MINUTE:g}; FRED allows ~120)",
+        help=f"rate of the FRED budget of every process (default {FRED_REQUESTS_PER_MINUTE:g}; FRED allows ~120)",
     )
     parser.add_argument(
         "--fred-burst",

@@ -19,9 +19,10 @@ import inspect
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import Flow
+from prefect.client.schemas.objects import State
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
@@ -30,11 +31,11 @@ from tasks.core.settings import Settings
 SETTINGS_PARAMETER = "settings"
 
 
-def _is_model(annotation: Any) -> bool:
+def _is_model(annotation: object) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _is_sequence(annotation: Any) -> bool:
+def _is_sequence(annotation: object) -> bool:
     origins = {typing.get_origin(a) for a in (annotation, *typing.get_args(annotation))}
     return bool(origins & {tuple, list})
 
@@ -74,7 +75,9 @@ def build_parser(flow: Flow[..., Any]) -> tuple[argparse.ArgumentParser, list[tu
             run.add_argument(option, dest=name, action="store_true", help=help_text)
         else:
             default = f" (default: {spec['default']})" if spec.get("default") is not None else ""
-            run.add_argument(option, dest=name, metavar=name.upper(), default=argparse.SUPPRESS, help=help_text + default)
+            run.add_argument(
+                option, dest=name, metavar=name.upper(), default=argparse.SUPPRESS, help=help_text + default
+            )
     group = parser.add_argument_group("settings (tasks/core/settings.py)")
     settings_dests: list[tuple[str, str]] = []
     for option, path, field in _setting_options(Settings):
@@ -83,7 +86,12 @@ def build_parser(flow: Flow[..., Any]) -> tuple[argparse.ArgumentParser, list[tu
         help_text = (field.description or path) + _default_text(field)
         metavar = path.rsplit(".", 1)[-1].upper()
         group.add_argument(
-            option, dest=dest, nargs=nargs, metavar=metavar, default=argparse.SUPPRESS, help=help_text.replace("%", "%%")
+            option,
+            dest=dest,
+            nargs=nargs,
+            metavar=metavar,
+            default=argparse.SUPPRESS,
+            help=help_text.replace("%", "%%"),
         )
         settings_dests.append((dest, path))
     return parser, settings_dests
@@ -110,7 +118,7 @@ def parse_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) 
 
 def run_from_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) -> None:
     """Run `flow` with the command line's arguments and print where its outputs went."""
-    state = flow(**parse_command_line(flow, argv), return_state=True)
+    state = cast(State, flow(**parse_command_line(flow, argv), return_state=True))
     result = state.result()  # raises the flow's error if it failed
     if not isinstance(result, dict):  # e.g. the daily flow on a day the NYSE is closed
         print(state.message)

@@ -6,7 +6,7 @@ This is the edge where "now" is read (once per run) and handed down; no stage re
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from importlib import metadata
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ def today_in_new_york() -> date:
 
 def utc_now() -> datetime:
     """The run's creation time, UTC, to the second (names run folders and model versions)."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def run_name(prefix: str) -> str:

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.states import Completed
 from pydantic import Field
 
@@ -18,7 +19,13 @@ from flows.cli import run_from_command_line
 from flows.common import run_header, run_name, today_in_new_york, utc_now
 from tasks.core.settings import Settings
 from tasks.ops.alerts import notify_run_failure
-from tasks.stages.data import align_sessions_task, check_market_calendar_task, daily_fetch_start_task, fetch_all, resolve_source_task
+from tasks.stages.data import (
+    align_sessions_task,
+    check_market_calendar_task,
+    daily_fetch_start_task,
+    fetch_all,
+    resolve_source_task,
+)
 from tasks.stages.models import load_champion_task
 from tasks.stages.predict import forecast_sessions_task, predict_history_task, score_predictions_task
 from tasks.stages.publish import build_outputs_task, free_run_folder_task, publish_outputs, resolve_storage_task
@@ -27,13 +34,14 @@ from tasks.stages.publish import build_outputs_task, free_run_folder_task, publi
 @flow(name="daily-forecast", flow_run_name=lambda: run_name("daily"), log_prints=True, on_failure=[notify_run_failure])
 def daily_forecast(
     as_of: date | None = None,
+    *,
     force: bool = False,
     settings: Settings = Settings(),
     lookback_sessions: Annotated[int, Field(ge=1, le=5000)] = 365,
     output_dir: str = "data",
     storage_block: str | None = None,
     fred_block: str | None = None,
-) -> Any:
+) -> dict[str, Any] | State:
     """Forecast the next NYSE sessions with the champion model and publish a run folder.
 
     Args:
@@ -62,7 +70,11 @@ def daily_forecast(
     aligned = align_sessions_task(raw, start=start, as_of=as_of, settings=settings)
 
     predictions = predict_history_task(
-        champion.model, champion.scaler, aligned.levels, settings, split_dates=champion.split_dates,
+        champion.model,
+        champion.scaler,
+        aligned.levels,
+        settings,
+        split_dates=champion.split_dates,
         first_date=aligned.lookback_start(lookback_sessions),
     )
     metrics = score_predictions_task(predictions)
@@ -70,16 +82,30 @@ def daily_forecast(
         champion.model, champion.scaler, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
     )
     tables = build_outputs_task(
-        aligned, predictions=predictions, metrics=metrics, forecast=forecast, model_version=champion.version,
-        data_source=source.kind, as_of=as_of, settings=settings, first_date=aligned.lookback_start(lookback_sessions),
+        aligned,
+        predictions=predictions,
+        metrics=metrics,
+        forecast=forecast,
+        model_version=champion.version,
+        data_source=source.kind,
+        as_of=as_of,
+        settings=settings,
+        first_date=aligned.lookback_start(lookback_sessions),
     )
 
     folder = free_run_folder_task(storage, created, settings)
     header = run_header(
-        kind="daily", created_utc=created, as_of=as_of, data_source=source.kind,
-        data_start=aligned.lookback_start(lookback_sessions), data_through=aligned.last_date,
-        model_version=champion.version, model_training_run=champion.card.training_run_folder, run_folder=folder,
-        settings=settings, forced=force and not market.is_session,
+        kind="daily",
+        created_utc=created,
+        as_of=as_of,
+        data_source=source.kind,
+        data_start=aligned.lookback_start(lookback_sessions),
+        data_through=aligned.last_date,
+        model_version=champion.version,
+        model_training_run=champion.card.training_run_folder,
+        run_folder=folder,
+        settings=settings,
+        forced=force and not market.is_session,
     )
     published = publish_outputs(storage, tables, header, move_latest=True, settings=settings)
     return {

@@ -25,6 +25,7 @@ from tasks.stages.train import backtest_task, champion_gate_task, describe_model
 @flow(name="train-model", flow_run_name=lambda: run_name("train"), log_prints=True, on_failure=[notify_run_failure])
 def train_model(
     as_of: date | None = None,
+    *,
     settings: Settings = Settings(),
     output_dir: str = "data",
     storage_block: str | None = None,
@@ -55,33 +56,65 @@ def train_model(
     aligned = align_sessions_task(raw, start=settings.history_start, as_of=as_of, settings=settings)
 
     trained = train_lstm_task(aligned.levels, settings)
-    predictions = predict_history_task(trained.model, trained.scaler, aligned.levels, settings, split_dates=trained.split_dates)
+    predictions = predict_history_task(
+        trained.model, trained.scaler, aligned.levels, settings, split_dates=trained.split_dates
+    )
     metrics = score_predictions_task(predictions, splits=("test",))
     backtest = backtest_task(trained, aligned.levels, settings)
-    forecast = forecast_sessions_task(trained.model, trained.scaler, aligned.levels, settings, z_quantiles=backtest.z_quantiles)
+    forecast = forecast_sessions_task(
+        trained.model, trained.scaler, aligned.levels, settings, z_quantiles=backtest.z_quantiles
+    )
     model = serialize_model_task(trained, created_utc=created)
     tables = build_outputs_task(
-        aligned, predictions=predictions, metrics=metrics, forecast=forecast, history=trained.history,
-        backtest=backtest.metrics, model_version=model.version, data_source=source.kind, as_of=as_of, settings=settings,
+        aligned,
+        predictions=predictions,
+        metrics=metrics,
+        forecast=forecast,
+        history=trained.history,
+        backtest=backtest.metrics,
+        model_version=model.version,
+        data_source=source.kind,
+        as_of=as_of,
+        settings=settings,
     )
 
     gate = champion_gate_task(backtest.metrics, champion_card, settings, data_source=source.kind)
     card = describe_model_task(
-        trained, backtest, metrics=metrics, version=model.version, files=model.hashes(), settings=settings,
-        created_utc=created, as_of=as_of, data_source=source.kind, training_run_folder=folder, gate=gate,
+        trained,
+        backtest,
+        metrics=metrics,
+        version=model.version,
+        files=model.hashes(),
+        settings=settings,
+        created_utc=created,
+        as_of=as_of,
+        data_source=source.kind,
+        training_run_folder=folder,
+        gate=gate,
     )
     card_sha = save_model_task(storage, card, model.files, settings)
     if gate.promoted:
         promote_champion_task(storage, card, card_sha, promoted_utc=created, settings=settings)
 
     header = run_header(
-        kind="training", created_utc=created, as_of=as_of, data_source=source.kind, data_start=aligned.first_date,
-        data_through=aligned.last_date, model_version=model.version, model_training_run=folder, run_folder=folder,
-        settings=settings, champion=gate.promoted, champion_gate=gate.reason,
+        kind="training",
+        created_utc=created,
+        as_of=as_of,
+        data_source=source.kind,
+        data_start=aligned.first_date,
+        data_through=aligned.last_date,
+        model_version=model.version,
+        model_training_run=folder,
+        run_folder=folder,
+        settings=settings,
+        champion=gate.promoted,
+        champion_gate=gate.reason,
     )
     # latest.json is what Power BI shows: daily forecasts only. A training run is found through
     # models/champion.json and the daily manifests' model_training_run.
-    published = publish_outputs(storage, tables, header, move_latest=False, settings=settings, note=f"Champion gate: {gate.reason}")
+    published = publish_outputs(
+        storage, tables, header, move_latest=False, settings=settings, note=f"Champion gate: {gate.reason}"
+    )
     return {
         "run_folder": folder,
         "location": published.location,

@@ -159,7 +159,7 @@ class Request:
     series_id: str | None
     params: dict[str, str] = field(default_factory=dict)
     status: int = 200
-    at: float = 0.0
+    at: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)

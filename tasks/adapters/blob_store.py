@@ -7,7 +7,7 @@ production, or any other block with `read_path` / `write_path`.
 Every failure leaves here as one of the pipeline's typed errors, classified once:
 - `StorageTransientError`: a timeout, a connection error, HTTP 408/429/5xx. The I/O stages retry
   these (Prefect task retries, `tasks.stages.retry`), like FRED's;
-- `StorageNotFound`: the path does not exist;
+- `StorageNotFoundError`: the path does not exist;
 - `StorageError`: anything else (a missing container, a refused credential), with what to do.
 
 Files are read and written through the block's own `read_path` / `write_path`, except in an Azure
@@ -21,9 +21,10 @@ delete: removing a failed publish's partial files works for local folders and Az
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 from prefect.blocks.core import Block
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
@@ -31,7 +32,11 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 from blocks.azure import parse_connection_string
 from blocks.redaction import redact
-from tasks.core.errors import StorageError, StorageNotFound, StorageTransientError
+from tasks.core.errors import StorageError, StorageNotFoundError, StorageTransientError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from azure.storage.blob.aio import ContainerClient
+    from prefect_azure import AzureBlobStorageContainer
 
 T = TypeVar("T")
 
@@ -67,7 +72,7 @@ def resolve_storage(storage_block: str | None, output_dir: str) -> WritableFileS
             f"or 'local-file-system/{storage_block}'."
         )
     try:
-        block = Block.load(storage_block)
+        block = cast(Block, Block.load(storage_block))  # sync here; Prefect types it as sync or async
     except ValueError as exc:
         raise StorageError(
             f"Storage block {storage_block!r} could not be loaded: {exc}. Create it with "
@@ -79,7 +84,7 @@ def resolve_storage(storage_block: str | None, output_dir: str) -> WritableFileS
             f"Block {storage_block!r} is a {type(block).__name__}, which cannot read and write files; "
             "use a LocalFileSystem or an AzureBlobStorageContainer block."
         )
-    return block  # type: ignore[no-any-return]
+    return cast(WritableFileSystem, block)
 
 
 def local_root(storage: LocalFileSystem) -> Path:
@@ -95,11 +100,12 @@ def _local_path(storage: LocalFileSystem, path: str) -> Path:
     return target
 
 
-def _is_azure(storage: WritableFileSystem) -> bool:
+def _is_azure(storage: WritableFileSystem) -> TypeGuard[AzureBlobStorageContainer]:
+    # Duck-typed: prefect-azure is imported only where an Azure block is actually used.
     return hasattr(storage, "container_name") and hasattr(storage, "credentials")
 
 
-def _blob_name(storage: Any, path: str) -> str:
+def _blob_name(storage: WritableFileSystem, path: str) -> str:
     base = (getattr(storage, "base_folder", None) or "").strip("/")
     return f"{base}/{path}" if base else path
 
@@ -110,7 +116,7 @@ def published_url(storage: WritableFileSystem, folder: str) -> str | None:
         return (local_root(storage) / folder).as_uri()
     if not _is_azure(storage):
         return None
-    credentials = getattr(storage, "credentials")
+    credentials = storage.credentials
     endpoint = getattr(credentials, "account_url", None)
     secret = getattr(credentials, "connection_string", None)
     if endpoint is None and secret is not None:
@@ -120,7 +126,7 @@ def published_url(storage: WritableFileSystem, folder: str) -> str | None:
             return None
     if endpoint is None:
         return None
-    container = getattr(storage, "container_name")
+    container = storage.container_name
     return f"{str(endpoint).rstrip('/')}/{container}/{_blob_name(storage, folder)}/"
 
 
@@ -169,7 +175,7 @@ def _classified(exc: Exception, *, what: str, storage: WritableFileSystem, timeo
     if _error_code(exc) == "ContainerNotFound":
         return StorageError(f"{what} failed: {_container_hint(storage)}")
     if _error_code(exc) == "BlobNotFound" or isinstance(exc, FileNotFoundError):
-        return StorageNotFound(f"{what}: not found in {describe_storage(storage)}")
+        return StorageNotFoundError(f"{what}: not found in {describe_storage(storage)}")
     if isinstance(exc, TimeoutError) and not str(exc):  # asyncio's timeout says nothing
         detail = f"no answer within {timeout:g} s (is the storage endpoint reachable?)"
     else:
@@ -185,23 +191,25 @@ def _run(
     what: str,
     timeout: float,
     block: Callable[[], T],
-    azure: Callable[[Any], Awaitable[T]],
+    azure: Callable[[ContainerClient], Awaitable[T]],
 ) -> T:
-    """Run one storage operation, through the Azure container client or the block's own method,
-    classifying any failure."""
+    """Run one storage operation and classify any failure.
+
+    An Azure container is called through its container client, any other block through its own method.
+    """
     try:
         if not _is_azure(storage):
             return block()
 
         async def bounded() -> T:
-            client = getattr(storage, "credentials").get_container_client(getattr(storage, "container_name"))
+            client = storage.credentials.get_container_client(storage.container_name)
             async with client:
                 return await asyncio.wait_for(azure(client), timeout)
 
-        return run_coro_as_sync(bounded())  # type: ignore[return-value]
+        return cast(T, run_coro_as_sync(bounded()))
     except StorageError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a typed StorageError
+    except Exception as exc:
         raise _classified(exc, what=what, storage=storage, timeout=timeout) from exc
 
 
@@ -213,7 +221,7 @@ def read_bytes(storage: WritableFileSystem, path: str, *, timeout: float) -> byt
     """The content of `path`.
 
     Raises:
-        StorageNotFound: the path does not exist.
+        StorageNotFoundError: the path does not exist.
         StorageTransientError: a timeout or a retryable HTTP status.
         StorageError: any other failure.
     """
@@ -221,9 +229,9 @@ def read_bytes(storage: WritableFileSystem, path: str, *, timeout: float) -> byt
     def block() -> bytes:
         if isinstance(storage, LocalFileSystem) and not _local_path(storage, path).is_file():
             raise FileNotFoundError(path)
-        return bytes(storage.read_path(path))
+        return cast(bytes, storage.read_path(path))  # sync here; Prefect types it as sync or async
 
-    async def azure(client: Any) -> bytes:
+    async def azure(client: ContainerClient) -> bytes:
         stream = await client.get_blob_client(_blob_name(storage, path)).download_blob(**_NO_SDK_RETRY)
         return bytes(await stream.readall())
 
@@ -238,7 +246,7 @@ def write_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeo
         StorageError: any other failure.
     """
 
-    async def azure(client: Any) -> None:
+    async def azure(client: ContainerClient) -> None:
         await client.get_blob_client(_blob_name(storage, path)).upload_blob(content, overwrite=True, **_NO_SDK_RETRY)
 
     _run(storage, what=f"Writing {path}", timeout=timeout, block=lambda: storage.write_path(path, content), azure=azure)
@@ -248,7 +256,7 @@ def read_optional(storage: WritableFileSystem, path: str, *, timeout: float) -> 
     """The content of `path`, or None if it does not exist."""
     try:
         return read_bytes(storage, path, timeout=timeout)
-    except StorageNotFound:
+    except StorageNotFoundError:
         return None
 
 
@@ -270,7 +278,7 @@ def delete_paths(storage: WritableFileSystem, paths: list[str], *, timeout: floa
             except OSError:
                 continue
 
-    async def azure(client: Any) -> None:
+    async def azure(client: ContainerClient) -> None:
         for path in paths:
             try:
                 await client.delete_blob(_blob_name(storage, path), **_NO_SDK_RETRY)
@@ -279,8 +287,6 @@ def delete_paths(storage: WritableFileSystem, paths: list[str], *, timeout: floa
                     continue
             removed.add(path)
 
-    try:
+    with contextlib.suppress(StorageError):  # what was not removed is reported below
         _run(storage, what="Removing partial files", timeout=timeout, block=block, azure=azure)
-    except StorageError:
-        pass
     return [path for path in paths if path not in removed]

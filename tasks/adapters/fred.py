@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import ClassVar, Literal, cast
 from urllib.error import HTTPError, URLError
 from urllib.request import urlopen
 
@@ -99,11 +99,9 @@ def resolve_source(block: FredCredentials | None, env: Mapping[str, str], *, blo
             )
         return DemoSource()
     try:
-        creds = FredCredentials(api_key=key, api_url=url or FRED_API_URL)
+        creds = FredCredentials(api_key=SecretStr(key), api_url=url or FRED_API_URL)
     except ValueError as exc:
-        raise FredConfigurationError(
-            f"FRED_API_URL / FRED_API_KEY are not usable: {redact(str(exc), key)}"
-        ) from None
+        raise FredConfigurationError(f"FRED_API_URL / FRED_API_KEY are not usable: {redact(str(exc), key)}") from None
     return FredSource(creds.api_key, creds.api_url, origin="environment (FRED_API_KEY)")
 
 
@@ -116,7 +114,7 @@ def load_source(block_name: str | None) -> Source:
     if block_name is None:
         return resolve_source(None, os.environ)
     try:
-        block = FredCredentials.load(block_name)
+        block = cast(FredCredentials, FredCredentials.load(block_name))  # sync here; typed as either
     except ValueError as exc:
         raise FredConfigurationError(
             f"No FredCredentials block named {block_name!r} could be loaded ({exc}). Create it with "
@@ -137,7 +135,7 @@ class _RateLimiter:
     """
 
     _lock = threading.Lock()
-    _state: dict[str, tuple[float, float]] = {}  # key -> (tokens, time they were counted)
+    _state: ClassVar[dict[str, tuple[float, float]]] = {}  # key -> (tokens, time they were counted)
 
     @classmethod
     def wait(cls, key: str, requests_per_minute: float, burst: int) -> None:
@@ -170,8 +168,10 @@ _budgets_lock = threading.Lock()
 
 
 def request_budget(settings: FetchSettings) -> RequestBudget:
-    """The FRED budget of this process: the global limit `settings.rate_limit_name` when the Prefect
-    API has one with a slot decay (looked up once per process and API), else the local token bucket.
+    """The FRED budget of this process.
+
+    The global limit `settings.rate_limit_name` when the Prefect API has one with a slot decay
+    (looked up once per process and API), else the local token bucket.
     """
     local = RequestBudget(
         None,
@@ -205,7 +205,9 @@ def _look_up_global_limit(name: str) -> RequestBudget | None:
         return None
     per_minute = 60 * limit.slot_decay_per_second
     return RequestBudget(
-        name, f"global concurrency limit {name!r}: {per_minute:g} requests/minute, {limit.limit} at once, shared by every process"
+        name,
+        f"global concurrency limit {name!r}: {per_minute:g} requests/minute, {limit.limit} at once, "
+        "shared by every process",
     )
 
 
@@ -218,7 +220,7 @@ def take_request_slot(settings: FetchSettings, key: str) -> None:
     rate_limit(budget.global_limit, occupy=1, strict=True)
 
 
-class _FredClient(Fred):
+class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type information
     """fredapi's client with a request timeout, a rate limit and HTTP status kept on errors.
 
     fredapi builds the URLs and parses the XML; only its private fetch helper is replaced,
@@ -234,12 +236,15 @@ class _FredClient(Fred):
     def _fail(self, cls: type[FredError], message: str, status: int | None = None) -> FredError:
         return cls(self._series_id, redact(message, self.api_key), status=status)
 
-    def _Fred__fetch_data(self, url: str) -> ET.Element:  # overrides fredapi's Fred.__fetch_data
+    # fredapi's name-mangled private helper; no public hook exists for a timeout or the HTTP
+    # status (tests/fred/test_fetch.py pins the behaviour: timeouts, 5xx, 429, bad XML, bad key).
+    def _Fred__fetch_data(self, url: str) -> ET.Element:  # noqa: N802 - overrides Fred.__fetch_data
         url += "&api_key=" + self.api_key
         take_request_slot(self._settings, self.root_url)
         sid = self._series_id
         try:
-            with urlopen(url, timeout=self._settings.timeout_seconds) as response:
+            # The root is an http(s) URL: FredCredentials validates api_url.
+            with urlopen(url, timeout=self._settings.timeout_seconds) as response:  # noqa: S310
                 body = response.read()
         except HTTPError as exc:
             raise self._http_error(exc) from None
@@ -250,7 +255,7 @@ class _FredClient(Fred):
                 f"{sid}: could not reach FRED at {self.root_url}: {type(reason).__name__}: {reason}",
             ) from None
         try:
-            return ET.fromstring(body)
+            return ET.fromstring(body)  # noqa: S314 - FRED's XML, parsed as fredapi itself does
         except ET.ParseError as exc:
             raise self._fail(
                 FredTransientError,
@@ -262,7 +267,8 @@ class _FredClient(Fred):
         sid = self._series_id
         try:
             body = exc.read()
-            message = ET.fromstring(body).get("message") or body[:200].decode(errors="replace")
+            # FRED's error body: <error code=".." message=".."/>
+            message = ET.fromstring(body).get("message") or body[:200].decode(errors="replace")  # noqa: S314
         except (ET.ParseError, OSError):
             message = exc.reason if isinstance(exc.reason, str) else "no error message"
         if exc.code == 429 or exc.code >= 500:
@@ -275,7 +281,9 @@ class _FredClient(Fred):
         return self._fail(FredRequestError, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
 
 
-def fetch_fred_series(source: FredSource, series_id: str, start: date, end: date, *, settings: FetchSettings) -> pd.Series:
+def fetch_fred_series(
+    source: FredSource, series_id: str, start: date, end: date, *, settings: FetchSettings
+) -> pd.Series:
     """Fetch one series' observations from `start` to `end` through fredapi.
 
     Returns:
@@ -294,10 +302,10 @@ def fetch_fred_series(source: FredSource, series_id: str, start: date, end: date
         raise FredRequestError(
             series_id, f"{series_id}: FRED data could not be parsed: {redact(str(exc), client.api_key)}"
         ) from None
-    values = pd.to_numeric(values, errors="coerce").astype("float64")
-    values.index = pd.DatetimeIndex(values.index, name="date").as_unit("ns")
-    values.name = series_id
-    return values
+    numeric = pd.Series(pd.to_numeric(values, errors="coerce"), dtype="float64")
+    numeric.index = pd.DatetimeIndex(numeric.index, name="date").as_unit("ns")
+    numeric.name = series_id
+    return numeric
 
 
 def fetch_series(source: Source, series_id: str, start: date, end: date, *, settings: FetchSettings) -> pd.Series:

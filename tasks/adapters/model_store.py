@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from tasks.adapters.blob_store import describe_storage, read_bytes, read_optional, write_bytes
 from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
-from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageNotFound
+from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageNotFoundError
 from tasks.core.features import Scaler, SplitDates
 from tasks.core.promotion import check_model_card
 from tasks.core.settings import Settings
@@ -141,7 +141,7 @@ def load_model_files(
     try:
         card_bytes = read_bytes(storage, f"{folder}/{MODEL_CARD}", timeout=timeout)
         files = {name: read_bytes(storage, f"{folder}/{name}", timeout=timeout) for name in MODEL_FILES}
-    except StorageNotFound as exc:
+    except StorageNotFoundError as exc:
         raise ModelStoreError(f"Model version {version} is incomplete in {describe_storage(storage)}: {exc}") from None
     if card_sha256 is not None and sha256_hex(card_bytes) != card_sha256:
         raise ModelIntegrityError(

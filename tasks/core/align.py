@@ -17,6 +17,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+
 from tasks.core.calendar import sessions_in_range
 from tasks.core.errors import DataGapError, InsufficientDataError, InvalidValuesError, StaleDataError
 
@@ -38,16 +39,16 @@ class AlignedData:
     @property
     def first_date(self) -> date:
         """First session of the frame."""
-        return self.levels.index[0].date()
+        return pd.Timestamp(self.levels.index[0]).date()
 
     @property
     def last_date(self) -> date:
         """Last session of the frame (the data's 'through' date)."""
-        return self.levels.index[-1].date()
+        return pd.Timestamp(self.levels.index[-1]).date()
 
     def lookback_start(self, sessions: int) -> date:
         """First of the last `sessions` sessions of the frame (its first if it holds fewer)."""
-        return self.levels.index[max(0, len(self.levels) - sessions)].date()
+        return pd.Timestamp(self.levels.index[max(0, len(self.levels) - sessions)]).date()
 
 
 def _as_float_series(series_id: str, raw: pd.Series) -> pd.Series:
@@ -94,9 +95,9 @@ def align_sessions(
     sessions = sessions_in_range(start, as_of)
     cleaned: dict[str, pd.Series] = {}
     dropped: dict[str, int] = {}
-    for sid, values in raw.items():
-        values = _as_float_series(sid, values)
-        values = values[(values.index >= start_ts) & (values.index <= as_of_ts)]
+    for sid, observations in raw.items():
+        numeric = _as_float_series(sid, observations)
+        values = numeric[(numeric.index >= start_ts) & (numeric.index <= as_of_ts)]
         non_positive = values[values <= 0]
         if not non_positive.empty:
             raise InvalidValuesError(sid, list(non_positive.items()), "non-positive")
@@ -140,8 +141,9 @@ def _check_gaps(missing: pd.DataFrame, max_fill: int) -> None:
         # Start and end positions of each run of True, found without a loop over rows.
         edges = np.diff(np.concatenate(([0], flags.astype(np.int8), [0])))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        for s, e in zip(starts, ends):
+        for s, e in zip(starts, ends, strict=True):
             if e - s > max_fill:
-                gaps.append((sid, dates[s].date(), dates[e - 1].date(), int(e - s)))
+                first, last = pd.Timestamp(dates[int(s)]).date(), pd.Timestamp(dates[int(e) - 1]).date()
+                gaps.append((sid, first, last, int(e - s)))
     if gaps:
         raise DataGapError(gaps, max_fill)

@@ -9,8 +9,9 @@ The scaler and model are those fitted on the training part (every origin lies af
 refitted every `refit_every` sessions on all data before the next origin (expanding window); the
 refit itself is passed in, so this module never trains.
 
-Prediction intervals come from out-of-sample errors (tasks.core.intervals). The errors are those of the test origins plus, when a
-calibration start is given, those of forecasts made from the validation slice with targets still
+Prediction intervals come from out-of-sample errors (tasks.core.intervals). The errors are those
+of the test origins plus, when a calibration start is given, those of forecasts made from the
+validation slice with targets still
 inside the training part (the network never trained on them; only the per-series shrinkage was
 fitted there). Coverage is reported honestly: the band at a test origin uses only the validation
 errors and the test errors already realised before that origin (expanding calibration), never the
@@ -111,7 +112,9 @@ def run_backtest(
 
     scaled_once = scaler.transform(features.to_numpy())
 
-    def forecast_from(selected: np.ndarray, use_predictor: Predictor, use_scaler: Scaler, scaled: np.ndarray) -> np.ndarray:
+    def forecast_from(
+        selected: np.ndarray, use_predictor: Predictor, use_scaler: Scaler, scaled: np.ndarray
+    ) -> np.ndarray:
         windows = window_inputs(scaled, sequence_length, selected + 1)
         history = level_history(levels, features.index[selected], level_window)
         return forecast_log_levels(use_predictor, windows, history, use_scaler, h_max)

@@ -12,8 +12,8 @@ documents exactly these fields.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime
-from typing import Any, Literal, Self
+from datetime import date
+from typing import Any, Final, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -21,10 +21,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tasks.core.features import SplitDates
 
-CARD_FORMAT = "market-forecast-model-card/1"
-MANIFEST_FORMAT = "market-forecast-run/1"
-LATEST_FORMAT = "market-forecast-latest/1"
-CHAMPION_FORMAT = "market-forecast-champion/1"
+CARD_FORMAT: Final = "market-forecast-model-card/1"
+MANIFEST_FORMAT: Final = "market-forecast-run/1"
+LATEST_FORMAT: Final = "market-forecast-latest/1"
+CHAMPION_FORMAT: Final = "market-forecast-champion/1"
 
 DataSource = Literal["fred", "demo"]
 RunKind = Literal["training", "daily"]
@@ -68,8 +68,11 @@ class StoredJson(BaseModel):
 
 
 class CardDataRange(BaseModel):
-    """The sessions a model saw: trained before validation_start, validated up to test_start,
-    evaluated (never trained on) from test_start to end."""
+    """The sessions a model saw.
+
+    Trained before validation_start, validated up to test_start, evaluated (never trained on) from
+    test_start to end.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

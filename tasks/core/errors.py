@@ -155,7 +155,7 @@ class StorageTransientError(StorageError, TransientError):
     """A storage read or write failed in a way a retry may fix (timeout, 5xx, 429, connection)."""
 
 
-class StorageNotFound(StorageError):
+class StorageNotFoundError(StorageError):
     """The path does not exist in the storage block."""
 
 

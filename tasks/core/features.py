@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,11 +49,12 @@ def make_features(levels: pd.DataFrame, level_window: int) -> pd.DataFrame:
     Returns:
         Frame indexed like levels[warmup_rows(level_window):], columns `feature_columns(series)`.
     """
-    logs = np.log(levels.astype("float64"))
+    logs = pd.DataFrame(np.log(levels.to_numpy(dtype="float64")), index=levels.index, columns=levels.columns)
     returns = logs.diff()
     deviation = logs - logs.rolling(level_window, min_periods=level_window).mean()
     features = pd.concat([returns.add_prefix(f"{RETURN}:"), deviation.add_prefix(f"{LEVEL}:")], axis=1)
-    return features.iloc[warmup_rows(level_window) :][feature_columns(tuple(levels.columns))]
+    selected: pd.DataFrame = features.iloc[warmup_rows(level_window) :][feature_columns(tuple(levels.columns))]
+    return selected
 
 
 def level_history(levels: pd.DataFrame, dates: pd.Index, level_window: int) -> np.ndarray:
@@ -71,7 +72,7 @@ def level_history(levels: pd.DataFrame, dates: pd.Index, level_window: int) -> n
     return np.ascontiguousarray(view[positions - level_window + 1].transpose(0, 2, 1))
 
 
-SCALER_FORMAT = "market-forecast-scaler/1"
+SCALER_FORMAT: Final = "market-forecast-scaler/1"
 
 
 class Scaler(BaseModel):
@@ -109,7 +110,7 @@ class Scaler(BaseModel):
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Standardise an array whose last axis follows `columns`."""
-        return (values - np.asarray(self.mean)) / np.asarray(self.scale)
+        return np.asarray((values - np.asarray(self.mean)) / np.asarray(self.scale))
 
     def return_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, scale) of the return columns, in series order."""
@@ -187,7 +188,11 @@ class SplitDates:
     def label(self, dates: pd.DatetimeIndex) -> np.ndarray:
         """The split label of each date."""
         edges = pd.DatetimeIndex(
-            [pd.Timestamp(self.validation_start), pd.Timestamp(self.test_start), pd.Timestamp(self.data_end) + pd.Timedelta(days=1)]
+            [
+                pd.Timestamp(self.validation_start),
+                pd.Timestamp(self.test_start),
+                pd.Timestamp(self.data_end) + pd.Timedelta(days=1),
+            ]
         )
         return np.asarray(SPLITS)[np.searchsorted(edges.as_unit("ns").asi8, dates.as_unit("ns").asi8, side="right")]
 
@@ -200,10 +205,10 @@ def chronological_split(
     Raises:
         InsufficientDataError: too few rows for at least one window in each part.
     """
-    n_test = max(1, int(round(n_rows * test_fraction)))
+    n_test = max(1, round(n_rows * test_fraction))
     train_end = n_rows - n_test
     n_train_samples = train_end - sequence_length
-    n_validation = max(1, int(round(n_train_samples * validation_fraction)))
+    n_validation = max(1, round(n_train_samples * validation_fraction))
     validation_start = train_end - n_validation
     if validation_start - sequence_length < MIN_TRAINING_WINDOWS:
         raise InsufficientDataError(

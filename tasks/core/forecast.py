@@ -16,6 +16,7 @@ from tasks.core.features import Scaler, SplitDates, last_window, level_history, 
 from tasks.core.intervals import interval_log_bounds
 from tasks.core.model import Predictor, forecast_log_levels, predict_returns
 
+
 def one_step_predictions(
     predictor: Predictor,
     scaler: Scaler,
@@ -58,7 +59,7 @@ def one_step_predictions(
             "actual": actual.T.reshape(-1),
             "predicted": (previous * np.exp(returns)).T.reshape(-1),
             "naive": previous.T.reshape(-1),
-            "split": np.tile(split_dates.label(dates), len(series)),
+            "split": np.tile(split_dates.label(pd.DatetimeIndex(dates)), len(series)),
         }
     )
 
@@ -70,7 +71,8 @@ def forecast_levels(
     features = make_features(levels, level_window)
     scaled = scaler.transform(features.to_numpy())
     history = level_history(levels, features.index[-1:], level_window)
-    return np.exp(forecast_log_levels(predictor, last_window(scaled, sequence_length), history, scaler, horizon)[0])
+    log_levels = forecast_log_levels(predictor, last_window(scaled, sequence_length), history, scaler, horizon)
+    return np.asarray(np.exp(log_levels[0]))
 
 
 def forecast_table(

@@ -82,8 +82,7 @@ def interval_log_bounds(
                     "series_id": sid,
                     "horizon": h,
                     **{
-                        k: float(np.interp(h, scored, table[k].to_numpy())) * vol_now[j] * np.sqrt(h)
-                        for k in QUANTILES
+                        k: float(np.interp(h, scored, table[k].to_numpy())) * vol_now[j] * np.sqrt(h) for k in QUANTILES
                     },
                 }
             )

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 import pandas as pd
@@ -27,22 +28,24 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 EpochCallback = Callable[[int, dict[str, float]], None]
+# TensorFlow ships no type information: its tensors are untyped here.
+Tensor: TypeAlias = Any
 
 
-def _tensorflow() -> Any:
+def _tensorflow() -> ModuleType:
     # TensorFlow's C++ INFO lines are noise in a flow's log; set before its first import.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    return tf
+    return cast(ModuleType, tf)
 
 
-def keras_runtime() -> Any:
+def keras_runtime() -> ModuleType:
     """Keras on TensorFlow, imported on first use (quietly)."""
     _tensorflow()
     import keras
 
-    return keras
+    return cast(ModuleType, keras)
 
 
 def build_model(
@@ -114,16 +117,18 @@ def train_network(
     size = max(1, min(batch_size, len(inputs)))
     n_batches = len(inputs) // size
 
-    @tf.function
-    def run_epoch(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:  # x: (batches, size, L, F)
+    # One traced function per epoch.
+    def epoch_of_batches(x: Tensor, y: Tensor) -> Tensor:  # x: (batches, size, L, F)
         total = tf.constant(0.0)
         for i in tf.range(tf.shape(x)[0]):
             with tf.GradientTape() as tape:
                 loss = loss_fn(y[i], model(x[i], training=True))
             gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
             total += loss
         return total / tf.cast(tf.shape(x)[0], tf.float32)
+
+    run_epoch = tf.function(epoch_of_batches)
 
     predict = predictor_for(model)
     val_inputs, val_targets = validation
@@ -158,12 +163,13 @@ def make_predictor(model: keras.Model) -> Predictor:
     tf = _tensorflow()
     sequence_length, n_features = model.input_shape[1], model.input_shape[2]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, sequence_length, n_features], tf.float32)])
-    def _call(x: tf.Tensor) -> tf.Tensor:
+    def forward(x: Tensor) -> Tensor:
         return model(x, training=False)
 
+    traced = tf.function(forward, input_signature=[tf.TensorSpec([None, sequence_length, n_features], tf.float32)])
+
     def predict(x: np.ndarray) -> np.ndarray:
-        return _call(tf.convert_to_tensor(x, dtype=tf.float32)).numpy()
+        return np.asarray(traced(tf.convert_to_tensor(x, dtype=tf.float32)).numpy())
 
     return predict
 
@@ -188,13 +194,13 @@ def fit_shrinkage(predicted: np.ndarray, actual: np.ndarray, *, confidence_z: fl
     slope = numerator / safe
     residual_var = np.sum((actual - slope * predicted) ** 2, axis=0) / max(len(actual) - 1, 1)
     standard_error = np.sqrt(residual_var / safe)
-    return np.clip(slope - confidence_z * standard_error, 0.0, 1.0)
+    return np.asarray(np.clip(slope - confidence_z * standard_error, 0.0, 1.0))
 
 
 def predict_returns(predictor: Predictor, inputs: np.ndarray, scaler: Scaler) -> np.ndarray:
     """Predicted log-returns (shrinkage applied) for a batch of windows, shape (batch, n_series)."""
     mean, scale = scaler.return_moments()
-    return (predictor(inputs) * scale + mean) * scaler.shrinkage_array()
+    return np.asarray((predictor(inputs) * scale + mean) * scaler.shrinkage_array())
 
 
 def forecast_log_levels(

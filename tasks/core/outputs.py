@@ -12,6 +12,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+
 from tasks.core.backtest import BACKTEST_COLUMNS
 from tasks.core.calendar import sessions_after
 from tasks.core.errors import OutputValidationError
@@ -57,7 +58,7 @@ def actuals_table(levels: pd.DataFrame, filled: pd.DataFrame) -> pd.DataFrame:
     return value
 
 
-def label_table(table: pd.DataFrame, name: str, **constants: object) -> pd.DataFrame:
+def label_table(table: pd.DataFrame, name: str, **constants: str) -> pd.DataFrame:
     """Add constant columns (model_version, data_source, as_of) and order columns as SCHEMAS[name]."""
     labelled = table.assign(**constants)
     return labelled[SCHEMAS[name]]
@@ -128,7 +129,7 @@ def _forecast_problems(table: pd.DataFrame, last_actual: date, horizon: int, ses
 
 
 def to_csv_bytes(table: pd.DataFrame) -> bytes:
-    """UTF-8 CSV, ISO dates, '\\n' line ends, booleans as true/false, full float precision."""
+    """UTF-8 CSV, ISO dates, LF line ends, booleans as true/false, full float precision."""
     out = table.copy()
     for column in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[column]):

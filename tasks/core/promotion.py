@@ -1,5 +1,7 @@
-"""The promotion rule (pure): when a newly trained model may replace the champion, and when a
-stored model may serve a run at all."""
+"""The promotion rule (pure).
+
+When a newly trained model may replace the champion, and when a stored model may serve a run at all.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def check_model_card(card: ModelCard, settings: Settings, *, data_source: str) -
         problems.append(f"it was trained on {card.data_source} data, this run uses {data_source} data")
     if problems:
         raise ModelMismatchError(
-            f"The champion model {card.version} cannot serve this run: " + "; ".join(problems)
+            f"The champion model {card.version} cannot serve this run: "
+            + "; ".join(problems)
             + ". Run the train-model flow with the same settings and data source to train a matching champion."
         )
 
@@ -64,7 +67,8 @@ def gate_decision(
     challenger = float(np.mean(list(scores.values())))
     if champion_card is None:
         return GateDecision(
-            promoted=True, reason=f"promoted: first model, backtest mean MASE {challenger:.4f} at {gate.horizon} session(s)"
+            promoted=True,
+            reason=f"promoted: first model, backtest mean MASE {challenger:.4f} at {gate.horizon} session(s)",
         )
     comparable = champion_card.series == settings.series and champion_card.data_source == data_source
     old = champion_card.backtest_table()
@@ -84,5 +88,6 @@ def gate_decision(
         )
     return GateDecision(
         promoted=True,
-        reason=f"promoted: backtest mean MASE {challenger:.4f} at {gate.horizon} session(s), champion's {incumbent:.4f}",
+        reason=f"promoted: backtest mean MASE {challenger:.4f} at {gate.horizon} session(s), "
+        f"champion's {incumbent:.4f}",
     )

@@ -66,10 +66,15 @@ class FetchSettings(BaseModel):
     requests_per_minute: float = Field(
         default=100.0,
         gt=0,
-        description="Rate limit of this process when no global limit exists; FRED allows about 120 requests per minute per key.",
+        description=(
+            "Rate limit of this process when no global limit exists; FRED allows about 120 requests per minute per key."
+        ),
     )
     burst: int = Field(
-        default=5, ge=1, le=60, description="Requests that may go out at once before the per-process rate limit spaces them."
+        default=5,
+        ge=1,
+        le=60,
+        description="Requests that may go out at once before the per-process rate limit spaces them.",
     )
 
 
@@ -105,9 +110,7 @@ class BacktestSettings(BaseModel):
             "0 = never refit: every origin uses the model fitted on the training part only."
         ),
     )
-    origin_step: int = Field(
-        default=1, ge=1, description="Sessions between two forecast origins of the backtest."
-    )
+    origin_step: int = Field(default=1, ge=1, description="Sessions between two forecast origins of the backtest.")
 
     @field_validator("horizons")
     @classmethod
@@ -130,7 +133,9 @@ class ChampionGateSettings(BaseModel):
     max_mase: float = Field(
         default=1.0,
         gt=0,
-        description="A challenger's MASE must be at most this on every gated series (1.0 = as good as the random walk).",
+        description=(
+            "A challenger's MASE must be at most this on every gated series (1.0 = as good as the random walk)."
+        ),
     )
 
 
@@ -144,12 +149,8 @@ class Settings(BaseModel):
         min_length=1,
         description="FRED series ids to model together, in this order.",
     )
-    history_start: date = Field(
-        default=date(2020, 1, 1), description="First observation date used for training."
-    )
-    sequence_length: int = Field(
-        default=10, ge=1, le=250, description="Sessions in one input window of the LSTM."
-    )
+    history_start: date = Field(default=date(2020, 1, 1), description="First observation date used for training.")
+    sequence_length: int = Field(default=10, ge=1, le=250, description="Sessions in one input window of the LSTM.")
     level_window: int = Field(
         default=120,
         ge=2,

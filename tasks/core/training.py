@@ -138,5 +138,3 @@ def build_model_card(
         training_run_folder=training_run_folder,
         champion_gate=gate,
     )
-
-

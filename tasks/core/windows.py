@@ -12,8 +12,10 @@ FETCH_MARGIN_SESSIONS = 10
 
 
 def daily_fetch_start(as_of: date, *, lookback_sessions: int, settings: Settings) -> date:
-    """First date the daily flow fetches: enough sessions for the lookback, one input window, the
-    level feature's rolling mean and a margin, counted back from the last session up to as_of."""
+    """First date the daily flow fetches.
+
+    Enough sessions for the lookback, one input window, the level feature's rolling mean and a
+    margin, counted back from the last session up to as_of.
+    """
     needed = lookback_sessions + settings.sequence_length + settings.level_window + FETCH_MARGIN_SESSIONS
     return session_window_start(last_session_on_or_before(as_of), needed)
-

@@ -19,19 +19,30 @@ log line. A run killed outright (Crashed) runs no hook: the failure automation c
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from prefect.blocks.abstract import NotificationBlock, NotificationError
+
+from blocks.fred import FredCredentials
 from blocks.notifications import ALERT_BLOCK_VARIABLE, ALERT_SENT_EVENT, DEFAULT_ALERT_BLOCK
 from blocks.redaction import environment_secrets, redact
 
+if TYPE_CHECKING:  # pragma: no cover
+    from prefect import Flow
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import FlowRun, State
+
 MARKET_TZ = ZoneInfo("America/New_York")
 MAX_ERROR_CHARS = 3000
+
 
 @dataclass(frozen=True)
 class FailedTask:
@@ -130,7 +141,7 @@ def alert_block_reference(env: Mapping[str, str] | None = None) -> str:
     return (env.get(ALERT_BLOCK_VARIABLE) or DEFAULT_ALERT_BLOCK).strip()
 
 
-async def _first_failed_task(client: Any, flow_run_id: Any) -> FailedTask | None:
+async def _first_failed_task(client: PrefectClient, flow_run_id: UUID) -> FailedTask | None:
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterId,
@@ -148,12 +159,16 @@ async def _first_failed_task(client: Any, flow_run_id: Any) -> FailedTask | None
     )
     if not task_runs:
         return None
-    first = min(task_runs, key=lambda t: (t.end_time or t.expected_start_time or datetime.max.replace(tzinfo=timezone.utc)))
+    first = min(task_runs, key=lambda t: t.end_time or t.expected_start_time or datetime.max.replace(tzinfo=UTC))
     state = first.state
-    return FailedTask(name=first.name, state_name=state.name if state else "Failed", message=state.message if state else None)
+    return FailedTask(
+        name=first.name,
+        state_name=(state.name if state else None) or "Failed",
+        message=state.message if state else None,
+    )
 
 
-async def _deployment_name(client: Any, deployment_id: Any, flow_name: str) -> str | None:
+async def _deployment_name(client: PrefectClient, deployment_id: UUID | None, flow_name: str) -> str | None:
     if deployment_id is None:
         return None
     try:
@@ -163,12 +178,12 @@ async def _deployment_name(client: Any, deployment_id: Any, flow_name: str) -> s
     return f"{flow_name}/{deployment.name}"
 
 
-def _start_day(flow_run: Any) -> date | None:
+def _start_day(flow_run: FlowRun) -> date | None:
     moment = getattr(flow_run, "start_time", None) or getattr(flow_run, "expected_start_time", None)
     return moment.astimezone(MARKET_TZ).date() if moment else None
 
 
-async def _known_secrets(block: Any, flow_run: Any) -> list[str]:
+async def _known_secrets(block: NotificationBlock, flow_run: FlowRun) -> list[str]:
     """Secrets the alert must hide: environment, the alert block's SMTP password, the run's FRED key."""
     extra: list[str | None] = []
     credentials = getattr(block, "email_server_credentials", None)
@@ -176,16 +191,14 @@ async def _known_secrets(block: Any, flow_run: Any) -> list[str]:
         extra.append(credentials.password.get_secret_value())
     fred_block = (flow_run.parameters or {}).get("fred_block")
     if fred_block:
-        try:
-            from blocks.fred import FredCredentials
-
-            extra.append((await FredCredentials.aload(fred_block)).api_key.get_secret_value())
-        except Exception:  # noqa: BLE001 - the block may be the very thing that is missing
-            pass
+        # The block may be the very thing that is missing: then there is no key to hide.
+        with contextlib.suppress(Exception):
+            credentials_block: FredCredentials = await FredCredentials.aload(fred_block)
+            extra.append(credentials_block.api_key.get_secret_value())
     return environment_secrets(os.environ, *extra)
 
 
-async def _notify(block: Any, body: str, subject: str) -> None:
+async def _notify(block: NotificationBlock, body: str, subject: str) -> None:
     """Send through any notification block from this async hook.
 
     Prefect's own blocks (Slack, Teams, custom webhook, ...) dispatch `notify` on the caller's
@@ -198,20 +211,38 @@ async def _notify(block: Any, body: str, subject: str) -> None:
         await result
 
 
-async def _emit_alert_sent(flow: Any, flow_run: Any, state: Any, block_reference: str) -> None:
+async def _emit_alert_sent(flow: Flow[..., Any], flow_run: FlowRun, state: State, block_reference: str) -> None:
     """Tell the failure automation that this run's alert went out (it then stays silent)."""
-    from prefect.events import Event
+    from prefect.events import Event, RelatedResource, Resource
     from prefect.events.clients import get_events_client
 
     related = [
-        {"prefect.resource.id": f"prefect.flow.{flow_run.flow_id}", "prefect.resource.role": "flow", "prefect.resource.name": flow.name},
-        *({"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"} for tag in sorted(flow_run.tags or [])),
+        RelatedResource(
+            {
+                "prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",
+                "prefect.resource.role": "flow",
+                "prefect.resource.name": flow.name,
+            }
+        ),
+        *(
+            RelatedResource({"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"})
+            for tag in sorted(flow_run.tags or [])
+        ),
     ]
     if flow_run.deployment_id:
-        related.append({"prefect.resource.id": f"prefect.deployment.{flow_run.deployment_id}", "prefect.resource.role": "deployment"})
+        related.append(
+            RelatedResource(
+                {
+                    "prefect.resource.id": f"prefect.deployment.{flow_run.deployment_id}",
+                    "prefect.resource.role": "deployment",
+                }
+            )
+        )
     event = Event(
         event=ALERT_SENT_EVENT,
-        resource={"prefect.resource.id": f"prefect.flow-run.{flow_run.id}", "prefect.resource.name": flow_run.name},
+        resource=Resource(
+            {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}", "prefect.resource.name": flow_run.name}
+        ),
         related=related,
         payload={"state": state.name, "channel": block_reference},
     )
@@ -221,7 +252,7 @@ async def _emit_alert_sent(flow: Any, flow_run: Any, state: Any, block_reference
         await events.emit(event)
 
 
-async def notify_run_failure(flow: Any, flow_run: Any, state: Any) -> None:
+async def notify_run_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """`on_failure` hook: notify the alert recipients that this run failed.
 
     Loads the notification block named by MARKET_FORECAST_ALERT_BLOCK (default
@@ -229,7 +260,6 @@ async def notify_run_failure(flow: Any, flow_run: Any, state: Any) -> None:
     emits `market-forecast.alert.sent` for the run. Never raises: a failure to send is logged and
     the run's final state keeps its own error.
     """
-    from prefect.blocks.abstract import NotificationError
     from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client
     from prefect.logging.loggers import flow_run_logger
@@ -239,7 +269,7 @@ async def notify_run_failure(flow: Any, flow_run: Any, state: Any) -> None:
     reference = alert_block_reference()
     try:
         try:
-            block = await Block.aload(reference)
+            loaded = await Block.aload(reference)
         except (ValueError, KeyError) as exc:
             logger.warning(
                 "Failure alerts are not configured: no notification block %r could be loaded (%s). "
@@ -250,15 +280,16 @@ async def notify_run_failure(flow: Any, flow_run: Any, state: Any) -> None:
                 ALERT_BLOCK_VARIABLE,
             )
             return
-        if not hasattr(block, "notify"):
+        if not isinstance(loaded, NotificationBlock):
             logger.error(
                 "Block %r is a %s, which cannot send notifications; point %s at an e-mail, Slack, Teams "
                 "or webhook notification block. No alert was sent.",
                 reference,
-                type(block).__name__,
+                type(loaded).__name__,
                 ALERT_BLOCK_VARIABLE,
             )
             return
+        block = loaded
 
         async with get_client() as client:
             failed_task = await _first_failed_task(client, flow_run.id)
@@ -277,7 +308,8 @@ async def notify_run_failure(flow: Any, flow_run: Any, state: Any) -> None:
         )
         subject, body = build_failure_alert(failure, secrets=await _known_secrets(block, flow_run))
         try:
-            with block.raise_on_failure():
+            # NotificationBlock.raise_on_failure is a @contextmanager method mypy cannot resolve.
+            with block.raise_on_failure():  # type: ignore[attr-defined]
                 await _notify(block, body, subject)
         except NotificationError as exc:
             logger.error(

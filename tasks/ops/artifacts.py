@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import cast
+from uuid import UUID
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -28,7 +29,7 @@ from tasks.core.contracts import RunManifest, table_records
 FLOW_OF_KIND = {"training": "train-model", "daily": "daily-forecast"}
 
 
-def _number(value: Any, digits: int = 4) -> str:
+def _number(value: object, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
@@ -76,7 +77,9 @@ def summary_markdown(
     if backtest is not None and not backtest.empty:
         parts.append(
             "## Walk-forward backtest (test part)\n"
-            + markdown_table(backtest, ["series_id", "horizon", "n", "mase", "mase_vs_drift", "coverage_80", "coverage_95"])
+            + markdown_table(
+                backtest, ["series_id", "horizon", "n", "mase", "mase_vs_drift", "coverage_80", "coverage_95"]
+            )
         )
     forecast = tables["forecasted_data.csv"]
     first_rows = forecast.groupby("series_id", sort=False).head(3)
@@ -102,10 +105,14 @@ def post_artifacts_task(
         description=f"{prefix} as of {manifest.as_of}",
     )
     create_table_artifact(
-        table_records(tables["model_metrics.csv"]), key=f"{prefix}-metrics", description="Metrics against the random walk"
+        table_records(tables["model_metrics.csv"]),
+        key=f"{prefix}-metrics",
+        description="Metrics against the random walk",
     )
     create_table_artifact(
-        table_records(tables["forecasted_data.csv"]), key=f"{prefix}-forecast", description="Forecast with 80%/95% intervals"
+        table_records(tables["forecasted_data.csv"]),
+        key=f"{prefix}-forecast",
+        description="Forecast with 80%/95% intervals",
     )
     if "backtest_metrics.csv" in tables:
         create_table_artifact(
@@ -122,7 +129,8 @@ def progress_reporter(description: str, *, total: int, min_interval: float = 1.0
     The artifact is updated at most once per `min_interval` seconds (and at the last step): a step
     can take milliseconds, and every update is an API call.
     """
-    artifact_id = create_progress_artifact(progress=0.0, description=description)
+    # Sync here (a sync task); Prefect types the call as sync or async.
+    artifact_id = cast(UUID | None, create_progress_artifact(progress=0.0, description=description))
     last_update = [time.monotonic()]
 
     def report(step: int) -> None:

@@ -73,12 +73,15 @@ def fetch_task_for(series_id: str, settings: FetchSettings) -> Task[..., pd.Seri
 
 
 def fetch_all(source: Source, settings: Settings, *, start: date, end: date) -> dict[str, pd.Series]:
-    """Fetch every configured series concurrently, one `fetch-<SERIES>` task run each, retried on
-    transient failures as settings.fetch says, each request within the FRED budget."""
+    """Fetch every configured series concurrently, one `fetch-<SERIES>` task run each.
+
+    Each is retried on transient failures as settings.fetch says; each request keeps to the FRED budget.
+    """
     if isinstance(source, FredSource):
         get_run_logger().info("FRED budget: %s", request_budget(settings.fetch).description)
     futures = {
-        sid: fetch_task_for(sid, settings.fetch).submit(source, sid, start, end, settings.fetch) for sid in settings.series
+        sid: fetch_task_for(sid, settings.fetch).submit(source, sid, start, end, settings.fetch)
+        for sid in settings.series
     }
     return {sid: future.result() for sid, future in futures.items()}
 

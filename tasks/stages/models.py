@@ -1,5 +1,7 @@
-"""Model store stages: read the champion, save a new version, promote it (retried on transient
-storage failures)."""
+"""Model store stages: read the champion, save a new version, promote it.
+
+Each is retried on transient storage failures.
+"""
 
 from __future__ import annotations
 
@@ -84,7 +86,9 @@ def save_model_task(storage: WritableFileSystem, card: ModelCard, files: dict[st
 
 
 @task(name="promote-champion", cache_policy=NO_CACHE)
-def _promote(storage: WritableFileSystem, card: ModelCard, card_sha256: str, *, promoted_utc: datetime, settings: Settings) -> None:
+def _promote(
+    storage: WritableFileSystem, card: ModelCard, card_sha256: str, *, promoted_utc: datetime, settings: Settings
+) -> None:
     promote_champion(storage, card, card_sha256, promoted_utc=promoted_utc, timeout=settings.storage.timeout_seconds)
     get_run_logger().info("Model %s is the champion now", card.version)
 

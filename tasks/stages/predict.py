@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -16,10 +16,13 @@ from tasks.core.metrics import score_predictions
 from tasks.core.model import predictor_for
 from tasks.core.settings import Settings
 
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
 
 @task(name="predict-history", cache_policy=NO_CACHE)
 def predict_history_task(
-    model: Any,
+    model: keras.Model,
     scaler: Scaler,
     levels: pd.DataFrame,
     settings: Settings,
@@ -53,14 +56,21 @@ def score_predictions_task(predictions: pd.DataFrame, *, splits: tuple[str, ...]
     for row in metrics.itertuples():
         logger.info(
             "%s [%s, n=%d]: MAE %.4g vs random walk %.4g -> MASE %.3f; R2 %.3f (random walk %.3f)",
-            row.series_id, row.split, row.n, row.mae, row.naive_mae, row.mase, row.r2, row.naive_r2,
+            row.series_id,
+            row.split,
+            row.n,
+            row.mae,
+            row.naive_mae,
+            row.mase,
+            row.r2,
+            row.naive_r2,
         )
     return metrics
 
 
 @task(name="forecast-sessions", cache_policy=NO_CACHE)
 def forecast_sessions_task(
-    model: Any, scaler: Scaler, levels: pd.DataFrame, settings: Settings, *, z_quantiles: pd.DataFrame
+    model: keras.Model, scaler: Scaler, levels: pd.DataFrame, settings: Settings, *, z_quantiles: pd.DataFrame
 ) -> pd.DataFrame:
     """Forecast `forecast_horizon` NYSE sessions after the last observation, with 80%/95% bands."""
     started = time.perf_counter()

@@ -1,5 +1,7 @@
-"""Publishing stages: the storage block, the run folder, output validation, and the publishing
-tail both flows share (serialize, manifest, publish, dashboard artifacts)."""
+"""Publishing stages: the storage block, the run folder, the output tables, the publishing tail.
+
+The tail is shared by both flows: serialize, manifest, publish, dashboard artifacts.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from prefect.filesystems import WritableFileSystem
 
 from tasks.adapters.blob_store import describe_storage, published_url, resolve_storage
 from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run
-from tasks.core.contracts import RunHeader, RunManifest
 from tasks.core.align import AlignedData
+from tasks.core.contracts import RunHeader, RunManifest
 from tasks.core.outputs import actuals_table, assemble_tables, serialize_tables, validate_outputs
 from tasks.core.settings import Settings
 from tasks.ops.artifacts import post_artifacts_task
@@ -55,8 +57,11 @@ def build_outputs_task(
     settings: Settings,
     first_date: date | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The run's output tables, labelled and checked against their contract (nothing is published
-    if one fails). actuals.csv holds the aligned data from `first_date` (default: all of it)."""
+    """The run's output tables, labelled and checked against their contract.
+
+    Nothing is published if one fails. actuals.csv holds the aligned data from `first_date`
+    (default: all of it).
+    """
     levels = aligned.levels if first_date is None else aligned.levels.loc[pd.Timestamp(first_date) :]
     tables = assemble_tables(
         actuals=actuals_table(levels, aligned.filled),
@@ -76,7 +81,12 @@ def build_outputs_task(
 
 @task(name="publish-run", cache_policy=NO_CACHE)
 def _publish_run(
-    storage: WritableFileSystem, files: dict[str, bytes], manifest: RunManifest, *, move_latest: bool, settings: Settings
+    storage: WritableFileSystem,
+    files: dict[str, bytes],
+    manifest: RunManifest,
+    *,
+    move_latest: bool,
+    settings: Settings,
 ) -> PublishedRun:
     logger = get_run_logger()
 
@@ -102,8 +112,10 @@ def publish_outputs(
     settings: Settings,
     note: str = "",
 ) -> PublishedRun:
-    """The publishing tail of both flows: the run folder (CSVs, manifest last), then latest.json
-    when `move_latest`, then the run summary and tables in the Prefect dashboard.
+    """The publishing tail of both flows.
+
+    The run folder (CSVs, manifest last), then latest.json when `move_latest`, then the run summary
+    and tables in the Prefect dashboard.
 
     Args:
         storage: the storage block.
@@ -118,5 +130,7 @@ def publish_outputs(
     published: PublishedRun = _publish_run.with_options(**retry_options(settings.storage))(
         storage, files, manifest, move_latest=move_latest, settings=settings
     )
-    post_artifacts_task(manifest, tables, location=published.location, url=published_url(storage, published.folder), note=note)
+    post_artifacts_task(
+        manifest, tables, location=published.location, url=published_url(storage, published.folder), note=note
+    )
     return published

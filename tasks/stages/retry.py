@@ -1,19 +1,24 @@
-"""The one retry policy of the I/O stages: Prefect task retries with exponential backoff and jitter,
-only for failures the adapters classified as transient (timeouts, 5xx, 429, connection errors).
+"""The one retry policy of the I/O stages.
 
-A bad FRED key, an unknown series, a missing container or a corrupt model fail at once."""
+Prefect task retries with exponential backoff and jitter, only for failures the adapters
+classified as transient (timeouts, 5xx, 429, connection errors).
+
+A bad FRED key, an unknown series, a missing container or a corrupt model fail at once.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from prefect import Task
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
 from tasks.core.errors import is_transient
 from tasks.core.settings import FetchSettings, StorageSettings
 
 
-def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
     """Prefect retry condition: retry transient failures only."""
     exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
     return is_transient(exc) if isinstance(exc, BaseException) else False

@@ -13,7 +13,7 @@ from tasks.adapters.blob_store import read_bytes, resolve_storage
 from tasks.adapters.model_store import load_model_files, promote_champion, read_champion_pointer, save_model_version
 from tasks.adapters.run_store import free_run_folder, publish_run
 from tasks.core.contracts import RunHeader, RunManifest, sha256_hex
-from tasks.core.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError, StorageNotFound
+from tasks.core.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError, StorageNotFoundError
 from tests.unit.test_promotion import card as model_card
 
 TIMEOUT = 5.0
@@ -99,7 +99,7 @@ def test_a_run_can_be_published_without_moving_latest(tmp_path: Path) -> None:
 
 
 def test_reading_a_missing_path_is_a_clear_not_found(tmp_path: Path) -> None:
-    with pytest.raises(StorageNotFound, match="nothing.json"):
+    with pytest.raises(StorageNotFoundError, match="nothing.json"):
         read_bytes(local(tmp_path), "nothing.json", timeout=TIMEOUT)
     assert read_champion_pointer(local(tmp_path), timeout=TIMEOUT) is None
 
