@@ -24,6 +24,9 @@
 
    Nothing here is persisted: the model and the scaler are kept in memory only
    (the project bans pickles; the benchmark only measures).
+
+The error metrics are the project's (``tasks.core.metrics``): the designs differ
+in their modelling, not in how they are scored.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.preprocessing import MinMaxScaler
+
+from tasks.core.metrics import mae, mse, r2, relative_mae
 
 __all__ = ["SeedResult", "run_seed_design", "backtest_seed_design"]
 
@@ -56,7 +60,7 @@ class SeedResult:
             forecast levels.
         test_predictions: Index: target dates of the test windows; columns:
             series ids; values: predicted levels (one step ahead).
-        metrics: Index: series id; columns ``mse``, ``mae``, ``r2`` (sklearn,
+        metrics: Index: series id; columns ``mse``, ``mae``, ``r2`` (project metrics,
             on levels), ``naive_mae`` (MAE of the previous day's actual level
             for the same test targets) and ``mase`` (``mae / naive_mae``).
         history: Columns ``epoch`` (1-based), ``loss``, ``val_loss``.
@@ -244,20 +248,17 @@ def run_seed_design(
 
     actual = values[target_pos]
     naive = values[target_pos - 1]  # previous day's actual level
-    rows = []
-    for j, sid in enumerate(series_ids):
-        mae = mean_absolute_error(actual[:, j], pred_levels[:, j])
-        naive_mae = mean_absolute_error(actual[:, j], naive[:, j])
-        rows.append(
-            {
-                "series_id": sid,
-                "mse": mean_squared_error(actual[:, j], pred_levels[:, j]),
-                "mae": mae,
-                "r2": r2_score(actual[:, j], pred_levels[:, j]),
-                "naive_mae": naive_mae,
-                "mase": mae / naive_mae if naive_mae > 0 else np.nan,
-            }
-        )
+    rows = [
+        {
+            "series_id": sid,
+            "mse": mse(actual[:, j], pred_levels[:, j]),
+            "mae": mae(actual[:, j], pred_levels[:, j]),
+            "r2": r2(actual[:, j], pred_levels[:, j]),
+            "naive_mae": mae(actual[:, j], naive[:, j]),
+            "mase": relative_mae(actual[:, j], pred_levels[:, j], naive[:, j]),
+        }
+        for j, sid in enumerate(series_ids)
+    ]
     metrics = pd.DataFrame(rows).set_index("series_id")
 
     # --- timed: recursive forecast, ONE model.predict per step (slow path) -
@@ -374,22 +375,16 @@ def backtest_seed_design(
         pred = scaler.inverse_transform(preds_scaled[h - 1][ok]) if ok.any() else None
         actual = values[target[ok]]
         naive = values[origins[ok]]
+        n = int(ok.sum())
         for j, sid in enumerate(series_ids):
-            n = int(ok.sum())
-            if n == 0:
-                mae = naive_mae = mase = np.nan
-            else:
-                mae = float(np.mean(np.abs(actual[:, j] - pred[:, j])))
-                naive_mae = float(np.mean(np.abs(actual[:, j] - naive[:, j])))
-                mase = mae / naive_mae if naive_mae > 0 else np.nan
-            rows.append(
-                {
-                    "series_id": sid,
-                    "horizon": h,
-                    "n": n,
-                    "mae": mae,
-                    "naive_mae": naive_mae,
-                    "mase": mase,
+            scores = (
+                {"mae": np.nan, "naive_mae": np.nan, "mase": np.nan}
+                if n == 0
+                else {
+                    "mae": mae(actual[:, j], pred[:, j]),
+                    "naive_mae": mae(actual[:, j], naive[:, j]),
+                    "mase": relative_mae(actual[:, j], pred[:, j], naive[:, j]),
                 }
             )
+            rows.append({"series_id": sid, "horizon": h, "n": n, **scores})
     return pd.DataFrame(rows, columns=["series_id", "horizon", "n", "mae", "naive_mae", "mase"])
