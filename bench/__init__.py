@@ -1,0 +1,1 @@
+"""The benchmark against the seed design, one module per concern (bench/README.md, "Layout")."""

@@ -22,24 +22,34 @@
      the training windows (taken by Keras from their end), Keras' default
      shuffling of the training windows, no early stopping.
 
-   Nothing here is persisted: the model and the scaler are kept in memory only
-   (the project bans pickles; the benchmark only measures).
+   The model and the scaler live in memory; ``save_seed_model`` writes them for
+   the seed's daily run as ``.keras`` and a JSON min/max (the seed pickled the
+   scaler; the project bans pickles).
+
+The error metrics are the project's (``tasks.core.metrics``), the session
+calendar the project's (``tasks.core.calendar``): the designs differ in their
+modelling, not in how they are scored or which days are sessions.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import pandas as pd
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.preprocessing import MinMaxScaler
 
-__all__ = ["SeedResult", "run_seed_design", "backtest_seed_design"]
+from tasks.core.calendar import is_session, sessions_after, sessions_in_range
+from tasks.core.metrics import mae, mse, r2, relative_mae
+
+__all__ = ["SeedDaily", "SeedResult", "backtest_seed_design", "run_seed_daily", "run_seed_design", "save_seed_model"]
 
 
 @dataclass
@@ -56,7 +66,7 @@ class SeedResult:
             forecast levels.
         test_predictions: Index: target dates of the test windows; columns:
             series ids; values: predicted levels (one step ahead).
-        metrics: Index: series id; columns ``mse``, ``mae``, ``r2`` (sklearn,
+        metrics: Index: series id; columns ``mse``, ``mae``, ``r2`` (project metrics,
             on levels), ``naive_mae`` (MAE of the previous day's actual level
             for the same test targets) and ``mase`` (``mae / naive_mae``).
         history: Columns ``epoch`` (1-based), ``loss``, ``val_loss``.
@@ -244,20 +254,17 @@ def run_seed_design(
 
     actual = values[target_pos]
     naive = values[target_pos - 1]  # previous day's actual level
-    rows = []
-    for j, sid in enumerate(series_ids):
-        mae = mean_absolute_error(actual[:, j], pred_levels[:, j])
-        naive_mae = mean_absolute_error(actual[:, j], naive[:, j])
-        rows.append(
-            {
-                "series_id": sid,
-                "mse": mean_squared_error(actual[:, j], pred_levels[:, j]),
-                "mae": mae,
-                "r2": r2_score(actual[:, j], pred_levels[:, j]),
-                "naive_mae": naive_mae,
-                "mase": mae / naive_mae if naive_mae > 0 else np.nan,
-            }
-        )
+    rows = [
+        {
+            "series_id": sid,
+            "mse": mse(actual[:, j], pred_levels[:, j]),
+            "mae": mae(actual[:, j], pred_levels[:, j]),
+            "r2": r2(actual[:, j], pred_levels[:, j]),
+            "naive_mae": mae(actual[:, j], naive[:, j]),
+            "mase": relative_mae(actual[:, j], pred_levels[:, j], naive[:, j]),
+        }
+        for j, sid in enumerate(series_ids)
+    ]
     metrics = pd.DataFrame(rows).set_index("series_id")
 
     # --- timed: recursive forecast, ONE model.predict per step (slow path) -
@@ -374,22 +381,139 @@ def backtest_seed_design(
         pred = scaler.inverse_transform(preds_scaled[h - 1][ok]) if ok.any() else None
         actual = values[target[ok]]
         naive = values[origins[ok]]
+        n = int(ok.sum())
         for j, sid in enumerate(series_ids):
-            n = int(ok.sum())
-            if n == 0:
-                mae = naive_mae = mase = np.nan
-            else:
-                mae = float(np.mean(np.abs(actual[:, j] - pred[:, j])))
-                naive_mae = float(np.mean(np.abs(actual[:, j] - naive[:, j])))
-                mase = mae / naive_mae if naive_mae > 0 else np.nan
-            rows.append(
-                {
-                    "series_id": sid,
-                    "horizon": h,
-                    "n": n,
-                    "mae": mae,
-                    "naive_mae": naive_mae,
-                    "mase": mase,
+            scores = (
+                {"mae": np.nan, "naive_mae": np.nan, "mase": np.nan}
+                if n == 0
+                else {
+                    "mae": mae(actual[:, j], pred[:, j]),
+                    "naive_mae": mae(actual[:, j], naive[:, j]),
+                    "mase": relative_mae(actual[:, j], pred[:, j], naive[:, j]),
                 }
             )
+            rows.append({"series_id": sid, "horizon": h, "n": n, **scores})
     return pd.DataFrame(rows, columns=["series_id", "horizon", "n", "mae", "naive_mae", "mase"])
+
+
+def save_seed_model(result: SeedResult, folder: Path) -> tuple[Path, Path]:
+    """Saves the trained model and scaler for the seed's daily run.
+
+    Args:
+        result: The ``SeedResult`` of ``run_seed_design``.
+        folder: Where to write (created if needed).
+
+    Returns:
+        The paths of ``lstm_model.keras`` and ``scaler.json`` (the scaler's
+        ``data_min_`` / ``data_max_``; the seed pickled the whole scaler).
+    """
+    if result.model is None or result.scaler is None:
+        raise ValueError("the SeedResult has no model/scaler to save")
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path, scaler_path = folder / "lstm_model.keras", folder / "scaler.json"
+    result.model.save(model_path)
+    scaler_path.write_text(
+        json.dumps({"data_min": result.scaler.data_min_.tolist(), "data_max": result.scaler.data_max_.tolist()})
+    )
+    return model_path, scaler_path
+
+
+@dataclass(frozen=True)
+class SeedDaily:
+    """What one daily run of the seed design did (counts only, never values).
+
+    Attributes:
+        seconds: Wall time of the whole run, imports excluded.
+        is_session: Whether ``as_of`` is an NYSE session (the run goes on either way).
+        predicted_sessions: Sessions predicted one step ahead and scored.
+        forecast_steps: Steps of the recursive forecast.
+    """
+
+    seconds: float
+    is_session: bool
+    predicted_sessions: int
+    forecast_steps: int
+
+
+def run_seed_daily(
+    *,
+    url: str,
+    api_key: str,
+    series: Sequence[str],
+    as_of: date,
+    lookback_sessions: int,
+    sequence_length: int,
+    horizon: int,
+    model_path: Path,
+    scaler_path: Path,
+    out_dir: Path,
+) -> SeedDaily:
+    """Runs the seed's daily script (its ``daily_forecast.py`` steps), timed from after imports.
+
+    Steps, as the seed described them: check the NYSE calendar; refresh the
+    FRED data of the last ``lookback_sessions + sequence_length`` sessions
+    (plain fredapi, as the seed did); load the saved model and scaler; align
+    on sessions (forward fill, drop incomplete rows); predict every lookback
+    session with one ``model.predict``; MSE/MAE/R2 per series; the recursive
+    forecast with one ``model.predict`` per step; write the four CSVs.
+
+    Args:
+        url: FRED API root (``fredapi``'s ``root_url``).
+        api_key: FRED API key.
+        series: Series ids, in the model's column order.
+        as_of: The run's reference date.
+        lookback_sessions: Sessions predicted and scored.
+        sequence_length: Window length of the model.
+        horizon: Forecast steps.
+        model_path: The ``.keras`` file of ``save_seed_model``.
+        scaler_path: The ``scaler.json`` of ``save_seed_model``.
+        out_dir: Where the CSVs go (created if needed).
+
+    Returns:
+        A ``SeedDaily``.
+    """
+    from fredapi import Fred
+
+    started = time.perf_counter()
+    start = as_of - timedelta(days=int((lookback_sessions + sequence_length) * 1.6) + 30)
+    open_today = is_session(as_of)
+    fred = Fred(api_key=api_key)
+    fred.root_url = url
+    raw = {sid: fred.get_series(sid, observation_start=start, observation_end=as_of) for sid in series}
+    model = keras.models.load_model(model_path, compile=False)
+    bounds = json.loads(scaler_path.read_text())
+    scaler = MinMaxScaler().fit(np.array([bounds["data_min"], bounds["data_max"]], dtype=np.float64))
+    frame = pd.DataFrame({sid: pd.to_numeric(values, errors="coerce") for sid, values in raw.items()})
+    frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
+    frame = frame.reindex(sessions_in_range(start, as_of)).ffill().dropna().iloc[-(lookback_sessions + sequence_length) :]
+    values = frame.to_numpy(dtype=np.float64)
+    scaled = scaler.transform(values)
+    X, _ = _create_sequences(scaled, sequence_length)
+    predicted = scaler.inverse_transform(model.predict(X, verbose=0))
+    actual = values[sequence_length:]
+    metrics = pd.DataFrame(
+        [
+            {
+                "series_id": sid,
+                "mse": mse(actual[:, j], predicted[:, j]),
+                "mae": mae(actual[:, j], predicted[:, j]),
+                "r2": r2(actual[:, j], predicted[:, j]),
+            }
+            for j, sid in enumerate(series)
+        ]
+    )
+    window, steps = scaled[-sequence_length:].copy(), []
+    for _ in range(horizon):
+        nxt = model.predict(window[np.newaxis, :, :], verbose=0)[0]
+        steps.append(nxt)
+        window = np.vstack([window[1:], nxt])
+    forecast_dates = sessions_after(frame.index[-1].date(), horizon)
+    forecast = pd.DataFrame(scaler.inverse_transform(np.array(steps)), index=forecast_dates, columns=list(series))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame.rename_axis("date").to_csv(out_dir / "actuals.csv")
+    pd.DataFrame(predicted, index=frame.index[sequence_length:], columns=list(series)).rename_axis("date").to_csv(
+        out_dir / "predicted.csv"
+    )
+    forecast.rename_axis("date").to_csv(out_dir / "forecasted_data.csv")
+    metrics.to_csv(out_dir / "model_metrics.csv", index=False)
+    return SeedDaily(time.perf_counter() - started, open_today, len(X), horizon)

@@ -1,4 +1,4 @@
-"""The benchmark runner's plumbing (bench/run.py), on synthetic data: never its timings.
+"""The benchmark's plumbing (bench/), on synthetic data: never its timings.
 
 The end-to-end test runs the real command (local FRED server, both child processes, both flows) on
 demo series written as FRED CSVs, with a tiny network and short horizons, and checks the printed
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import build_report, compute_ratios, format_report, main
+from bench.report import build_report, format_report
+from bench.run import main
+from bench.targets import compute_ratios
 from tasks.core.demo import generate_demo_series
 from tasks.core.settings import DEFAULT_SERIES
 
@@ -65,6 +67,23 @@ def test_missing_series_names_it_and_what_the_folder_holds(tmp_path: Path, capsy
     assert "lacks series VIXCLS" in err and "it holds SP500" in err
 
 
+def test_malformed_csv_is_a_clear_error_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "fred"
+    folder.mkdir()
+    (folder / "SP500.csv").write_text("when,SP500\n2024-06-28,5460.48\n")
+    assert main(["--data", str(folder), "--series", "SP500"]) == 2
+    err = capsys.readouterr().err
+    assert "SP500.csv" in err and "observation_date,<SERIES_ID>" in err
+
+
+def test_bench_replaces_no_project_code() -> None:
+    """It measures the project through its public flows and functions: nothing is patched."""
+    for path in sorted(Path(__file__).resolve().parent.parent.joinpath("bench").glob("*.py")):
+        source = path.read_text()
+        for pattern in ("setattr(", "monkeypatch", "mock.patch"):
+            assert pattern not in source, f"{path.name} uses {pattern}"
+
+
 def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     project = _child("project", train_seconds=4.0, daily_seconds=12.0, peak_rss_mb=900.0)
     project["backtest"] = [
@@ -74,9 +93,9 @@ def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     ]
     seed = _child("seed", train_seconds=10.0, daily_seconds=6.0, peak_rss_mb=600.0)
     config = {"settings": {"series": ["VIXCLS"]}, "horizons": [1, 20, 30]}
-    report = build_report(project=project, seed=seed, config=config, machine={})
+    report = build_report({"project": project, "seed": seed}, config=config, machine={})
 
-    assert report["ratios"] == compute_ratios(project, seed)
+    assert report["ratios"] == compute_ratios({"project": project, "seed": seed})
     assert report["ratios"]["train_seconds"] == pytest.approx(0.4)
     assert report["ratios"]["forecast_ms_warm"] == pytest.approx(20.0 / 4000.0)
     assert report["ratios"]["daily_seconds"] == pytest.approx(2.0)

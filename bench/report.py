@@ -1,0 +1,278 @@
+"""The report of a run: the JSON document, the printed table, the machine the numbers come from.
+
+`build_report` puts the children's results, the headline comparisons and their ratios, MASE and
+coverage by series and horizon and the targets' verdicts into one JSON-ready dict (metrics and
+timings only, never the series); `format_report` prints it; `write_report` saves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.processes import REPO_ROOT
+from bench.results import number, to_json
+from bench.targets import (
+    COVERAGE_TOLERANCE,
+    HEADLINE,
+    MASE_H1_MAX,
+    VIX_MASE_MAX,
+    VIX_SERIES,
+    Results,
+    by_series_horizon,
+    compute_ratios,
+    evaluate_targets,
+)
+
+RESULT_FORMAT = "market-forecast-bench/1"
+# The code measured, hashed into `machine.code_sha256` (HEAD may not be what ran).
+CODE_PACKAGES = ("flows", "tasks", "blocks", "bench")
+
+
+def build_report(results: Results, *, config: Mapping[str, Any], machine: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document of a run: configuration, machine, ratios, MASE, coverage, targets, each child's result.
+
+    Args:
+        results: role -> that child's result ("project" and "seed").
+        config: What was run (data, dates, settings, command).
+        machine: `machine_info()` and the load average after the run.
+    """
+    project, seed = results["project"], results["seed"]
+    ratios = compute_ratios(results)
+    series, horizons = config["settings"]["series"], config["horizons"]
+    targets = evaluate_targets(project, ratios, series=series, horizons=horizons)
+    pbt, sbt = by_series_horizon(project["backtest"]), by_series_horizon(seed["backtest"])
+    mase = [
+        {
+            "series_id": sid,
+            "horizon": h,
+            "project": number(pbt.get((sid, h), {}).get("mase")),
+            "seed": number(sbt.get((sid, h), {}).get("mase")),
+            "project_vs_drift": number(pbt.get((sid, h), {}).get("mase_vs_drift")),
+            "n_project": pbt.get((sid, h), {}).get("n"),
+            "n_seed": sbt.get((sid, h), {}).get("n"),
+        }
+        for sid in series
+        for h in horizons
+    ]
+    coverage = [
+        {
+            "series_id": sid,
+            "horizon": h,
+            "coverage_80": number(pbt.get((sid, h), {}).get("coverage_80")),
+            "coverage_95": number(pbt.get((sid, h), {}).get("coverage_95")),
+            "n_coverage": pbt.get((sid, h), {}).get("n_coverage"),
+        }
+        for sid in series
+        for h in horizons
+    ]
+    headline = {
+        c.id: {
+            "project": results[c.project[0]].get(c.project[1]),
+            "seed": results[c.seed[0]].get(c.seed[1]),
+            "ratio": ratios[c.id],
+        }
+        for c in HEADLINE
+    }
+    return {
+        "format": RESULT_FORMAT,
+        "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "config": dict(config),
+        "machine": dict(machine),
+        "headline": headline,
+        "ratios": ratios,
+        "mase": mase,
+        "coverage": coverage,
+        "targets": targets,
+        "summary": {
+            "passed": sum(t["result"] == "PASS" for t in targets),
+            "missed": [t["id"] for t in targets if t["result"] != "PASS"],
+        },
+        **{role: dict(result) for role, result in results.items()},
+    }
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    n = number(value)
+    return f"{n:,.{digits}f}" if math.isfinite(n) else "n/a"
+
+
+def _percent(value: Any) -> str:
+    n = number(value)
+    return f"{100 * n:.1f}%" if math.isfinite(n) else "n/a"
+
+
+def _ratio_text(value: Any) -> str:
+    n = number(value)
+    if not math.isfinite(n):
+        return "n/a"
+    return f"{n:.3f}x" if n < 0.1 else f"{n:.2f}x"
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The printed table: headline ratios, MASE by series and horizon, interval coverage, targets."""
+    config, machine, head = report["config"], report["machine"], report["headline"]
+    project, seed = report["project"], report["seed"]
+    targets = {t["id"]: t for t in report["targets"]}
+    settings = config["settings"]
+    lines = [
+        "Benchmark: project pipeline vs seed design (issue 6), same data, same process tree",
+        f"data      {config['data_folder']}: {', '.join(settings['series'])}",
+        f"          history from {settings['history_start']} to as_of {config['as_of']} ({config['sessions']} aligned sessions), "
+        f"last {settings['test_fraction']:.0%} test, {settings['epochs']} epochs, {config['forecast_sessions']}-session forecast",
+        f"machine   {machine['cpu_count']} CPUs (load {machine.get('load_before', 'n/a')} before, {machine.get('load_after', 'n/a')} after), "
+        f"Python {machine['python']}, TensorFlow {machine.get('tensorflow') or 'n/a'}, code HEAD {machine.get('git_commit') or 'n/a'}, "
+        f"sources sha256 {machine.get('code_sha256') or 'n/a'}",
+    ]
+    if config.get("parallel_children"):
+        lines.append("NOTE      --parallel: both children ran at once and competed for the CPUs; timings and ratios are NOT comparable")
+    if config.get("non_default_settings"):
+        lines.append(f"NOTE      non-default settings, targets are for the defaults: {config['non_default_settings']}")
+
+    lines += ["", "Headline (ratio = project / seed, both measured in this run)"]
+    row = "{:<34} {:>11} {:>11} {:>9}  {:<26} {}"
+    lines.append(row.format("measurement", "project", "seed", "ratio", "target", "result"))
+    for c in HEADLINE:
+        values, verdict = head[c.id], targets.get(c.target_id or "")
+        lines.append(
+            row.format(
+                c.label.format(steps=config["forecast_sessions"]), _fmt(values["project"], c.digits), _fmt(values["seed"], c.digits),
+                _ratio_text(values["ratio"]), c.target, verdict["result"] if verdict else "",
+            )
+        )
+    lines.append(
+        f"(info) project: imports {_fmt(project.get('import_seconds'), 1)} s, training flow {_fmt(project.get('train_flow_seconds'), 1)} s "
+        f"(Prefect server ready in {_fmt(config.get('prefect_server_start_seconds'), 1)} s, before the children), warm forecast min {_fmt(project.get('forecast_ms_warm_min'), 1)} ms of "
+        f"{len(project.get('forecast_ms_warm_calls') or [])} calls, RSS after imports {_fmt(project.get('rss_after_imports_mb'), 0)} MB;\n       "
+        f"seed: imports {_fmt(seed.get('import_seconds'), 1)} s, RSS after imports {_fmt(seed.get('rss_after_imports_mb'), 0)} MB"
+    )
+    phases = []
+    for label, child in (("project", project), ("seed", seed)):
+        points = child.get("peak_rss_checkpoints_mb") or {}
+        if points:
+            phases.append(f"{label}: " + ", ".join(f"{k.removeprefix('after_').replace('_', ' ')} {_fmt(v, 0)}" for k, v in points.items()))
+    if phases:
+        lines.append("(info) peak RSS MB after each phase: " + "; ".join(phases))
+
+    lines += ["", "MASE on the walk-forward backtest (model MAE / random-walk MAE on the same targets; < 1 beats 'tomorrow equals today')"]
+    row = "{:<20} {:>3} {:>9} {:>9} {:>9} {:>6} {:>6}  {:<10} {}"
+    lines.append(row.format("series", "h", "project", "seed", "vs drift", "n(p)", "n(s)", "target", "result"))
+    for item in report["mase"]:
+        sid, h = item["series_id"], item["horizon"]
+        verdict = targets.get(f"mase_h1:{sid}") if h == 1 else targets.get(f"vix_mase_h{h}") if sid == VIX_SERIES else None
+        target = f"<= {MASE_H1_MAX:.2f}" if h == 1 else f"< {VIX_MASE_MAX:.2f}" if verdict else ""
+        lines.append(
+            row.format(
+                sid, h, _fmt(item["project"], 3), _fmt(item["seed"], 3), _fmt(item["project_vs_drift"], 3),
+                item["n_project"] if item["n_project"] is not None else "n/a", item["n_seed"] if item["n_seed"] is not None else "n/a",
+                target, verdict["result"] if verdict else "",
+            )
+        )
+
+    lines += ["", f"Interval coverage of the project's backtest (nominal 80% / 95%, target within {COVERAGE_TOLERANCE * 100:.0f} points)"]
+    row = "{:<20} {:>3} {:>8} {:>8} {:>6}  {}"
+    lines.append(row.format("series", "h", "cov 80", "cov 95", "n", "result"))
+    for item in report["coverage"]:
+        sid, h = item["series_id"], item["horizon"]
+        verdicts = [targets.get(f"coverage_80:{sid}:h{h}"), targets.get(f"coverage_95:{sid}:h{h}")]
+        result = "PASS" if all(v and v["result"] == "PASS" for v in verdicts) else "MISS"
+        lines.append(
+            row.format(sid, h, _percent(item["coverage_80"]), _percent(item["coverage_95"]),
+                       item["n_coverage"] if item["n_coverage"] is not None else "n/a", result)
+        )
+
+    stages = project.get("stages") or {}
+    for flow, label in (("train_flow", "training flow"), ("daily_flow", "daily flow")):
+        runs = stages.get(flow) or []
+        if runs:
+            shown = ", ".join(f"{r['name']} {_fmt(r['seconds'], 2)}" for r in runs)
+            lines += ["", f"Project {label} task runs, seconds (Prefect API): {shown}"]
+
+    notes = list(project.get("notes") or [])
+    if not project.get("same_data_as_seed", True):
+        notes.append("the project's training levels differ from the seed's input levels")
+    if notes:
+        lines += ["", *[f"NOTE      {n}" for n in notes]]
+    lines += ["", summary_line(report["targets"])]
+    return "\n".join(lines)
+
+
+def summary_line(targets: Sequence[Mapping[str, Any]]) -> str:
+    """'Targets met: P of N.' plus what was missed, the coverage cells counted rather than listed."""
+    passed = sum(t["result"] == "PASS" for t in targets)
+    missed = [t["id"] for t in targets if t["result"] != "PASS" and not t["id"].startswith("coverage_")]
+    coverage = [t for t in targets if t["id"].startswith("coverage_")]
+    coverage_missed = sum(t["result"] != "PASS" for t in coverage)
+    if coverage_missed:
+        missed.append(f"interval coverage in {coverage_missed} of {len(coverage)} series/horizon/level cells")
+    return f"Targets met: {passed} of {len(targets)}." + (f" Missed: {'; '.join(missed)}." if missed else "")
+
+
+def write_report(report: Mapping[str, Any], out: Path) -> Path:
+    """Write the report as JSON to out/bench-<UTC time>.json and return the path."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = report["created_utc"].replace("-", "").replace(":", "").replace("T", "_").rstrip("Z")
+    path = out / f"bench-{stamp}.json"
+    path.write_text(to_json(report) + "\n")
+    return path
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, Python and library versions, load average, code commit (read-only git) and code hash."""
+
+    def version(*names: str) -> str | None:
+        for name in names:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+    commit = None
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu_count": affinity,
+        "cpu_count_total": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "python": platform.python_version(),
+        "tensorflow": version("tensorflow", "tensorflow-cpu"),
+        "keras": version("keras"),
+        "numpy": version("numpy"),
+        "pandas": version("pandas"),
+        "prefect": version("prefect"),
+        "market_forecast": version("market-forecast"),
+        "git_commit": commit,
+        "code_sha256": code_sha256(),
+        "load_before": load_average(),
+    }
+
+
+def code_sha256() -> str:
+    """First 12 hex of a sha256 over every .py file of CODE_PACKAGES (subpackages included), by path."""
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            digest.update(f"{path.relative_to(REPO_ROOT).as_posix()}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def load_average() -> str | None:
+    """The 1, 5 and 15 minute load averages, or None where the platform has none."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return None

@@ -1,0 +1,71 @@
+"""What a measurement reports, and how: its peak RSS, numbers that may be missing, small tables as records.
+
+Standard library only: a child process imports this before its measurement starts the clock, so
+nothing here may load a library the measurement would otherwise be charged for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# Columns holding counts: whole numbers in the JSON (or null), never floats.
+_COUNT_COLUMNS = ("horizon", "n", "n_coverage")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def number(value: Any) -> float:
+    """A JSON number (or None, or anything float() rejects) as a float, NaN when missing."""
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def records(frame: Any, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of a DataFrame as JSON-ready dicts: `series_id` a string, counts ints, the rest floats.
+
+    Args:
+        frame: A pandas DataFrame (a backtest or metrics table: a few dozen rows, never a series).
+        columns: The columns to keep, in order; a missing column becomes NaN.
+
+    Returns:
+        One dict a row.
+    """
+    out = []
+    for row in frame.to_dict("records"):
+        record: dict[str, Any] = {}
+        for column in columns:
+            value = row.get(column, math.nan)
+            if column == "series_id":
+                record[column] = str(value)
+            elif column in _COUNT_COLUMNS:
+                record[column] = None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+            else:
+                record[column] = number(value)
+        out.append(record)
+    return out
+
+
+def to_json(value: Any) -> str:
+    """`value` as indented JSON, NaN and infinities as null (JSON has no NaN)."""
+    return json.dumps(_nan_to_none(value), indent=2)
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value

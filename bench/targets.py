@@ -1,0 +1,133 @@
+"""The targets of issue 6, the headline comparisons they are judged on, and PASS/MISS.
+
+A headline row is a `Comparison`: which child's number is the project's, which is the seed design's,
+and the target that judges it. A value that was not measured (a horizon not run, a coverage with no
+calibrated origin) is a MISS, never a PASS.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.results import number
+
+MASE_H1_MAX = 1.00
+VIX_SERIES = "VIXCLS"
+VIX_HORIZONS = (20, 30)
+VIX_MASE_MAX = 0.95  # strictly below
+COVERAGE_TOLERANCE = 0.05
+TRAIN_RATIO_MAX = 0.5
+FORECAST_MS_MAX = 50.0
+DAILY_SECONDS_MAX = 10.0
+RSS_RATIO_MAX = 1.0
+
+Results = Mapping[str, Mapping[str, Any]]  # role -> that child's result
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One headline measurement: the project's number against the seed design's, from this run's children.
+
+    Attributes:
+        id: Key in the report's `headline` and `ratios`.
+        label: Printed name; ``{steps}`` is replaced by the forecast length.
+        project: (role, key) of the project's number in the children's results.
+        seed: (role, key) of the seed design's number.
+        digits: Decimals printed.
+        target: Printed target, or an "(info: ...)" note.
+        target_id: The target that judges the row (see `evaluate_targets`), None for information.
+    """
+
+    id: str
+    label: str
+    project: tuple[str, str]
+    seed: tuple[str, str]
+    digits: int
+    target: str
+    target_id: str | None = None
+
+
+HEADLINE = (
+    Comparison("train_seconds", "training seconds", ("project", "train_seconds"), ("seed", "train_seconds"), 2,
+               f"ratio <= {TRAIN_RATIO_MAX}", "train_ratio"),
+    Comparison("forecast_ms_warm", "{steps}-session forecast ms (warm)", ("project", "forecast_ms_warm"), ("seed", "forecast_ms"), 1,
+               f"project <= {FORECAST_MS_MAX:.0f} ms", "forecast_ms"),
+    Comparison("forecast_ms_first", "{steps}-session forecast ms (1st call)", ("project", "forecast_ms_first"), ("seed", "forecast_ms"), 1,
+               "(info: includes tracing)"),
+    Comparison("daily_seconds", "daily flow seconds (after imports)", ("project", "daily_seconds"), ("seed", "daily_seconds"), 2,
+               f"project <= {DAILY_SECONDS_MAX:.0f} s", "daily_seconds"),
+    Comparison("peak_rss_mb", "peak RSS MB", ("project", "peak_rss_mb"), ("seed", "peak_rss_mb"), 0,
+               f"ratio <= {RSS_RATIO_MAX:.2f}", "peak_rss_ratio"),
+)
+
+
+def measured(results: Results, where: tuple[str, str]) -> float:
+    """The number at (role, key) of the children's results; NaN if that child or key is missing."""
+    role, key = where
+    return number(results.get(role, {}).get(key))
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, NaN unless both are finite and b is positive."""
+    return a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
+
+
+def compute_ratios(results: Results) -> dict[str, float]:
+    """Project / seed for each headline comparison, from the children's own numbers."""
+    return {c.id: ratio(measured(results, c.project), measured(results, c.seed)) for c in HEADLINE}
+
+
+def by_series_horizon(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:
+    """Backtest rows keyed by (series_id, horizon)."""
+    return {(str(r["series_id"]), int(r["horizon"])): r for r in rows}
+
+
+def _target(target_id: str, description: str, value: float, threshold: float, passed: bool) -> dict[str, Any]:
+    return {
+        "id": target_id,
+        "target": description,
+        "measured": value,
+        "threshold": threshold,
+        "result": "PASS" if passed and math.isfinite(value) else "MISS",
+    }
+
+
+def evaluate_targets(
+    project: Mapping[str, Any], ratios: Mapping[str, float], *, series: Sequence[str], horizons: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Every target of issue 6 with its measured value and PASS/MISS (a missing value is a MISS)."""
+    bt = by_series_horizon(project["backtest"])
+    targets = []
+    for sid in series:
+        mase = number(bt.get((sid, 1), {}).get("mase"))
+        targets.append(_target(f"mase_h1:{sid}", f"{sid} MASE at 1 session <= {MASE_H1_MAX:.2f}", mase, MASE_H1_MAX, mase <= MASE_H1_MAX))
+    if VIX_SERIES in series:
+        for h in VIX_HORIZONS:
+            mase = number(bt.get((VIX_SERIES, h), {}).get("mase"))
+            targets.append(_target(f"vix_mase_h{h}", f"{VIX_SERIES} MASE at {h} sessions < {VIX_MASE_MAX:.2f}", mase, VIX_MASE_MAX, mase < VIX_MASE_MAX))
+    for sid in series:
+        for h in horizons:
+            row = bt.get((sid, h), {})
+            for nominal, column in ((0.80, "coverage_80"), (0.95, "coverage_95")):
+                cover = number(row.get(column))
+                targets.append(
+                    _target(
+                        f"{column}:{sid}:h{h}",
+                        f"{sid} {int(nominal * 100)}% interval coverage at {h} sessions within {COVERAGE_TOLERANCE * 100:.0f} points",
+                        cover,
+                        nominal,
+                        abs(cover - nominal) <= COVERAGE_TOLERANCE + 1e-12,
+                    )
+                )
+    train = number(ratios["train_seconds"])
+    targets.append(_target("train_ratio", f"training time <= {TRAIN_RATIO_MAX}x the seed design's", train, TRAIN_RATIO_MAX, train <= TRAIN_RATIO_MAX))
+    forecast = number(project["forecast_ms_warm"])
+    targets.append(_target("forecast_ms", f"forecast of the full horizon (median warm call) <= {FORECAST_MS_MAX:.0f} ms", forecast, FORECAST_MS_MAX, forecast <= FORECAST_MS_MAX))
+    daily = number(project["daily_seconds"])
+    targets.append(_target("daily_seconds", f"daily flow <= {DAILY_SECONDS_MAX:.0f} s after imports", daily, DAILY_SECONDS_MAX, daily <= DAILY_SECONDS_MAX))
+    rss = number(ratios["peak_rss_mb"])
+    targets.append(_target("peak_rss_ratio", "peak RSS no higher than the seed design's", rss, RSS_RATIO_MAX, rss <= RSS_RATIO_MAX))
+    return targets
