@@ -25,7 +25,9 @@ def parse_setting(text: str) -> tuple[list[str], Any]:
         BenchError: `text` has no ``=``.
     """
     if "=" not in text:
-        raise BenchError(f"--setting {text!r} must look like NAME=VALUE, e.g. lstm_units=32 or fetch.requests_per_minute=600")
+        raise BenchError(
+            f"--setting {text!r} must look like NAME=VALUE, e.g. lstm_units=32 or fetch.requests_per_minute=600"
+        )
     name, raw = text.split("=", 1)
     try:
         value = json.loads(raw)

@@ -39,7 +39,12 @@ class SeriesSummary:
 
     def to_json(self) -> dict[str, Any]:
         """First and last observed date, rows, missing values (the report's `config.data`)."""
-        return {"first": self.first.isoformat(), "last": self.last.isoformat(), "rows": self.rows, "missing": self.missing}
+        return {
+            "first": self.first.isoformat(),
+            "last": self.last.isoformat(),
+            "rows": self.rows,
+            "missing": self.missing,
+        }
 
 
 @contextmanager
@@ -59,7 +64,9 @@ def serve_folder(folder: Path) -> Iterator[FredServer]:
     from tests.fred_server import FredServer
 
     if not folder.exists():
-        raise BenchError(f"data folder {folder} does not exist: pass --data with a folder of FRED CSVs, e.g. ../shared/data/fred")
+        raise BenchError(
+            f"data folder {folder} does not exist: pass --data with a folder of FRED CSVs, e.g. ../shared/data/fred"
+        )
     if not folder.is_dir():
         raise BenchError(f"--data {folder} is a file, not a folder of FRED CSVs")
     try:

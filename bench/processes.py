@@ -97,7 +97,9 @@ def prefect_server(workdir: Path, *, timeout: float) -> Iterator[PrefectServer]:
         server.stop()
 
 
-def child_env(server: PrefectServer, *, fred_url: str, api_key: str, prefect_home: Path, prefect_api: bool) -> dict[str, str]:
+def child_env(
+    server: PrefectServer, *, fred_url: str, api_key: str, prefect_home: Path, prefect_api: bool
+) -> dict[str, str]:
     """Environment of a child: the local FRED server, an isolated Prefect home, the benchmark's
     Prefect server if `prefect_api`, nothing of a developer's accounts."""
     env = server.env(
@@ -120,7 +122,10 @@ def start_child(measurement: Measurement, spec: Mapping[str, Any], *, workdir: P
     result_path = workdir / f"{role}-result.json"
     spec_path = workdir / f"{role}-spec.json"
     spec_path.write_text(
-        json.dumps({**spec, "measure": f"{measure.__module__}:{measure.__qualname__}", "result_path": str(result_path)}, indent=2)
+        json.dumps(
+            {**spec, "measure": f"{measure.__module__}:{measure.__qualname__}", "result_path": str(result_path)},
+            indent=2,
+        )
     )
     log_path = workdir / f"{role}.log"
     process, _ = spawn_logged(
@@ -144,7 +149,9 @@ def finish_child(child: Child, *, timeout: float) -> dict[str, Any]:
     finally:
         stop_group(child.process, grace=STOP_GRACE_SECONDS)  # and anything it left behind
     if code != 0:
-        raise BenchError(f"the {child.role} child failed (exit code {code}); end of its log ({child.log_path}):\n{tail_file(child.log_path)}")
+        raise BenchError(
+            f"the {child.role} child failed (exit code {code}); end of its log ({child.log_path}):\n{tail_file(child.log_path)}"
+        )
     result: dict[str, Any] = json.loads(child.result_path.read_text())
     return result
 
@@ -178,7 +185,9 @@ def run_children(
             folder = workdir / measurement.role
             folder.mkdir()
             say(f"{measurement.role}: running in a child process (log: {folder / (measurement.role + '.log')})")
-            child = start_child(measurement, {**spec, "workdir": str(folder)}, workdir=folder, env=env_for(measurement, folder))
+            child = start_child(
+                measurement, {**spec, "workdir": str(folder)}, workdir=folder, env=env_for(measurement, folder)
+            )
             children.append(child)
             if not parallel:
                 results[child.role] = finish_child(child, timeout=timeout)

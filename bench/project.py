@@ -25,7 +25,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,18 @@ from bench.results import peak_rss_mb, records
 
 WARM_FORECAST_CALLS = 10
 TASK_RUNS_WAIT_SECONDS = 10.0
-BACKTEST_COLUMNS = ["series_id", "horizon", "n", "mae", "naive_mae", "mase", "mase_vs_drift", "coverage_80", "coverage_95", "n_coverage"]
+BACKTEST_COLUMNS = [
+    "series_id",
+    "horizon",
+    "n",
+    "mae",
+    "naive_mae",
+    "mase",
+    "mase_vs_drift",
+    "coverage_80",
+    "coverage_95",
+    "n_coverage",
+]
 
 
 def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,7 +77,9 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
     summary = train_state.result()
     rss_checkpoints["after_training_flow"] = peak_rss_mb()
     if summary.get("data_source") != "fred":
-        raise RuntimeError(f"the training flow used {summary.get('data_source')!r} data, not the benchmark's FRED server")
+        raise RuntimeError(
+            f"the training flow used {summary.get('data_source')!r} data, not the benchmark's FRED server"
+        )
     train_stages = read_task_runs(train_state.state_details.flow_run_id)
     train_seconds = task_run_seconds(train_stages, "train-lstm")
 
@@ -87,14 +100,23 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
     promoted_by_bench = not summary.get("promoted")
     if promoted_by_bench:
         promote_for_daily_run(storage, summary["model_version"], settings)
-        notes.append(f"the champion gate kept the model out ({summary.get('reason')}); the benchmark promoted it to time the daily flow")
+        notes.append(
+            f"the champion gate kept the model out ({summary.get('reason')}); the benchmark promoted it to time the daily flow"
+        )
     champion = load_champion(storage, settings, data_source="fred")
-    first_ms, warm_ms, path = time_forecast(champion.model, champion.scaler, levels, settings, horizon=spec["forecast_sessions"])
+    first_ms, warm_ms, path = time_forecast(
+        champion.model, champion.scaler, levels, settings, horizon=spec["forecast_sessions"]
+    )
     rss_checkpoints["after_forecast_benchmark"] = peak_rss_mb()
 
     t0 = time.perf_counter()
     daily_state = daily_forecast(
-        as_of=as_of, force=True, settings=settings, lookback_sessions=spec["lookback_sessions"], output_dir=str(output_dir), return_state=True
+        as_of=as_of,
+        force=True,
+        settings=settings,
+        lookback_sessions=spec["lookback_sessions"],
+        output_dir=str(output_dir),
+        return_state=True,
     )
     daily_seconds = time.perf_counter() - t0
     daily_summary = daily_state.result()
@@ -146,7 +168,7 @@ def read_task_runs(flow_run_id: Any, *, wait_seconds: float = TASK_RUNS_WAIT_SEC
         while True:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
             ended = [r for r in runs if r.start_time is not None and r.end_time is not None]
-            if runs and len(ended) == len(runs) == previous or time.monotonic() > deadline:
+            if (runs and len(ended) == len(runs) == previous) or time.monotonic() > deadline:
                 break
             previous = len(ended) if len(ended) == len(runs) else -1
             time.sleep(0.5)
@@ -167,7 +189,9 @@ def task_run_seconds(task_runs: Sequence[Mapping[str, Any]], name: str) -> float
     for run in task_runs:
         if run["name"] == name:
             return float(run["seconds"])
-    raise RuntimeError(f"cannot time {name}: the flow recorded no such task run (it has {', '.join(r['name'] for r in task_runs)})")
+    raise RuntimeError(
+        f"cannot time {name}: the flow recorded no such task run (it has {', '.join(r['name'] for r in task_runs)})"
+    )
 
 
 def read_published_levels(actuals_csv: Path, series: Sequence[str]) -> Any:
@@ -191,10 +215,14 @@ def promote_for_daily_run(storage: Any, version: str, settings: Any) -> None:
     reason = "benchmark: promoted by bench.run to time the daily flow (the champion gate kept it out)"
     card = card.model_copy(update={"champion_gate": GateDecision(promoted=True, reason=reason)})
     card_sha = save_model_version(storage, card, files, timeout=timeout)
-    promote_champion(storage, card, card_sha, promoted_utc=datetime.now(timezone.utc).replace(microsecond=0), timeout=timeout)
+    promote_champion(
+        storage, card, card_sha, promoted_utc=datetime.now(UTC).replace(microsecond=0), timeout=timeout
+    )
 
 
-def time_forecast(model: Any, scaler: Any, levels: Any, settings: Any, *, horizon: int) -> tuple[float, list[float], Any]:
+def time_forecast(
+    model: Any, scaler: Any, levels: Any, settings: Any, *, horizon: int
+) -> tuple[float, list[float], Any]:
     """Time `forecast_levels` for `horizon` sessions from the end of `levels`.
 
     Returns:

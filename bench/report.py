@@ -13,7 +13,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
     }
     return {
         "format": RESULT_FORMAT,
-        "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "created_utc": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "config": dict(config),
         "machine": dict(machine),
         "headline": headline,
@@ -133,7 +133,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"sources sha256 {machine.get('code_sha256') or 'n/a'}",
     ]
     if config.get("parallel_children"):
-        lines.append("NOTE      --parallel: both children ran at once and competed for the CPUs; timings and ratios are NOT comparable")
+        lines.append(
+            "NOTE      --parallel: both children ran at once and competed for the CPUs; timings and ratios are NOT comparable"
+        )
     if config.get("non_default_settings"):
         lines.append(f"NOTE      non-default settings, targets are for the defaults: {config['non_default_settings']}")
 
@@ -144,8 +146,12 @@ def format_report(report: Mapping[str, Any]) -> str:
         values, verdict = head[c.id], targets.get(c.target_id or "")
         lines.append(
             row.format(
-                c.label.format(steps=config["forecast_sessions"]), _fmt(values["project"], c.digits), _fmt(values["seed"], c.digits),
-                _ratio_text(values["ratio"]), c.target, verdict["result"] if verdict else "",
+                c.label.format(steps=config["forecast_sessions"]),
+                _fmt(values["project"], c.digits),
+                _fmt(values["seed"], c.digits),
+                _ratio_text(values["ratio"]),
+                c.target,
+                verdict["result"] if verdict else "",
             )
         )
     lines.append(
@@ -158,26 +164,43 @@ def format_report(report: Mapping[str, Any]) -> str:
     for label, child in (("project", project), ("seed", seed)):
         points = child.get("peak_rss_checkpoints_mb") or {}
         if points:
-            phases.append(f"{label}: " + ", ".join(f"{k.removeprefix('after_').replace('_', ' ')} {_fmt(v, 0)}" for k, v in points.items()))
+            phases.append(
+                f"{label}: "
+                + ", ".join(f"{k.removeprefix('after_').replace('_', ' ')} {_fmt(v, 0)}" for k, v in points.items())
+            )
     if phases:
         lines.append("(info) peak RSS MB after each phase: " + "; ".join(phases))
 
-    lines += ["", "MASE on the walk-forward backtest (model MAE / random-walk MAE on the same targets; < 1 beats 'tomorrow equals today')"]
+    lines += [
+        "",
+        "MASE on the walk-forward backtest (model MAE / random-walk MAE on the same targets; < 1 beats 'tomorrow equals today')",
+    ]
     row = "{:<20} {:>3} {:>9} {:>9} {:>9} {:>6} {:>6}  {:<10} {}"
     lines.append(row.format("series", "h", "project", "seed", "vs drift", "n(p)", "n(s)", "target", "result"))
     for item in report["mase"]:
         sid, h = item["series_id"], item["horizon"]
-        verdict = targets.get(f"mase_h1:{sid}") if h == 1 else targets.get(f"vix_mase_h{h}") if sid == VIX_SERIES else None
+        verdict = (
+            targets.get(f"mase_h1:{sid}") if h == 1 else targets.get(f"vix_mase_h{h}") if sid == VIX_SERIES else None
+        )
         target = f"<= {MASE_H1_MAX:.2f}" if h == 1 else f"< {VIX_MASE_MAX:.2f}" if verdict else ""
         lines.append(
             row.format(
-                sid, h, _fmt(item["project"], 3), _fmt(item["seed"], 3), _fmt(item["project_vs_drift"], 3),
-                item["n_project"] if item["n_project"] is not None else "n/a", item["n_seed"] if item["n_seed"] is not None else "n/a",
-                target, verdict["result"] if verdict else "",
+                sid,
+                h,
+                _fmt(item["project"], 3),
+                _fmt(item["seed"], 3),
+                _fmt(item["project_vs_drift"], 3),
+                item["n_project"] if item["n_project"] is not None else "n/a",
+                item["n_seed"] if item["n_seed"] is not None else "n/a",
+                target,
+                verdict["result"] if verdict else "",
             )
         )
 
-    lines += ["", f"Interval coverage of the project's backtest (nominal 80% / 95%, target within {COVERAGE_TOLERANCE * 100:.0f} points)"]
+    lines += [
+        "",
+        f"Interval coverage of the project's backtest (nominal 80% / 95%, target within {COVERAGE_TOLERANCE * 100:.0f} points)",
+    ]
     row = "{:<20} {:>3} {:>8} {:>8} {:>6}  {}"
     lines.append(row.format("series", "h", "cov 80", "cov 95", "n", "result"))
     for item in report["coverage"]:
@@ -185,8 +208,14 @@ def format_report(report: Mapping[str, Any]) -> str:
         verdicts = [targets.get(f"coverage_80:{sid}:h{h}"), targets.get(f"coverage_95:{sid}:h{h}")]
         result = "PASS" if all(v and v["result"] == "PASS" for v in verdicts) else "MISS"
         lines.append(
-            row.format(sid, h, _percent(item["coverage_80"]), _percent(item["coverage_95"]),
-                       item["n_coverage"] if item["n_coverage"] is not None else "n/a", result)
+            row.format(
+                sid,
+                h,
+                _percent(item["coverage_80"]),
+                _percent(item["coverage_95"]),
+                item["n_coverage"] if item["n_coverage"] is not None else "n/a",
+                result,
+            )
         )
 
     stages = project.get("stages") or {}
@@ -238,7 +267,9 @@ def machine_info() -> dict[str, Any]:
 
     commit = None
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        )
         commit = out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         pass

@@ -49,7 +49,9 @@ def records(frame: Any, columns: Sequence[str]) -> list[dict[str, Any]]:
             if column == "series_id":
                 record[column] = str(value)
             elif column in _COUNT_COLUMNS:
-                record[column] = None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+                record[column] = (
+                    None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+                )
             else:
                 record[column] = number(value)
         out.append(record)

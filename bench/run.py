@@ -52,7 +52,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         BenchError: bad input, or a child failed.
     """
     folder = Path(args.data).expanduser().resolve()
-    settings = build_settings(series=args.series, epochs=args.epochs, history_start=args.history_start, overrides=args.setting)
+    settings = build_settings(
+        series=args.series, epochs=args.epochs, history_start=args.history_start, overrides=args.setting
+    )
     # Horizons and forecast length are the project's settings (defaults: 1, 5, 10, 20, 30 and 30).
     horizons = list(settings.backtest.horizons)
     machine = machine_info()
@@ -67,7 +69,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             levels = align_levels(raw, settings=settings, as_of=as_of)
             levels_csv = workdir / "levels.csv"
             write_levels_csv(levels, levels_csv)
-            _say(f"aligned {levels.shape[1]} series on {len(levels)} sessions {levels.index[0].date()} .. {levels.index[-1].date()}")
+            _say(
+                f"aligned {levels.shape[1]} series on {len(levels)} sessions {levels.index[0].date()} .. {levels.index[-1].date()}"
+            )
             spec = {
                 "settings": settings.model_dump(mode="json"),
                 "as_of": as_of.isoformat(),
@@ -78,13 +82,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "lookback_sessions": args.lookback,
             }
             with prefect_server(workdir, timeout=min(args.timeout, PREFECT_SERVER_TIMEOUT_SECONDS)) as prefect:
-                _say(f"Prefect server for the project's flows ready at {prefect.api_url} in {prefect.start_seconds:.0f} s")
+                _say(
+                    f"Prefect server for the project's flows ready at {prefect.api_url} in {prefect.start_seconds:.0f} s"
+                )
                 results = run_children(
                     MEASUREMENTS,
                     spec,
                     workdir=workdir,
                     env_for=lambda m, home: child_env(
-                        prefect, fred_url=fred.url, api_key=fred.api_key, prefect_home=home / "prefect-home", prefect_api=m.prefect_api
+                        prefect,
+                        fred_url=fred.url,
+                        api_key=fred.api_key,
+                        prefect_home=home / "prefect-home",
+                        prefect_api=m.prefect_api,
                     ),
                     timeout=args.timeout,
                     parallel=args.parallel,
@@ -130,23 +140,54 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench.run",
         description="Benchmark the project's pipeline against the seed design on a folder of FRED CSVs (see bench/README.md).",
     )
-    parser.add_argument("--data", required=True, type=Path, help="folder of FRED download CSVs, e.g. ../shared/data/fred")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results", help="folder for the JSON result (default: bench/results)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs of both designs (default: the project's, 20)")
-    parser.add_argument("--series", nargs="+", default=None, help="series ids (space or comma separated; default: the project's four)")
-    parser.add_argument("--history-start", type=date.fromisoformat, default=None, help="first date used (default: the project's, 2020-01-01)")
-    parser.add_argument("--as-of", type=date.fromisoformat, default=None, help="reference date (default: the last date in the data)")
-    parser.add_argument("--lookback", type=int, default=LOOKBACK_SESSIONS, help=f"sessions the daily runs predict (default: {LOOKBACK_SESSIONS})")
     parser.add_argument(
-        "--setting", action="append", default=[], metavar="NAME=VALUE",
+        "--data", required=True, type=Path, help="folder of FRED download CSVs, e.g. ../shared/data/fred"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "bench" / "results",
+        help="folder for the JSON result (default: bench/results)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="training epochs of both designs (default: the project's, 20)"
+    )
+    parser.add_argument(
+        "--series", nargs="+", default=None, help="series ids (space or comma separated; default: the project's four)"
+    )
+    parser.add_argument(
+        "--history-start",
+        type=date.fromisoformat,
+        default=None,
+        help="first date used (default: the project's, 2020-01-01)",
+    )
+    parser.add_argument(
+        "--as-of", type=date.fromisoformat, default=None, help="reference date (default: the last date in the data)"
+    )
+    parser.add_argument(
+        "--lookback",
+        type=int,
+        default=LOOKBACK_SESSIONS,
+        help=f"sessions the daily runs predict (default: {LOOKBACK_SESSIONS})",
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="override one project setting (dotted names, JSON values), e.g. --setting lstm_units=32; repeatable",
     )
-    parser.add_argument("--timeout", type=float, default=CHILD_TIMEOUT_SECONDS, help="seconds each child may run (default: 600)")
     parser.add_argument(
-        "--parallel", action="store_true",
+        "--timeout", type=float, default=CHILD_TIMEOUT_SECONDS, help="seconds each child may run (default: 600)"
+    )
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
         help="run both children at once: faster, but they compete for the CPUs, so timings and ratios are not comparable (smoke tests only)",
     )
-    parser.add_argument("--keep-work", action="store_true", help="keep the temporary work folder (child logs, outputs) for inspection")
+    parser.add_argument(
+        "--keep-work", action="store_true", help="keep the temporary work folder (child logs, outputs) for inspection"
+    )
     args = parser.parse_args(argv)
     args.series = _series_list(args.series)
     args.argv = list(argv or [])

@@ -277,9 +277,7 @@ def run_seed_design(
         window = np.vstack([window[1:], nxt])
     forecast_ms = (time.perf_counter() - t2) * 1000.0
     # ---------------------------------------------------------------------
-    forecast = pd.DataFrame(
-        scaler.inverse_transform(np.array(steps)), index=forecast_dates, columns=series_ids
-    )
+    forecast = pd.DataFrame(scaler.inverse_transform(np.array(steps)), index=forecast_dates, columns=series_ids)
 
     return SeedResult(
         train_seconds=train_seconds,
@@ -485,7 +483,9 @@ def run_seed_daily(
     scaler = MinMaxScaler().fit(np.array([bounds["data_min"], bounds["data_max"]], dtype=np.float64))
     frame = pd.DataFrame({sid: pd.to_numeric(values, errors="coerce") for sid, values in raw.items()})
     frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
-    frame = frame.reindex(sessions_in_range(start, as_of)).ffill().dropna().iloc[-(lookback_sessions + sequence_length) :]
+    frame = (
+        frame.reindex(sessions_in_range(start, as_of)).ffill().dropna().iloc[-(lookback_sessions + sequence_length) :]
+    )
     values = frame.to_numpy(dtype=np.float64)
     scaled = scaler.transform(values)
     X, _ = _create_sequences(scaled, sequence_length)

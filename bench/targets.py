@@ -51,16 +51,50 @@ class Comparison:
 
 
 HEADLINE = (
-    Comparison("train_seconds", "training seconds", ("project", "train_seconds"), ("seed", "train_seconds"), 2,
-               f"ratio <= {TRAIN_RATIO_MAX}", "train_ratio"),
-    Comparison("forecast_ms_warm", "{steps}-session forecast ms (warm)", ("project", "forecast_ms_warm"), ("seed", "forecast_ms"), 1,
-               f"project <= {FORECAST_MS_MAX:.0f} ms", "forecast_ms"),
-    Comparison("forecast_ms_first", "{steps}-session forecast ms (1st call)", ("project", "forecast_ms_first"), ("seed", "forecast_ms"), 1,
-               "(info: includes tracing)"),
-    Comparison("daily_seconds", "daily flow seconds (after imports)", ("project", "daily_seconds"), ("seed", "daily_seconds"), 2,
-               f"project <= {DAILY_SECONDS_MAX:.0f} s", "daily_seconds"),
-    Comparison("peak_rss_mb", "peak RSS MB", ("project", "peak_rss_mb"), ("seed", "peak_rss_mb"), 0,
-               f"ratio <= {RSS_RATIO_MAX:.2f}", "peak_rss_ratio"),
+    Comparison(
+        "train_seconds",
+        "training seconds",
+        ("project", "train_seconds"),
+        ("seed", "train_seconds"),
+        2,
+        f"ratio <= {TRAIN_RATIO_MAX}",
+        "train_ratio",
+    ),
+    Comparison(
+        "forecast_ms_warm",
+        "{steps}-session forecast ms (warm)",
+        ("project", "forecast_ms_warm"),
+        ("seed", "forecast_ms"),
+        1,
+        f"project <= {FORECAST_MS_MAX:.0f} ms",
+        "forecast_ms",
+    ),
+    Comparison(
+        "forecast_ms_first",
+        "{steps}-session forecast ms (1st call)",
+        ("project", "forecast_ms_first"),
+        ("seed", "forecast_ms"),
+        1,
+        "(info: includes tracing)",
+    ),
+    Comparison(
+        "daily_seconds",
+        "daily flow seconds (after imports)",
+        ("project", "daily_seconds"),
+        ("seed", "daily_seconds"),
+        2,
+        f"project <= {DAILY_SECONDS_MAX:.0f} s",
+        "daily_seconds",
+    ),
+    Comparison(
+        "peak_rss_mb",
+        "peak RSS MB",
+        ("project", "peak_rss_mb"),
+        ("seed", "peak_rss_mb"),
+        0,
+        f"ratio <= {RSS_RATIO_MAX:.2f}",
+        "peak_rss_ratio",
+    ),
 )
 
 
@@ -103,11 +137,27 @@ def evaluate_targets(
     targets = []
     for sid in series:
         mase = number(bt.get((sid, 1), {}).get("mase"))
-        targets.append(_target(f"mase_h1:{sid}", f"{sid} MASE at 1 session <= {MASE_H1_MAX:.2f}", mase, MASE_H1_MAX, mase <= MASE_H1_MAX))
+        targets.append(
+            _target(
+                f"mase_h1:{sid}",
+                f"{sid} MASE at 1 session <= {MASE_H1_MAX:.2f}",
+                mase,
+                MASE_H1_MAX,
+                mase <= MASE_H1_MAX,
+            )
+        )
     if VIX_SERIES in series:
         for h in VIX_HORIZONS:
             mase = number(bt.get((VIX_SERIES, h), {}).get("mase"))
-            targets.append(_target(f"vix_mase_h{h}", f"{VIX_SERIES} MASE at {h} sessions < {VIX_MASE_MAX:.2f}", mase, VIX_MASE_MAX, mase < VIX_MASE_MAX))
+            targets.append(
+                _target(
+                    f"vix_mase_h{h}",
+                    f"{VIX_SERIES} MASE at {h} sessions < {VIX_MASE_MAX:.2f}",
+                    mase,
+                    VIX_MASE_MAX,
+                    mase < VIX_MASE_MAX,
+                )
+            )
     for sid in series:
         for h in horizons:
             row = bt.get((sid, h), {})
@@ -123,11 +173,37 @@ def evaluate_targets(
                     )
                 )
     train = number(ratios["train_seconds"])
-    targets.append(_target("train_ratio", f"training time <= {TRAIN_RATIO_MAX}x the seed design's", train, TRAIN_RATIO_MAX, train <= TRAIN_RATIO_MAX))
+    targets.append(
+        _target(
+            "train_ratio",
+            f"training time <= {TRAIN_RATIO_MAX}x the seed design's",
+            train,
+            TRAIN_RATIO_MAX,
+            train <= TRAIN_RATIO_MAX,
+        )
+    )
     forecast = number(project["forecast_ms_warm"])
-    targets.append(_target("forecast_ms", f"forecast of the full horizon (median warm call) <= {FORECAST_MS_MAX:.0f} ms", forecast, FORECAST_MS_MAX, forecast <= FORECAST_MS_MAX))
+    targets.append(
+        _target(
+            "forecast_ms",
+            f"forecast of the full horizon (median warm call) <= {FORECAST_MS_MAX:.0f} ms",
+            forecast,
+            FORECAST_MS_MAX,
+            forecast <= FORECAST_MS_MAX,
+        )
+    )
     daily = number(project["daily_seconds"])
-    targets.append(_target("daily_seconds", f"daily flow <= {DAILY_SECONDS_MAX:.0f} s after imports", daily, DAILY_SECONDS_MAX, daily <= DAILY_SECONDS_MAX))
+    targets.append(
+        _target(
+            "daily_seconds",
+            f"daily flow <= {DAILY_SECONDS_MAX:.0f} s after imports",
+            daily,
+            DAILY_SECONDS_MAX,
+            daily <= DAILY_SECONDS_MAX,
+        )
+    )
     rss = number(ratios["peak_rss_mb"])
-    targets.append(_target("peak_rss_ratio", "peak RSS no higher than the seed design's", rss, RSS_RATIO_MAX, rss <= RSS_RATIO_MAX))
+    targets.append(
+        _target("peak_rss_ratio", "peak RSS no higher than the seed design's", rss, RSS_RATIO_MAX, rss <= RSS_RATIO_MAX)
+    )
     return targets
