@@ -105,7 +105,7 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
         )
     champion = load_champion(storage, settings, data_source="fred")
     first_ms, warm_ms, path = time_forecast(
-        champion.model, champion.scaler, levels, settings, horizon=spec["forecast_sessions"]
+        champion.predictor, champion.scaler, levels, settings, horizon=spec["forecast_sessions"]
     )
     rss_checkpoints["after_forecast_benchmark"] = peak_rss_mb()
 
@@ -221,20 +221,18 @@ def promote_for_daily_run(storage: Any, version: str, settings: Any) -> None:
 
 
 def time_forecast(
-    model: Any, scaler: Any, levels: Any, settings: Any, *, horizon: int
+    predictor: Any, scaler: Any, levels: Any, settings: Any, *, horizon: int
 ) -> tuple[float, list[float], Any]:
     """Time `forecast_levels` for `horizon` sessions from the end of `levels`.
 
     Returns:
-        The first call's milliseconds (the predictor is traced then), the warm calls' milliseconds,
-        and the forecast path (horizon, n_series).
+        The first call's milliseconds, the warm calls' milliseconds, and the forecast path
+        (horizon, n_series).
     """
     import numpy as np
 
     from tasks.core.forecast import forecast_levels
-    from tasks.core.model import predictor_for
 
-    predictor = predictor_for(model)
     options = {"sequence_length": settings.sequence_length, "level_window": settings.level_window, "horizon": horizon}
     t0 = time.perf_counter()
     path = forecast_levels(predictor, scaler, levels, **options)

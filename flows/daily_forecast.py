@@ -70,7 +70,7 @@ def daily_forecast(
     aligned = align_sessions_task(raw, start=start, as_of=as_of, settings=settings)
 
     predictions = predict_history_task(
-        champion.model,
+        champion.predictor,
         champion.scaler,
         aligned.levels,
         settings,
@@ -79,7 +79,7 @@ def daily_forecast(
     )
     metrics = score_predictions_task(predictions)
     forecast = forecast_sessions_task(
-        champion.model, champion.scaler, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
+        champion.predictor, champion.scaler, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
     )
     tables = build_outputs_task(
         aligned,

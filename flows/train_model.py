@@ -57,12 +57,12 @@ def train_model(
 
     trained = train_lstm_task(aligned.levels, settings)
     predictions = predict_history_task(
-        trained.model, trained.scaler, aligned.levels, settings, split_dates=trained.split_dates
+        trained.predictor, trained.scaler, aligned.levels, settings, split_dates=trained.split_dates
     )
     metrics = score_predictions_task(predictions, splits=("test",))
     backtest = backtest_task(trained, aligned.levels, settings)
     forecast = forecast_sessions_task(
-        trained.model, trained.scaler, aligned.levels, settings, z_quantiles=backtest.z_quantiles
+        trained.predictor, trained.scaler, aligned.levels, settings, z_quantiles=backtest.z_quantiles
     )
     model = serialize_model_task(trained, created_utc=created)
     tables = build_outputs_task(

@@ -5,17 +5,25 @@ zip of JSON config and weights, no pickle), `scaler.json` and `model_card.json` 
 range, settings, metrics, backtest, library versions, sha256 of the two other files).
 `models/champion.json` names the version the daily flow uses and records the card's sha256, so
 every file is checked before a model is used.
+
+Training writes the `.keras` file with Keras; the champion is loaded for inference without
+TensorFlow: its weights are read from the same file (a zip holding `config.json` and
+`model.weights.h5`) and run by the NumPy forward pass of `tasks.core.lstm_numpy`.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from prefect.filesystems import WritableFileSystem
 from pydantic import ValidationError
 
@@ -23,6 +31,8 @@ from tasks.adapters.blob_store import describe_storage, read_bytes, read_optiona
 from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
 from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageNotFoundError
 from tasks.core.features import Scaler, SplitDates
+from tasks.core.lstm_numpy import LstmWeights, numpy_predictor
+from tasks.core.model import Predictor
 from tasks.core.promotion import check_model_card
 from tasks.core.settings import Settings
 from tasks.core.training import model_version_name
@@ -40,9 +50,9 @@ MODEL_CARD = "model_card.json"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A stored model ready to predict."""
+    """A stored model ready to predict (without TensorFlow)."""
 
-    model: keras.Model
+    predictor: Predictor
     scaler: Scaler
     card: ModelCard
     version: str
@@ -87,6 +97,63 @@ def model_from_bytes(content: bytes) -> keras.Model:
         path = Path(tmp) / MODEL_FILE
         path.write_bytes(content)
         return keras_runtime().models.load_model(path, safe_mode=True, compile=False)
+
+
+# The saved architecture the NumPy runtime can run: what tasks.core.model.build_model builds.
+_LSTM_EXPECTED = {
+    "activation": "tanh",
+    "recurrent_activation": "sigmoid",
+    "use_bias": True,
+    "return_sequences": False,
+    "go_backwards": False,
+    "stateful": False,
+}
+
+
+def read_lstm_weights(content: bytes) -> LstmWeights:
+    """The weights of a `.keras` file, checked to be the Input -> LSTM -> Dense network.
+
+    Reads the zip's `config.json` (the layers) and `model.weights.h5` (the arrays, with h5py);
+    no Keras, no TensorFlow.
+
+    Raises:
+        ModelStoreError: the file is not a `.keras` zip of that architecture; the message says what
+            differs.
+    """
+    import h5py
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            config = json.loads(archive.read("config.json"))
+            weights_file = archive.read("model.weights.h5")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise ModelStoreError(f"{MODEL_FILE} is not a Keras .keras file ({exc})") from None
+    layers = [(layer["class_name"], layer["config"]) for layer in config.get("config", {}).get("layers", [])]
+    kinds = [kind for kind, _ in layers]
+    if kinds != ["InputLayer", "LSTM", "Dense"]:
+        raise ModelStoreError(
+            f"{MODEL_FILE} holds the layers {kinds}; the light runtime runs InputLayer -> LSTM -> Dense only"
+        )
+    lstm, dense = layers[1][1], layers[2][1]
+    differs = {k: lstm.get(k) for k, v in _LSTM_EXPECTED.items() if lstm.get(k) != v}
+    if differs or dense.get("activation") != "linear" or not dense.get("use_bias"):
+        raise ModelStoreError(
+            f"{MODEL_FILE}'s LSTM/Dense options {differs or dense} differ from what the light runtime computes"
+        )
+    with h5py.File(io.BytesIO(weights_file), "r") as weights:
+        cell, out = weights["layers/lstm/cell/vars"], weights["layers/dense/vars"]
+        loaded = LstmWeights(
+            kernel=np.asarray(cell["0"]),
+            recurrent_kernel=np.asarray(cell["1"]),
+            bias=np.asarray(cell["2"]),
+            dense_kernel=np.asarray(out["0"]),
+            dense_bias=np.asarray(out["1"]),
+        )
+    try:
+        loaded.check()
+    except ValueError as exc:
+        raise ModelStoreError(f"{MODEL_FILE}'s weights do not form one LSTM and one Dense layer: {exc}") from None
+    return loaded
 
 
 def save_model_version(
@@ -198,4 +265,5 @@ def load_champion(storage: WritableFileSystem, settings: Settings, *, data_sourc
         raise ModelStoreError(
             f"{SCALER_FILE} of {pointer.version} is for series {scaler.series}, its card says {list(card.series)}"
         )
-    return LoadedModel(model=model_from_bytes(files[MODEL_FILE]), scaler=scaler, card=card, version=pointer.version)
+    predictor = numpy_predictor(read_lstm_weights(files[MODEL_FILE]))
+    return LoadedModel(predictor=predictor, scaler=scaler, card=card, version=pointer.version)

@@ -15,7 +15,15 @@ import pandas as pd
 
 from tasks.core.contracts import CardDataRange, GateDecision, ModelCard, table_records
 from tasks.core.features import Scaler, Split, SplitDates, chronological_split, make_features, training_arrays
-from tasks.core.model import EpochCallback, build_model, fit_shrinkage, predictor_for, set_determinism, train_network
+from tasks.core.model import (
+    EpochCallback,
+    Predictor,
+    build_model,
+    fit_shrinkage,
+    predictor_for,
+    set_determinism,
+    train_network,
+)
 from tasks.core.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +40,11 @@ class TrainedModel:
     split: Split
     split_dates: SplitDates
     data_start: date
+
+    @property
+    def predictor(self) -> Predictor:
+        """The network as a batch predictor (one traced TensorFlow function)."""
+        return predictor_for(self.model)
 
 
 def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCallback | None = None) -> TrainedModel:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -13,16 +12,13 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.features import Scaler, SplitDates
 from tasks.core.forecast import forecast_sessions, one_step_predictions
 from tasks.core.metrics import score_predictions
-from tasks.core.model import predictor_for
+from tasks.core.model import Predictor
 from tasks.core.settings import Settings
-
-if TYPE_CHECKING:  # pragma: no cover
-    import keras
 
 
 @task(name="predict-history", cache_policy=NO_CACHE)
 def predict_history_task(
-    model: keras.Model,
+    predictor: Predictor,
     scaler: Scaler,
     levels: pd.DataFrame,
     settings: Settings,
@@ -32,7 +28,7 @@ def predict_history_task(
 ) -> pd.DataFrame:
     """One-step predictions over `levels` (from `first_date`), labelled by split."""
     predictions = one_step_predictions(
-        predictor_for(model),
+        predictor,
         scaler,
         levels,
         sequence_length=settings.sequence_length,
@@ -70,12 +66,12 @@ def score_predictions_task(predictions: pd.DataFrame, *, splits: tuple[str, ...]
 
 @task(name="forecast-sessions", cache_policy=NO_CACHE)
 def forecast_sessions_task(
-    model: keras.Model, scaler: Scaler, levels: pd.DataFrame, settings: Settings, *, z_quantiles: pd.DataFrame
+    predictor: Predictor, scaler: Scaler, levels: pd.DataFrame, settings: Settings, *, z_quantiles: pd.DataFrame
 ) -> pd.DataFrame:
     """Forecast `forecast_horizon` NYSE sessions after the last observation, with 80%/95% bands."""
     started = time.perf_counter()
     table = forecast_sessions(
-        predictor_for(model),
+        predictor,
         scaler,
         levels,
         sequence_length=settings.sequence_length,
