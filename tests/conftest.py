@@ -65,8 +65,8 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """One Azurite blob service on 127.0.0.1 for the session (tests/azurite_harness.py)."""
-    from tests.azurite_harness import Azurite, AzuriteUnavailable, ensure_azurite_installed
+    """One Azurite blob service on 127.0.0.1 for the session (tests/harness/azurite.py)."""
+    from tests.harness.azurite import Azurite, AzuriteUnavailable, ensure_azurite_installed
 
     try:
         ensure_azurite_installed()
@@ -79,8 +79,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """One real `prefect server start` on 127.0.0.1 for the session (tests/prefect_server.py)."""
-    from tests.prefect_server import PrefectServer
+    """One real `prefect server start` on 127.0.0.1 for the session (tests/harness/prefect_server.py)."""
+    from tests.harness.prefect_server import PrefectServer
 
     server = PrefectServer(tmp_path_factory.mktemp("prefect-server"))
     try:

@@ -22,7 +22,7 @@ from prefect_azure import AzureBlobStorageCredentials
 from prefect_azure.blob_storage import AzureBlobStorageContainer
 
 from tasks.core.settings import ChampionGateSettings, Settings
-from tests.azurite_harness import Azurite, AzuriteUnavailable
+from tests.harness.azurite import Azurite, AzuriteUnavailable
 from tests.conftest import tiny_settings, unavailable
 
 TRAIN_AS_OF = date(2026, 11, 20)  # a Friday session

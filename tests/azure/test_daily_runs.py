@@ -13,7 +13,7 @@ import pytest
 from flows.daily_forecast import daily_forecast
 from tasks.core.errors import StorageError
 from tests.azure.conftest import DAILY_AS_OF, SATURDAY, THANKSGIVING, Store, Trained, azure_settings, save_block, unique_name
-from tests.azurite_harness import Azurite
+from tests.harness.azurite import Azurite
 
 
 @pytest.mark.parametrize(

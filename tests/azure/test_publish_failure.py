@@ -30,7 +30,7 @@ from tasks.core.contracts import RunHeader, RunManifest
 from tasks.core.errors import PublishError, is_transient
 from tasks.core.settings import StorageSettings
 from tests.azure.conftest import DAILY_AS_OF, TRAIN_AS_OF, Store, azure_settings
-from tests.azurite_harness import Azurite
+from tests.harness.azurite import Azurite
 
 # Short per-call limits so the dead Azurite is given up on in seconds, not minutes.
 FAST_FAILING = StorageSettings(attempts=2, timeout_seconds=2, retry_delay_seconds=0.1)
