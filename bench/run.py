@@ -7,7 +7,7 @@ One command::
 What it does, in one process tree:
 
 1. Reads a folder of FRED download CSVs (``observation_date,<SERIES_ID>``) and serves it on loopback
-   through ``tests.fred_server.FredServer``, a FRED-compatible HTTP API, so the real fetch path
+   through ``tests.harness.fred_server.FredServer``, a FRED-compatible HTTP API, so the real fetch path
    (fredapi -> HTTP -> XML) runs.
 2. Fetches the series once through that server and aligns them with the project's
    ``tasks.core.align.align_sessions`` (same settings); the aligned levels go to a temporary CSV, the seed
@@ -1116,7 +1116,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     Raises:
         BenchError: bad input, or a child failed.
     """
-    from tests.fred_server import FredServer
+    from tests.harness.fred_server import FredServer
 
     folder = Path(args.data).expanduser().resolve()
     available = scan_data_folder(folder)

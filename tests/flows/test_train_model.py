@@ -21,7 +21,7 @@ from tasks.core.outputs import SCHEMAS
 from tasks.core.settings import ChampionGateSettings, Settings
 from tasks.core.contracts import sha256_hex
 from tests.conftest import tiny_settings
-from tests.fred_server import FredServer
+from tests.harness.fred_server import FredServer
 
 AS_OF = date(2025, 6, 30)
 KEY = "abcdefabcdefabcdefabcdefabcdef12"

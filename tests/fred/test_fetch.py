@@ -24,7 +24,7 @@ from tasks.core.errors import FredConfigurationError, FredRequestError, FredTran
 from tasks.adapters.fred import DemoSource, FredSource, fetch_fred_series, load_source, resolve_source
 from tasks.stages.data import fetch_task_for
 from tasks.core.settings import FetchSettings
-from tests.fred_server import Fault, FredServer
+from tests.harness.fred_server import Fault, FredServer
 
 KEY = "f1e2d3c4b5a697887766554433221100"  # looks like a real 32-hex FRED key, so a leak is findable
 START, END = date(2024, 1, 1), date(2024, 3, 28)
