@@ -1,6 +1,5 @@
-"""Shared pieces of the alerting tests: an SMTP sink (aiosmtpd on 127.0.0.1), the project's alert
-blocks and automations on the session's real Prefect server, a process work pool with a worker,
-and helpers to wait for runs and e-mails.
+"""Shared pieces of the alerting tests: an SMTP sink (tests/harness/smtp.py), the project's alert
+blocks and automations on the session's real Prefect server, a process work pool with a worker.
 
 The automations are created for the tag `TEST_TAG` (not the production tag `market-forecast`, so
 that other test folders' runs on the same server never reach them), with short windows:
@@ -11,16 +10,11 @@ block, automation and deployment created here is removed at the end of the modul
 from __future__ import annotations
 
 import contextlib
-import email
-import email.policy
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,6 +22,7 @@ from uuid import UUID
 import pytest
 
 from tests.conftest import unavailable
+from tests.harness.smtp import SmtpSink
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_TAG = "mf-alerts-test"
@@ -59,80 +54,6 @@ DEFAULT_BLOCKS = (
     "azure-blob-storage-credentials/market-forecast-azure",
     "azure-blob-storage-container/market-forecast",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# ---------------------------------------------------------------- SMTP sink
-
-
-@dataclass(frozen=True)
-class Mail:
-    """One received e-mail, decoded."""
-
-    received: float  # time.time()
-    subject: str
-    sender: str
-    to: str
-    body: str
-
-    @property
-    def text(self) -> str:
-        return f"{self.subject}\n{self.body}"
-
-
-class SmtpSink:
-    """aiosmtpd on 127.0.0.1 keeping every message it receives."""
-
-    def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.port = free_port()
-        self._lock = threading.Lock()
-        self._mails: list[Mail] = []
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        part = message.get_body(preferencelist=("plain", "html"))
-        body = part.get_content() if part is not None else ""
-        mail = Mail(time.time(), str(message["Subject"]), str(message["From"]), str(message["To"]), body)
-        with self._lock:
-            self._mails.append(mail)
-        return "250 OK"
-
-    def start(self) -> SmtpSink:
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._controller.stop()
-
-    @property
-    def mails(self) -> list[Mail]:
-        with self._lock:
-            return list(self._mails)
-
-    def about(self, *needles: str) -> list[Mail]:
-        """The e-mails whose subject or body contains every needle."""
-        return [m for m in self.mails if all(n in m.text for n in needles)]
-
-    def wait_for(self, *needles: str, timeout: float) -> Mail:
-        """The first e-mail containing every needle; AssertionError (listing what came) after timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.about(*needles)
-            if found:
-                return found[0]
-            time.sleep(0.25)
-        subjects = [m.subject for m in self.mails]
-        raise AssertionError(f"no e-mail with {needles!r} within {timeout:.0f} s; received: {subjects}")
 
 
 @pytest.fixture(scope="session")
@@ -189,41 +110,6 @@ def delete_automations(server: Any, tag: str) -> None:
         for automation in client.read_automations():
             if automation.name.startswith(f"{tag}: "):
                 client.delete_automation(automation.id)
-
-
-# ---------------------------------------------------------------- runs
-
-
-def wait_for_state(server: Any, flow_run_id: UUID, done: Callable[[Any], bool], *, timeout: float, what: str) -> Any:
-    """The flow run once `done(flow_run)`; AssertionError with its state after `timeout`."""
-    deadline = time.monotonic() + timeout
-    with server.client() as client:
-        while True:
-            flow_run = client.read_flow_run(flow_run_id)
-            if flow_run.state is not None and done(flow_run):
-                return flow_run
-            if time.monotonic() > deadline:
-                raise AssertionError(f"flow run {flow_run.name} not {what} after {timeout:.0f} s: {flow_run.state}")
-            time.sleep(0.5)
-
-
-def wait_for_final_state(server: Any, flow_run_id: UUID, *, timeout: float = 180) -> Any:
-    return wait_for_state(server, flow_run_id, lambda r: r.state.is_final(), timeout=timeout, what="final")
-
-
-def run_logs(server: Any, flow_run_id: UUID) -> str:
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    with server.client() as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-    return "\n".join(log.message for log in logs)
-
-
-def worker_log(worker: Any) -> str:
-    try:
-        return "\n".join(Path(worker.log_path).read_text(errors="replace").splitlines()[-60:])
-    except OSError:
-        return "<no worker log>"
 
 
 @dataclass

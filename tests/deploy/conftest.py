@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,27 +98,6 @@ def run_deployment(server: Any, name: str, params: Mapping[str, Any], *, watch: 
     return DeploymentRun(proc, UUID(found.group(1)) if found else None)
 
 
-def wait_for_final_state(server: Any, flow_run_id: UUID, timeout: float = RUN_TIMEOUT_SECONDS) -> Any:
-    """The flow run once it is in a final state (read through the API)."""
-    deadline = time.monotonic() + timeout
-    with server.client() as client:
-        while True:
-            flow_run = client.read_flow_run(flow_run_id)
-            if flow_run.state is not None and flow_run.state.is_final():
-                return flow_run
-            if time.monotonic() > deadline:
-                raise AssertionError(f"flow run {flow_run_id} not final after {timeout} s: {flow_run.state}")
-            time.sleep(1)
-
-
-def worker_log(worker: Any) -> str:
-    """The tail of a worker's log, for assertion messages."""
-    try:
-        return "\n".join(Path(worker.log_path).read_text(errors="replace").splitlines()[-60:])
-    except OSError:
-        return "<no worker log>"
-
-
 @pytest.fixture(scope="session")
 def process_deployments(prefect_server: Any) -> dict[str, Any]:
     """`prefect --no-prompt deploy` of both process deployments, read back from the API by name.
@@ -168,6 +146,6 @@ def model_store(
         "train-model/train-model-process",
         {"as_of": PAST_SESSION, "output_dir": str(store), "settings": TINY_SETTINGS},
     )
-    assert run.command.returncode == 0, f"training run failed:\n{run.output[-4000:]}\n{worker_log(process_worker)}"
+    assert run.command.returncode == 0, f"training run failed:\n{run.output[-4000:]}\n{process_worker.log_tail()}"
     assert (store / "models" / "champion.json").is_file(), f"no champion promoted:\n{run.output[-4000:]}"
     return store

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from uuid import UUID
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from tasks.core.outputs import SCHEMAS
 from tasks.core.settings import ChampionGateSettings, Settings
 from tasks.core.contracts import sha256_hex
 from tests.conftest import tiny_settings
+from tests.harness.flow_runs import flow_run_logs
 from tests.harness.fred_server import FredServer
 
 AS_OF = date(2025, 6, 30)
@@ -116,12 +118,12 @@ def test_predictions_mark_which_rows_the_model_trained_on(demo_run: tuple[Path, 
 
 def test_training_progress_and_artifacts_reach_the_prefect_ui(demo_run: tuple[Path, dict]) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter
-    from prefect.logging.handlers import APILogHandler
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    APILogHandler().flush()
+    out, _ = demo_run
+    flow_run_id = json.loads((run_folder(out) / "manifest.json").read_text())["flow_run_id"]
+    messages = flow_run_logs(UUID(flow_run_id))
     with get_client(sync_client=True) as client:
-        messages = [log.message for log in client.read_logs(log_filter=LogFilter())]
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="train-model-"))
         )
