@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.alerts.conftest import (
+from tests.alerts.stack import (
     DEADLINE_SECONDS,
     HOOK_GRACE_SECONDS,
     IDLE_POOL,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from blocks.setup import plan_blocks
-from tests.alerts.conftest import DEFAULT_BLOCKS, clean_env, delete_blocks, run_blocks_command
+from tests.alerts.stack import DEFAULT_BLOCKS, clean_env, delete_blocks, run_blocks_command
 
 FRED_KEY = "abcdef0123456789abcdef0123456789"
 SMTP_PASSWORD = "Smtp-pa55-setup-test"

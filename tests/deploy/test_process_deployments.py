@@ -23,7 +23,7 @@ import pytest
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterId
 
 from tasks.core.settings import Settings
-from tests.deploy.conftest import (
+from tests.deploy.deployments import (
     DAILY_CRON,
     MARKET_TZ,
     PAST_SESSION,
