@@ -1,6 +1,6 @@
 """The data: a folder of FRED download CSVs, served on loopback, fetched once and aligned as the flows align.
 
-The folder is served by the project's FRED-compatible test server (`tests.fred_server.FredServer`,
+The folder is served by the project's FRED-compatible test server (`tests.harness.fred_server.FredServer`,
 which also reads the CSVs), so both designs fetch through the real path (fredapi -> HTTP -> XML).
 The parent fetches every configured series once with plain fredapi (the seed's client), summarises
 what the folder holds (dates and counts, never values) and aligns the series with the project's
@@ -24,7 +24,7 @@ from bench.errors import BenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tasks.core.settings import Settings
-    from tests.fred_server import FredServer
+    from tests.harness.fred_server import FredServer
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def serve_folder(folder: Path) -> Iterator[FredServer]:
         BenchError: the folder is missing, holds no CSV, or a file is not a FRED CSV (the message
             names the file).
     """
-    from tests.fred_server import FredServer
+    from tests.harness.fred_server import FredServer
 
     if not folder.exists():
         raise BenchError(

@@ -1,6 +1,6 @@
 """Child processes: one per measurement, in its own process group, with its own log, result and peak RSS.
 
-The parent side: the benchmark's Prefect server (the project's test harness, `tests.prefect_server`),
+The parent side: the benchmark's Prefect server (the project's test harness, `tests.harness.prefect_server`),
 each child's environment, starting, awaiting and stopping the children. The child side is this
 module run as ``python -m bench.processes ROLE SPEC.json``: it imports only the standard library,
 then the measurement named in the spec (``module:function``), which imports its libraries after
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
 from bench.results import peak_rss_mb, to_json
-from tests.processes import spawn_logged, stop_group, tail_file
+from tests.harness.process import ManagedProcess
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tests.prefect_server import PrefectServer
+    from tests.harness.prefect_server import PrefectServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 10.0
@@ -61,20 +61,29 @@ class Measurement:
     prefect_api: bool = False
 
 
-@dataclass
-class Child:
-    """A running child process and where its log and result go."""
+class Child(ManagedProcess):
+    """One measurement's child: `python -m bench.processes ROLE SPEC`, run to completion."""
 
-    role: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    result_path: Path
-    started: float
+    listens = False
+    runs_to_completion = True
+    stop_grace = STOP_GRACE_SECONDS
+
+    def __init__(self, role: str, spec_path: Path, result_path: Path, *, log_path: Path, env: Mapping[str, str]) -> None:
+        super().__init__(log_path, cwd=REPO_ROOT)
+        self.name = f"the {role} child"
+        self.role, self.spec_path, self.result_path, self._env = role, spec_path, result_path, dict(env)
+        self.started = time.monotonic()
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.processes", self.role, str(self.spec_path)]
+
+    def environment(self) -> dict[str, str]:
+        return dict(self._env)
 
 
 @contextmanager
 def prefect_server(workdir: Path, *, timeout: float) -> Iterator[PrefectServer]:
-    """A `prefect server start` on 127.0.0.1 (tests/prefect_server.py) while the block runs.
+    """A `prefect server start` on 127.0.0.1 (tests/harness/prefect_server.py) while the block runs.
 
     Its own home under `workdir`, no UI, no scheduler and no late-run service. Started before the
     first child and waited for, so its start-up is in no measured number; the project child talks to
@@ -84,7 +93,7 @@ def prefect_server(workdir: Path, *, timeout: float) -> Iterator[PrefectServer]:
     Raises:
         BenchError: it did not answer /api/health within `timeout` seconds (with its log's end).
     """
-    from tests.prefect_server import PrefectServer
+    from tests.harness.prefect_server import PrefectServer
 
     server = PrefectServer(workdir / "prefect-server", extra_env=_SERVER_ENV)
     try:
@@ -127,11 +136,8 @@ def start_child(measurement: Measurement, spec: Mapping[str, Any], *, workdir: P
             indent=2,
         )
     )
-    log_path = workdir / f"{role}.log"
-    process, _ = spawn_logged(
-        [sys.executable, "-m", "bench.processes", role, str(spec_path)], log_path=log_path, cwd=REPO_ROOT, env=env
-    )
-    return Child(role, process, log_path, result_path, time.monotonic())
+    child = Child(role, spec_path, result_path, log_path=workdir / f"{role}.log", env=env)
+    return child.start()
 
 
 def finish_child(child: Child, *, timeout: float) -> dict[str, Any]:
@@ -141,16 +147,17 @@ def finish_child(child: Child, *, timeout: float) -> dict[str, Any]:
         BenchError: the child failed or timed out (with the end of its log).
     """
     try:
-        code = child.process.wait(timeout=max(0.0, timeout - (time.monotonic() - child.started)))
+        code = child.wait(timeout=max(0.0, timeout - (time.monotonic() - child.started)))
     except subprocess.TimeoutExpired:
         raise BenchError(
-            f"the {child.role} child ran longer than {timeout:.0f} s and was stopped; end of its log:\n{tail_file(child.log_path)}"
+            f"the {child.role} child ran longer than {timeout:.0f} s and was stopped; end of its log:\n"
+            f"{child.log_tail(40)}"
         ) from None
     finally:
-        stop_group(child.process, grace=STOP_GRACE_SECONDS)  # and anything it left behind
+        child.stop()  # and anything it left behind
     if code != 0:
         raise BenchError(
-            f"the {child.role} child failed (exit code {code}); end of its log ({child.log_path}):\n{tail_file(child.log_path)}"
+            f"the {child.role} child failed (exit code {code}); end of its log ({child.log_path}):\n{child.log_tail(40)}"
         )
     result: dict[str, Any] = json.loads(child.result_path.read_text())
     return result
@@ -198,7 +205,7 @@ def run_children(
                 say(f"{child.role}: done in {time.monotonic() - child.started:.0f} s")
     finally:
         for child in children:
-            stop_group(child.process, grace=STOP_GRACE_SECONDS)
+            child.stop()
     return results
 
 

@@ -1,6 +1,7 @@
-"""Test-wide setup: an isolated Prefect home, no real credentials, and the CI rule for real parts.
+"""Test-wide setup: an isolated Prefect home, no real credentials, and the session's real components.
 
 Environment is fixed here, at import time, before any test module imports Prefect or TensorFlow.
+The components and helpers live in tests/harness/; this file only holds fixtures.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import date
 
 import pytest
 
@@ -20,16 +20,12 @@ os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127
 for _variable in ("FRED_API_KEY", "FRED_API_URL", "PREFECT_API_URL", "PREFECT_API_KEY", "AZURE_STORAGE_CONNECTION_STRING"):
     os.environ.pop(_variable, None)
 
-from tasks.core.settings import BacktestSettings, FetchSettings, Settings, StorageSettings  # noqa: E402
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def unavailable(message: str) -> None:
-    """A real component (Azurite, a Prefect server, ...) could not start: fail under CI, else skip."""
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: a test whose real component cannot start fails)")
-    pytest.skip(message)
+from tasks.core.settings import Settings  # noqa: E402
+from tests.harness.azurite import Azurite  # noqa: E402
+from tests.harness.ci import running  # noqa: E402
+from tests.harness.prefect_server import PrefectServer  # noqa: E402
+from tests.harness.settings import tiny_settings  # noqa: E402
+from tests.harness.smtp import SmtpSink  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -41,52 +37,28 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-def tiny_settings(**overrides: object) -> Settings:
-    """Settings for fast tests: tiny network, few epochs, short windows, quick retries."""
-    base: dict[str, object] = {
-        "history_start": date(2023, 1, 1),
-        "epochs": 2,
-        "lstm_units": 4,
-        "batch_size": 64,
-        "level_window": 20,
-        "fetch": FetchSettings(timeout_seconds=2, retries=2, retry_backoff_seconds=0.05, retry_jitter_factor=0, requests_per_minute=6000),
-        "storage": StorageSettings(attempts=2, timeout_seconds=10, retry_delay_seconds=0.1),
-        "backtest": BacktestSettings(origin_step=5),
-    }
-    base.update(overrides)
-    return Settings(**base)
-
-
 @pytest.fixture
 def settings() -> Settings:
-    """Tiny settings (see tiny_settings)."""
+    """Tiny settings (tests.harness.settings.tiny_settings)."""
     return tiny_settings()
 
 
 @pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """One Azurite blob service on 127.0.0.1 for the session (tests/azurite_harness.py)."""
-    from tests.azurite_harness import Azurite, AzuriteUnavailable, ensure_azurite_installed
-
-    try:
-        ensure_azurite_installed()
-        server = Azurite(tmp_path_factory.mktemp("azurite")).start()
-    except AzuriteUnavailable as exc:
-        unavailable(f"Azurite could not start: {exc}")
-    yield server
-    server.stop()
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """One Azurite blob service on 127.0.0.1 for the session (tests/harness/azurite.py)."""
+    with running(Azurite(tmp_path_factory.mktemp("azurite")), "Azurite") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """One real `prefect server start` on 127.0.0.1 for the session (tests/prefect_server.py)."""
-    from tests.prefect_server import PrefectServer
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """One real `prefect server start` on 127.0.0.1 for the session (tests/harness/prefect_server.py)."""
+    with running(PrefectServer(tmp_path_factory.mktemp("prefect-server")), "prefect server") as server:
+        yield server
 
-    server = PrefectServer(tmp_path_factory.mktemp("prefect-server"))
-    try:
-        server.start()
-    except Exception as exc:  # noqa: BLE001 - any start failure is reported the same way
-        server.stop()
-        unavailable(f"prefect server could not start: {exc}")
-    yield server
-    server.stop()
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    """One SMTP server on 127.0.0.1 for the session, keeping every e-mail (tests/harness/smtp.py)."""
+    with running(SmtpSink(), "aiosmtpd on 127.0.0.1") as sink:
+        yield sink

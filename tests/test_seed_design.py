@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.seed_design import SeedResult, backtest_seed_design, run_seed_daily, run_seed_design, save_seed_model
-from tests.fred_server import FredServer
+from tests.harness.fred_server import FredServer
 
 SERIES = ["SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV"]
 

@@ -21,7 +21,9 @@ from blocks.automations import (
 from blocks.notifications import ALERT_SENT_EVENT
 from blocks.redaction import environment_secrets, redact
 from tasks.ops.alerts import FailedTask, RunFailure, build_failure_alert
-from tests.alerts.conftest import SmtpSink, delete_blocks, free_port
+from tests.alerts.stack import delete_blocks
+from tests.harness.process import free_port
+from tests.harness.smtp import SmtpSink
 
 SMTP_PASSWORD = "smtp-Pa55word-9d1c"
 FRED_KEY = "0123456789abcdef0123456789abcdef"

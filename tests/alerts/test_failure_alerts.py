@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.alerts.conftest import (
+from tests.alerts.stack import (
     DEADLINE_SECONDS,
     HOOK_GRACE_SECONDS,
     IDLE_POOL,
@@ -32,14 +32,11 @@ from tests.alerts.conftest import (
     RECIPIENT,
     UI_URL,
     AlertStack,
-    free_port,
-    run_logs,
     settle_time,
     sleep_until,
-    wait_for_final_state,
-    wait_for_state,
-    worker_log,
 )
+from tests.harness.flow_runs import flow_run_logs, wait_for_final_state, wait_for_state
+from tests.harness.process import free_port
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -96,7 +93,7 @@ def launched(alert_stack: AlertStack, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def failed_run(launched: Launched) -> Any:
     flow_run = wait_for_final_state(launched.stack.server, launched.failed.id, timeout=240)
-    assert flow_run.state.is_failed(), f"{flow_run.state}\n{worker_log(launched.stack.worker)}"
+    assert flow_run.state.is_failed(), f"{flow_run.state}\n{launched.stack.worker.log_tail()}"
     return flow_run
 
 
@@ -104,7 +101,7 @@ def failed_run(launched: Launched) -> Any:
 def killed_run(launched: Launched) -> Any:
     deadline = time.monotonic() + 180
     while not launched.pid_file.exists():
-        assert time.monotonic() < deadline, f"the sleeping flow never started\n{worker_log(launched.stack.worker)}"
+        assert time.monotonic() < deadline, f"the sleeping flow never started\n{launched.stack.worker.log_tail()}"
         time.sleep(0.25)
     time.sleep(0.5)  # the pid is written; let the file be complete
     os.kill(int(launched.pid_file.read_text()), signal.SIGKILL)
@@ -195,7 +192,7 @@ def test_smtp_outage_keeps_the_original_error_in_the_final_state(launched: Launc
     assert smtp_down_run.state.is_failed()
     assert smtp_down_run.state.name == "Failed"
     assert "SampleFailure: prices for 2026-11-20 could not be loaded: sample outage 7f3a" in smtp_down_run.state.message
-    logs = run_logs(launched.stack.server, smtp_down_run.id)
+    logs = "\n".join(flow_run_logs(smtp_down_run.id, server=launched.stack.server))
     assert "The failure alert could not be sent" in logs
     assert "ConnectionRefusedError" in logs
 

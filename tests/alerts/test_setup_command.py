@@ -14,7 +14,7 @@ import pytest
 
 from blocks.fred import FRED_BURST, FRED_RATE_LIMIT, FRED_REQUESTS_PER_MINUTE
 from blocks.setup import plan_blocks, read_environment
-from tests.alerts.conftest import DEFAULT_BLOCKS, clean_env, delete_blocks, run_blocks_command
+from tests.alerts.stack import DEFAULT_BLOCKS, clean_env, delete_blocks, run_blocks_command
 
 FRED_KEY = "abcdef0123456789abcdef0123456789"
 SMTP_PASSWORD = "Smtp-pa55-setup-test"

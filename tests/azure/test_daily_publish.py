@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from tasks.core.windows import FETCH_MARGIN_SESSIONS
 from tasks.core.calendar import is_session, session_window_start
-from tests.azure.conftest import DAILY_AS_OF, DAILY_FILES, TRAIN_AS_OF, Published
+from tests.azure.stores import DAILY_AS_OF, DAILY_FILES, TRAIN_AS_OF, Published
 
 
 def run_files(published: Published) -> dict[str, bytes]:

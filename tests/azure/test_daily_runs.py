@@ -12,8 +12,9 @@ import pytest
 
 from flows.daily_forecast import daily_forecast
 from tasks.core.errors import StorageError
-from tests.azure.conftest import DAILY_AS_OF, SATURDAY, THANKSGIVING, Store, Trained, azure_settings, save_block, unique_name
-from tests.azurite_harness import Azurite
+from tests.azure.stores import DAILY_AS_OF, SATURDAY, THANKSGIVING, Store, Trained, save_block, unique_name
+from tests.harness.azurite import Azurite
+from tests.harness.settings import promoting_settings
 
 
 @pytest.mark.parametrize(
@@ -64,7 +65,7 @@ def test_missing_container_error_names_it_and_says_how_to_create_it(live_azurite
     container = unique_name("missing")
     block = save_block(container, container, live_azurite)
 
-    state = daily_forecast(as_of=DAILY_AS_OF, settings=azure_settings(), storage_block=block, return_state=True)
+    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), storage_block=block, return_state=True)
 
     assert state.is_failed()
     error = state.result(raise_on_failure=False)

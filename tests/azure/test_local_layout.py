@@ -9,7 +9,7 @@ import pytest
 
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
-from tests.azure.conftest import DAILY_AS_OF, TRAIN_AS_OF, Published
+from tests.azure.stores import DAILY_AS_OF, TRAIN_AS_OF, Published
 
 
 def normalised(names: list[str], *, training_folder: str, daily_folder: str, version: str) -> set[str]:

@@ -23,8 +23,8 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerClient
 
 from tasks.core.outputs import SCHEMAS
-from tests.azure.conftest import DAILY_AS_OF, TRAINING_ONLY_FILES, Published, Store, copy_blobs
-from tests.azurite_harness import Azurite
+from tests.azure.stores import DAILY_AS_OF, TRAINING_ONLY_FILES, Published, Store, copy_blobs
+from tests.harness.azurite import Azurite
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "pbi_integration.md"
 

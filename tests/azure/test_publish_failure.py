@@ -29,8 +29,10 @@ from tasks.adapters.run_store import publish_run
 from tasks.core.contracts import RunHeader, RunManifest
 from tasks.core.errors import PublishError, is_transient
 from tasks.core.settings import StorageSettings
-from tests.azure.conftest import DAILY_AS_OF, TRAIN_AS_OF, Store, azure_settings
-from tests.azurite_harness import Azurite
+from tests.azure.stores import DAILY_AS_OF, TRAIN_AS_OF, Store
+from tests.harness.azurite import Azurite
+from tests.harness.flow_runs import flow_run_logs
+from tests.harness.settings import promoting_settings
 
 # Short per-call limits so the dead Azurite is given up on in seconds, not minutes.
 FAST_FAILING = StorageSettings(attempts=2, timeout_seconds=2, retry_delay_seconds=0.1)
@@ -42,18 +44,6 @@ def manifest_matches_blobs(store: Store, folder: str) -> bool:
     return all(
         hashlib.sha256(blobs[f"{folder}/{entry['name']}"]).hexdigest() == entry["sha256"] for entry in manifest["files"]
     ) and len(blobs) == len(manifest["files"]) + 1
-
-
-def run_logs(flow_run_id: Any) -> list[str]:
-    """The log messages of a flow run (and its task runs), read back from the Prefect API."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-    from prefect.logging.handlers import APILogHandler
-
-    APILogHandler().flush()
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-    return [log.message for log in logs]
 
 
 def header_for(folder: str) -> RunHeader:
@@ -87,7 +77,7 @@ class KilledUpload:
 def killed_upload(own_azurite: Azurite, champion_store: Callable[..., Store]) -> KilledUpload:
     """A complete daily run, then one whose upload dies with Azurite, then one after the restart."""
     store = champion_store("killed", azurite=own_azurite)
-    settings = azure_settings(storage=FAST_FAILING)
+    settings = promoting_settings(storage=FAST_FAILING)
     previous = daily_forecast(as_of=TRAIN_AS_OF, settings=settings, storage_block=store.block)["run_folder"]
     own_azurite.wait_persisted()  # the previous run must survive the crash
 
@@ -116,7 +106,7 @@ def killed_upload(own_azurite: Azurite, champion_store: Callable[..., Store]) ->
         failing_run_seconds = time.monotonic() - started
     error = state.result(raise_on_failure=False)
 
-    logs = run_logs(state.state_details.flow_run_id)
+    logs = flow_run_logs(state.state_details.flow_run_id)
 
     own_azurite.restart()
     latest_after_restart = json.loads(store.read("latest.json"))
@@ -182,7 +172,7 @@ def test_upload_retries_through_a_short_outage_and_completes(
     own_azurite.start()
     store = champion_store("outage", azurite=own_azurite)
     block = resolve_storage(store.block, "unused")
-    settings = azure_settings(storage=StorageSettings(attempts=4, timeout_seconds=3, retry_delay_seconds=0.5))
+    settings = promoting_settings(storage=StorageSettings(attempts=4, timeout_seconds=3, retry_delay_seconds=0.5))
     folder = "runs/20261123_120000"
     files = {"actuals.csv": b"date,value\n2026-11-23,1.0\n", "predicted.csv": b"date,value\n2026-11-23,2.0\n"}
     restarted = threading.Thread(target=lambda: (time.sleep(1), own_azurite.restart()))
@@ -211,7 +201,7 @@ def test_upload_retries_through_a_short_outage_and_completes(
         if restarted.ident is not None:
             restarted.join()
     assert state.is_completed(), state.message
-    logs = run_logs(state.state_details.flow_run_id)
+    logs = flow_run_logs(state.state_details.flow_run_id)
     assert any(f"Publishing {folder}" in m and "failed at predicted.csv" in m for m in logs)
     assert any("Retry 1/3" in m for m in logs)
     assert json.loads(store.read("latest.json"))["run_folder"] == folder

@@ -1,6 +1,6 @@
-"""Shared pieces of the deployment tests: the repository's deployment files, parsed, and the
-deployments registered from prefect.yaml on the session's real Prefect server (tests/conftest.py's
-`prefect_server`), with a process worker serving them.
+"""Fixtures of the deployment tests: the deployments registered from prefect.yaml on the session's
+real Prefect server (tests/conftest.py's `prefect_server`), with a process worker serving them
+(tests/deploy/deployments.py has the names and helpers).
 
 The slow parts (a `prefect deploy`, a worker, a training run) happen once per session and are
 shared by the tests that need them.
@@ -8,120 +8,19 @@ shared by the tests that need them.
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
-import yaml
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-REPO = Path(__file__).resolve().parents[2]
-PREFECT_YAML = REPO / "prefect.yaml"
-DOCKERFILE = REPO / "Dockerfile"
-DOCKERIGNORE = REPO / ".dockerignore"
-LOCK_FILE = REPO / "requirements.lock"
-
-PROCESS_POOL = "market-forecast-process"
-DOCKER_POOL = "market-forecast-docker"
-PROCESS_DEPLOYMENTS = {"daily-forecast-process": "daily-forecast", "train-model-process": "train-model"}
-DOCKER_DEPLOYMENTS = {"daily-forecast-docker": "daily-forecast", "train-model-docker": "train-model"}
-
-DAILY_CRON = "30 9 * * 1-5"
-WEEKLY_CRON = "0 18 * * 0"
-MARKET_TZ = "America/New_York"
-
-# A past NYSE session (a Friday) the runs are replayed for.
-PAST_SESSION = "2026-11-20"
-
-# Tiny training for the champion the daily run needs: seconds, and a gate it always passes.
-TINY_SETTINGS: dict[str, Any] = {
-    "history_start": "2023-01-01",
-    "epochs": 2,
-    "lstm_units": 4,
-    "batch_size": 64,
-    "level_window": 20,
-    "backtest": {"origin_step": 5},
-    "champion_gate": {"max_mase": 100},
-}
-
-RUN_TIMEOUT_SECONDS = 240
-_UUID_LINE = re.compile(r"UUID:\s*([0-9a-f-]{36})")
-
-
-def origin_url_without_credentials() -> str:
-    """The checkout's `origin` URL as the image's source label carries it ("" without a remote)."""
-    proc = subprocess.run(["git", "remote", "get-url", "origin"], cwd=REPO, capture_output=True, text=True)
-    return re.sub(r"://[^/@]*@", "://", proc.stdout.strip()) if proc.returncode == 0 else ""
-
-
-def load_prefect_yaml() -> dict[str, Any]:
-    """prefect.yaml as Prefect reads it (yaml.safe_load, anchors resolved)."""
-    return yaml.safe_load(PREFECT_YAML.read_text())
-
-
-def deployment_configs() -> dict[str, dict[str, Any]]:
-    """The deployments of prefect.yaml by name."""
-    return {d["name"]: d for d in load_prefect_yaml()["deployments"]}
-
-
-@dataclass(frozen=True)
-class DeploymentRun:
-    """A `prefect deployment run ... --watch` call and the flow run it created (if any)."""
-
-    command: subprocess.CompletedProcess[str]
-    flow_run_id: UUID | None
-
-    @property
-    def output(self) -> str:
-        return self.command.stdout + self.command.stderr
-
-
-def run_deployment(server: Any, name: str, params: Mapping[str, Any], *, watch: bool = True) -> DeploymentRun:
-    """`prefect deployment run '<name>' -p k=v ... [--watch]` against the test server.
-
-    Values are passed as the CLI takes them: JSON for dicts and numbers, plain text for strings.
-    """
-    args = ["deployment", "run", name]
-    for key, value in params.items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        args += ["-p", f"{key}={text}"]
-    if watch:
-        args += ["--watch", "--watch-timeout", str(RUN_TIMEOUT_SECONDS)]
-    proc = server.cli(*args, cwd=REPO, check=False, timeout=RUN_TIMEOUT_SECONDS + 60)
-    found = _UUID_LINE.search(proc.stdout)
-    return DeploymentRun(proc, UUID(found.group(1)) if found else None)
-
-
-def wait_for_final_state(server: Any, flow_run_id: UUID, timeout: float = RUN_TIMEOUT_SECONDS) -> Any:
-    """The flow run once it is in a final state (read through the API)."""
-    deadline = time.monotonic() + timeout
-    with server.client() as client:
-        while True:
-            flow_run = client.read_flow_run(flow_run_id)
-            if flow_run.state is not None and flow_run.state.is_final():
-                return flow_run
-            if time.monotonic() > deadline:
-                raise AssertionError(f"flow run {flow_run_id} not final after {timeout} s: {flow_run.state}")
-            time.sleep(1)
-
-
-def worker_log(worker: Any) -> str:
-    """The tail of a worker's log, for assertion messages."""
-    try:
-        return "\n".join(Path(worker.log_path).read_text(errors="replace").splitlines()[-60:])
-    except OSError:
-        return "<no worker log>"
+from tests.deploy.deployments import PAST_SESSION, PROCESS_DEPLOYMENTS, PROCESS_POOL, REPO, TINY_SETTINGS, run_deployment
+from tests.harness.prefect_server import PrefectServer, PrefectWorker
 
 
 @pytest.fixture(scope="session")
-def process_deployments(prefect_server: Any) -> dict[str, Any]:
+def process_deployments(prefect_server: PrefectServer) -> dict[str, Any]:
     """`prefect --no-prompt deploy` of both process deployments, read back from the API by name.
 
     Their schedules are paused right after they are read, so that no scheduled run (09:30 New York
@@ -146,7 +45,7 @@ def process_deployments(prefect_server: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def process_worker(prefect_server: Any, process_deployments: dict[str, Any]) -> Iterator[Any]:
+def process_worker(prefect_server: PrefectServer, process_deployments: dict[str, Any]) -> Iterator[PrefectWorker]:
     """A `prefect worker start --pool market-forecast-process`, started outside the repository.
 
     It does not matter where the worker starts: each flow run's pull step (recorded by
@@ -159,7 +58,7 @@ def process_worker(prefect_server: Any, process_deployments: dict[str, Any]) -> 
 
 @pytest.fixture(scope="session")
 def model_store(
-    tmp_path_factory: pytest.TempPathFactory, prefect_server: Any, process_worker: Any
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServer, process_worker: PrefectWorker
 ) -> Path:
     """An output_dir holding a champion, trained by a run of train-model/train-model-process."""
     store = tmp_path_factory.mktemp("model-store")
@@ -168,6 +67,6 @@ def model_store(
         "train-model/train-model-process",
         {"as_of": PAST_SESSION, "output_dir": str(store), "settings": TINY_SETTINGS},
     )
-    assert run.command.returncode == 0, f"training run failed:\n{run.output[-4000:]}\n{worker_log(process_worker)}"
+    assert run.command.returncode == 0, f"training run failed:\n{run.output[-4000:]}\n{process_worker.log_tail()}"
     assert (store / "models" / "champion.json").is_file(), f"no champion promoted:\n{run.output[-4000:]}"
     return store

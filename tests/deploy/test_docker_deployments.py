@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import (
+from tests.deploy.deployments import (
     DAILY_CRON,
     DOCKER_DEPLOYMENTS,
     DOCKER_POOL,

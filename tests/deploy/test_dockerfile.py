@@ -24,7 +24,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.deploy.conftest import DOCKER_DEPLOYMENTS, DOCKERFILE, DOCKERIGNORE, LOCK_FILE, REPO, deployment_configs
+from tests.deploy.deployments import DOCKER_DEPLOYMENTS, DOCKERFILE, DOCKERIGNORE, LOCK_FILE, REPO, deployment_configs
 
 # The platform the image (and the lock file) is for.
 IMAGE_MARKERS = {**default_environment(), "sys_platform": "linux", "platform_machine": "x86_64", "platform_system": "Linux"}

@@ -26,7 +26,7 @@ from prefect.utilities.importtools import import_object
 from prefect.utilities.schema_tools.validation import validate
 from prefect.utilities.templating import apply_values, find_placeholders
 
-from tests.deploy.conftest import (
+from tests.deploy.deployments import (
     DAILY_CRON,
     REPO,
     DOCKER_DEPLOYMENTS,

@@ -23,7 +23,7 @@ import pytest
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterId
 
 from tasks.core.settings import Settings
-from tests.deploy.conftest import (
+from tests.deploy.deployments import (
     DAILY_CRON,
     MARKET_TZ,
     PAST_SESSION,
@@ -32,9 +32,8 @@ from tests.deploy.conftest import (
     TINY_SETTINGS,
     WEEKLY_CRON,
     run_deployment,
-    wait_for_final_state,
-    worker_log,
 )
+from tests.harness.flow_runs import wait_for_final_state
 
 DAILY = "daily-forecast/daily-forecast-process"
 TRAIN = "train-model/train-model-process"
@@ -105,7 +104,7 @@ def test_deploy_points_the_worker_at_this_checkout(process_deployments: dict[str
 def test_daily_run_with_as_of_override_completes_and_publishes(prefect_server: Any, model_store: Path, process_worker: Any) -> None:
     run = run_deployment(prefect_server, DAILY, {"as_of": PAST_SESSION, "output_dir": str(model_store), "settings": TINY_SETTINGS})
 
-    assert run.command.returncode == 0, f"{run.output[-4000:]}\n--- worker ---\n{worker_log(process_worker)}"
+    assert run.command.returncode == 0, f"{run.output[-4000:]}\n--- worker ---\n{process_worker.log_tail()}"
     assert "Flow run finished successfully in 'Completed'" in run.command.stdout
     flow_run = wait_for_final_state(prefect_server, run.flow_run_id)
     assert flow_run.state.is_completed()
@@ -161,7 +160,7 @@ def test_malformed_date_fails_the_run_at_parameter_validation(
     assert run.flow_run_id is not None, run.output
     assert run.command.returncode == 1, run.output
     flow_run = wait_for_final_state(prefect_server, run.flow_run_id)
-    assert flow_run.state.is_failed(), f"{flow_run.state}\n{worker_log(process_worker)}"
+    assert flow_run.state.is_failed(), f"{flow_run.state}\n{process_worker.log_tail()}"
     message = " ".join((flow_run.state.message or "").split())
     assert "Validation of flow parameters failed" in message
     assert "as_of" in message

@@ -12,7 +12,7 @@ import pytest
 
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
-from tests.flows.test_train_model import promoting
+from tests.harness.settings import promoting_settings
 
 TRAIN_AS_OF, DAILY_AS_OF = date(2025, 6, 30), date(2025, 7, 8)
 
@@ -20,7 +20,7 @@ TRAIN_AS_OF, DAILY_AS_OF = date(2025, 6, 30), date(2025, 7, 8)
 @pytest.fixture(scope="module")
 def trained_store(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("store")
-    train_model(as_of=TRAIN_AS_OF, settings=promoting(), output_dir=str(out))
+    train_model(as_of=TRAIN_AS_OF, settings=promoting_settings(), output_dir=str(out))
     return out
 
 
@@ -37,7 +37,7 @@ def listing(root: Path) -> set[str]:
 
 
 def test_daily_run_publishes_a_complete_folder_and_moves_latest(store: Path) -> None:
-    result = daily_forecast(as_of=DAILY_AS_OF, settings=promoting(), output_dir=str(store))
+    result = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store))
     folder = store / result["run_folder"]
     assert sorted(p.name for p in folder.iterdir()) == [
         "actuals.csv", "forecasted_data.csv", "manifest.json", "model_metrics.csv", "predicted.csv"
@@ -50,7 +50,7 @@ def test_daily_run_publishes_a_complete_folder_and_moves_latest(store: Path) -> 
 
 
 def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store: Path) -> None:
-    result = daily_forecast(as_of=DAILY_AS_OF, settings=promoting(), lookback_sessions=120, output_dir=str(store))
+    result = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), lookback_sessions=120, output_dir=str(store))
     folder = store / result["run_folder"]
     predicted = pd.read_csv(folder / "predicted.csv", parse_dates=["date"])
     assert predicted["date"].nunique() == 120
@@ -63,7 +63,7 @@ def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store:
 
 
 def test_forecast_covers_the_next_30_sessions_after_the_last_actual(store: Path) -> None:
-    result = daily_forecast(as_of=DAILY_AS_OF, settings=promoting(), output_dir=str(store))
+    result = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store))
     forecast = pd.read_csv(store / result["run_folder"] / "forecasted_data.csv", parse_dates=["date"])
     sp = forecast[forecast["series_id"] == "SP500"]
     assert len(sp) == 30 and sp["date"].iloc[0] == pd.Timestamp("2025-07-09")
@@ -75,20 +75,20 @@ def test_forecast_covers_the_next_30_sessions_after_the_last_actual(store: Path)
 @pytest.mark.parametrize(("day", "why"), [(date(2025, 7, 4), "July 4th"), (date(2025, 7, 5), "Saturday")])
 def test_a_closed_market_completes_with_a_reason_and_writes_nothing(store: Path, day: date, why: str) -> None:
     before = listing(store)
-    state = daily_forecast(as_of=day, settings=promoting(), output_dir=str(store), return_state=True)
+    state = daily_forecast(as_of=day, settings=promoting_settings(), output_dir=str(store), return_state=True)
     assert state.is_completed()
     assert f"NYSE closed on {day}" in state.message and why in state.message
     assert listing(store) == before
 
 
 def test_force_runs_on_a_closed_day(store: Path) -> None:
-    result = daily_forecast(as_of=date(2025, 7, 4), force=True, settings=promoting(), output_dir=str(store))
+    result = daily_forecast(as_of=date(2025, 7, 4), force=True, settings=promoting_settings(), output_dir=str(store))
     manifest = json.loads((store / result["run_folder"] / "manifest.json").read_text())
     assert manifest["forced"] is True
 
 
 def test_without_a_champion_the_error_says_to_train_first(prefect_harness: None, tmp_path: Path) -> None:
-    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting(), output_dir=str(tmp_path), return_state=True)
+    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
     assert state.is_failed() and "No champion model" in state.message and "train-model" in state.message
     assert not any(tmp_path.iterdir())
 
@@ -97,11 +97,11 @@ def test_a_tampered_model_file_is_refused(store: Path) -> None:
     version = json.loads((store / "models/champion.json").read_text())["version"]
     scaler = store / "models" / version / "scaler.json"
     scaler.write_text(scaler.read_text().replace("0", "1", 1))
-    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting(), output_dir=str(store), return_state=True)
+    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store), return_state=True)
     assert state.is_failed() and "scaler.json has sha256" in state.message
 
 
 def test_a_champion_for_other_series_is_refused(store: Path) -> None:
-    settings = promoting(series=["SP500", "VIXCLS"])
+    settings = promoting_settings(series=["SP500", "VIXCLS"])
     state = daily_forecast(as_of=DAILY_AS_OF, settings=settings, output_dir=str(store), return_state=True)
     assert state.is_failed() and "cannot serve this run" in state.message and "['SP500', 'VIXCLS']" in state.message

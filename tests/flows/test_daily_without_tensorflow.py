@@ -29,8 +29,8 @@ from tasks.core.features import Scaler
 from tasks.core.forecast import forecast_sessions
 from tasks.core.model import predictor_for
 from tasks.core.settings import Settings
-from tests.fred_server import FredServer
-from tests.flows.test_train_model import promoting
+from tests.harness.fred_server import FredServer
+from tests.harness.settings import promoting_settings
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_AS_OF, DAILY_AS_OF = date(2025, 6, 30), date(2025, 7, 8)
@@ -69,7 +69,7 @@ def daily_run(
     prefect_harness: None, prefect_server: Any, fred: FredServer, tmp_path_factory: pytest.TempPathFactory
 ) -> DailyRun:
     store = tmp_path_factory.mktemp("no-tf-store")
-    settings = promoting(lstm_units=16, epochs=3)
+    settings = promoting_settings(lstm_units=16, epochs=3)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FRED_API_KEY", KEY)
         patch.setenv("FRED_API_URL", fred.url)

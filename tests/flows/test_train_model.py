@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from uuid import UUID
 
 import numpy as np
 import pandas as pd
@@ -18,18 +19,14 @@ import pytest
 from flows.train_model import train_model
 from tasks.core.demo import generate_demo_series
 from tasks.core.outputs import SCHEMAS
-from tasks.core.settings import ChampionGateSettings, Settings
+from tasks.core.settings import Settings
 from tasks.core.contracts import sha256_hex
-from tests.conftest import tiny_settings
-from tests.fred_server import FredServer
+from tests.harness.flow_runs import flow_run_logs
+from tests.harness.fred_server import FredServer
+from tests.harness.settings import promoting_settings
 
 AS_OF = date(2025, 6, 30)
 KEY = "abcdefabcdefabcdefabcdefabcdef12"
-
-
-def promoting(**overrides: object) -> Settings:
-    """Tiny settings whose 2-epoch model is always promoted (the gate itself is unit-tested)."""
-    return tiny_settings(champion_gate=ChampionGateSettings(max_mase=100), **overrides)
 
 
 def run_folder(out: Path) -> Path:
@@ -41,7 +38,7 @@ def run_folder(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def demo_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("train-demo")
-    result = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(out))
+    result = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(out))
     return out, result
 
 
@@ -116,12 +113,12 @@ def test_predictions_mark_which_rows_the_model_trained_on(demo_run: tuple[Path, 
 
 def test_training_progress_and_artifacts_reach_the_prefect_ui(demo_run: tuple[Path, dict]) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter
-    from prefect.logging.handlers import APILogHandler
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    APILogHandler().flush()
+    out, _ = demo_run
+    flow_run_id = json.loads((run_folder(out) / "manifest.json").read_text())["flow_run_id"]
+    messages = flow_run_logs(UUID(flow_run_id))
     with get_client(sync_client=True) as client:
-        messages = [log.message for log in client.read_logs(log_filter=LogFilter())]
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="train-model-"))
         )
@@ -146,7 +143,7 @@ def fred_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FredServer]:
 def test_with_a_fred_key_the_flow_trains_on_fred_and_reports_mase_per_series(
     prefect_harness: None, fred_env: FredServer, tmp_path: Path
 ) -> None:
-    result = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(tmp_path))
+    result = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path))
     metrics = pd.read_csv(run_folder(tmp_path) / "model_metrics.csv")
     assert result["data_source"] == "fred" and set(metrics["data_source"]) == {"fred"}
     assert set(metrics["series_id"]) == set(Settings().series)
@@ -163,14 +160,14 @@ def test_a_bad_key_fails_with_freds_message_and_writes_nothing(
     prefect_harness: None, fred_env: FredServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FRED_API_KEY", "0" * 32)
-    state = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(tmp_path), return_state=True)
+    state = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
     assert state.is_failed()
     assert "api_key is not registered" in state.message and "0" * 32 not in state.message
     assert_nothing_written(tmp_path)
 
 
 def test_an_unknown_series_fails_naming_it_and_writes_nothing(prefect_harness: None, fred_env: FredServer, tmp_path: Path) -> None:
-    settings = promoting(series=["SP500", "NOSUCHSERIES"])
+    settings = promoting_settings(series=["SP500", "NOSUCHSERIES"])
     state = train_model(as_of=AS_OF, settings=settings, output_dir=str(tmp_path), return_state=True)
     assert state.is_failed() and "NOSUCHSERIES" in state.message and "series does not exist" in state.message
     assert_nothing_written(tmp_path)
@@ -179,7 +176,7 @@ def test_an_unknown_series_fails_naming_it_and_writes_nothing(prefect_harness: N
 def test_stale_data_fails_naming_the_series_and_writes_nothing(prefect_harness: None, fred_env: FredServer, tmp_path: Path) -> None:
     vix = generate_demo_series(("VIXCLS",), AS_OF)["VIXCLS"].loc[:"2025-05-30"]
     fred_env.set_series("VIXCLS", vix)
-    state = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(tmp_path), return_state=True)
+    state = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
     assert state.is_failed()
     assert "Stale data for as_of 2025-06-30" in state.message and "VIXCLS: last observation 2025-05-30" in state.message
     assert_nothing_written(tmp_path)
@@ -189,7 +186,7 @@ def test_a_long_gap_fails_naming_series_and_dates_and_writes_nothing(prefect_har
     djia = generate_demo_series(("DJIA",), AS_OF)["DJIA"]
     djia.loc["2024-02-05":"2024-02-16"] = np.nan
     fred_env.set_series("DJIA", djia)
-    state = train_model(as_of=AS_OF, settings=promoting(), output_dir=str(tmp_path), return_state=True)
+    state = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
     assert state.is_failed()
     assert "DJIA: 10 missing session(s) 2024-02-05 .. 2024-02-16" in state.message
     assert_nothing_written(tmp_path)

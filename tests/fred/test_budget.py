@@ -21,7 +21,7 @@ import pytest
 from blocks.fred import FRED_BURST, FRED_RATE_LIMIT, FRED_REQUESTS_PER_MINUTE
 from tasks.core.demo import generate_demo_series
 from tasks.core.settings import FetchSettings
-from tests.fred_server import FredServer
+from tests.harness.fred_server import FredServer
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"

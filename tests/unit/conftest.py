@@ -9,17 +9,12 @@ import pytest
 
 from tasks.core.align import align_sessions
 from tasks.core.demo import generate_demo_series
-
-SERIES = ("SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV")
-
-
-def demo_levels(start: date = date(2023, 1, 1), end: date = date(2025, 6, 30), series: tuple[str, ...] = SERIES) -> pd.DataFrame:
-    """Aligned demo levels for `series` between `start` and `end`."""
-    raw = generate_demo_series(series, end)
-    return align_sessions(raw, start=start, as_of=end, max_fill=3, max_stale=5).levels
+from tasks.core.settings import DEFAULT_SERIES
 
 
 @pytest.fixture(scope="session")
 def levels() -> pd.DataFrame:
-    """About 2.5 years of aligned demo levels of the four default series."""
-    return demo_levels()
+    """About 2.5 years (2023-01-01 .. 2025-06-30) of aligned demo levels of the four default series."""
+    end = date(2025, 6, 30)
+    raw = generate_demo_series(DEFAULT_SERIES, end)
+    return align_sessions(raw, start=date(2023, 1, 1), as_of=end, max_fill=3, max_stale=5).levels

@@ -16,7 +16,7 @@ from tasks.core.forecast import forecast_levels
 from tasks.core.lstm_numpy import numpy_predictor
 from tasks.core.model import keras_runtime, predictor_for
 from tasks.core.training import TrainedModel, fit_lstm
-from tests.conftest import tiny_settings
+from tests.harness.settings import tiny_settings
 
 RTOL = 1e-5
 

@@ -10,7 +10,7 @@ import pytest
 from tasks.core.contracts import CardDataRange, ModelCard
 from tasks.core.errors import ModelMismatchError
 from tasks.core.promotion import check_model_card, gate_decision
-from tests.conftest import tiny_settings
+from tests.harness.settings import tiny_settings
 
 
 def card(series: list[str], *, source: str = "fred", mase: float = 0.99, level_window: int = 20) -> ModelCard:

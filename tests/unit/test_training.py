@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tasks.core.training import fit_lstm
-from tests.conftest import tiny_settings
+from tests.harness.settings import tiny_settings
 
 
 def weights_equal(a: object, b: object) -> bool:

@@ -1,4 +1,4 @@
-"""Tests for tests.fred_server, using fredapi itself as the client."""
+"""Tests for tests.harness.fred_server, using fredapi itself as the client."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from fredapi import Fred
 
-from tests.fred_server import (
+from tests.harness.fred_server import (
     MSG_KEY_NOT_REGISTERED,
     MSG_KEY_NOT_SET,
     MSG_RATE_LIMIT,
@@ -29,7 +29,7 @@ from tests.fred_server import (
     Request,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY = "test-key"
 
 
@@ -319,7 +319,7 @@ def test_from_csv_folder_rejects_non_fred_header(tmp_path: Path) -> None:
 def test_cli_serves_csv_folder_and_prints_env_vars(tmp_path: Path) -> None:
     (tmp_path / "DJIA.csv").write_text("observation_date,DJIA\n2020-01-02,28868.8\n2020-01-03,\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fred_server", "--data", str(tmp_path), "--api-key", "cli-key"],
+        [sys.executable, "-m", "tests.harness.fred_server", "--data", str(tmp_path), "--api-key", "cli-key"],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -30,12 +30,10 @@ Requires node >= 18 and npm on ``PATH``. Linux/macOS only (process groups,
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -49,14 +47,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
-from tests.processes import (
-    HOST,
-    free_port,
-    signal_group,
-    spawn_logged,
-    stop_group,
-    tail,
-)
+from tests.harness.process import HOST, ManagedProcess, tail
 
 try:  # pragma: no cover - always present on Linux/macOS
     import fcntl
@@ -72,7 +63,7 @@ __all__ = [
     "ensure_azurite_installed",
 ]
 
-AZURITE_DIR: Path = Path(__file__).resolve().parent / "azurite"
+AZURITE_DIR: Path = Path(__file__).resolve().parents[1] / "azurite"
 
 # The fixed development account every Azurite instance serves (public, documented).
 ACCOUNT_NAME = "devstoreaccount1"
@@ -210,16 +201,7 @@ def ensure_azurite_installed() -> Path:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-_RUNNING: set[Azurite] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # pragma: no cover - safety net only
-    for azurite in list(_RUNNING):
-        azurite.kill()
-
-
-class Azurite:
+class Azurite(ManagedProcess):
     """One Azurite blob service on ``127.0.0.1:port`` storing data in ``location``.
 
     ``port=None`` picks a free port now (so :attr:`connection_string` is usable
@@ -228,12 +210,16 @@ class Azurite:
     the port. Azurite's console output goes to ``location/azurite.log``.
     """
 
+    name = "Azurite"
+    start_timeout = 30.0
+    stop_grace = 5.0  # SIGTERM: Azurite saves its data first
+    probe_interval = 0.05
+    start_error = AzuriteUnavailable
+
     def __init__(self, location: Path, *, port: int | None = None) -> None:
         self.location = Path(location)
-        self._auto_port = port is None
-        self.port: int = free_port() if port is None else int(port)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._started_once = False
+        super().__init__(self.location / LOG_FILE_NAME, cwd=self.location, port=port)
+        self._executable: Path | None = None
 
     # -- addresses ---------------------------------------------------------------
     @property
@@ -247,52 +233,19 @@ class Azurite:
             f"AccountKey={ACCOUNT_KEY};BlobEndpoint={self.blob_endpoint};"
         )
 
-    @property
-    def log_path(self) -> Path:
-        return self.location / LOG_FILE_NAME
+    def describe(self) -> str:
+        return f"Azurite on {HOST}:{self.port} (location {self.location})"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<Azurite {self.blob_endpoint} {state} location={self.location}>"
-
-    # -- lifecycle ---------------------------------------------------------------
-    def start(self, timeout: float = 30) -> Azurite:
-        """Start Azurite and wait until it serves requests. No-op if running."""
-        if self.running:
-            return self
-        self._reap()
-        executable = ensure_azurite_installed()
-        node = _node()
+    # -- the managed process -------------------------------------------------------
+    def prepare(self) -> None:
+        self._executable = ensure_azurite_installed()
         self.location.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + timeout
-        # A port picked by free_port() can be taken before Azurite binds it:
-        # pick another one, but only before the first successful start.
-        attempts = 3 if self._auto_port and not self._started_once else 1
-        for attempt in range(attempts):
-            log_offset = self._spawn(node, executable)
-            error = self._wait_ready(deadline, log_offset)
-            if error is None:
-                self._started_once = True
-                return self
-            self.kill()
-            output = self._log_since(log_offset)
-            if "EADDRINUSE" in output and attempt + 1 < attempts:
-                self.port = free_port()
-                continue
-            raise AzuriteUnavailable(
-                f"Azurite did not start on {HOST}:{self.port} ({error}).\n"
-                f"--- {self.log_path} (tail) ---\n{tail(output)}"
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _spawn(self, node: str, executable: Path) -> int:
-        cmd = [
-            node,
-            str(executable),
+    def command(self) -> list[str]:
+        assert self._executable is not None
+        return [
+            _node(),
+            str(self._executable),
             "--blobHost", HOST,
             "--blobPort", str(self.port),
             "--location", str(self.location),
@@ -300,87 +253,29 @@ class Azurite:
             "--disableTelemetry",
             "--skipApiVersionCheck",
         ]  # fmt: skip
+
+    def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("AZURITE_ACCOUNTS", None)  # keep exactly the default dev account
-        self._proc, offset = spawn_logged(cmd, log_path=self.log_path, cwd=self.location, env=env)
-        _RUNNING.add(self)
-        return offset
+        return env
 
-    def _wait_ready(self, deadline: float, log_offset: int) -> str | None:
-        """Return None once Azurite answers a real request, else why not."""
-        with self.blob_service_client(
-            retry_total=0, connection_timeout=1, read_timeout=2
-        ) as client:
-            return self._poll_ready(client, deadline, log_offset)
+    def probe(self) -> str | None:
+        """Ready once Azurite says it listens and answers a real request.
 
-    def _poll_ready(
-        self, client: BlobServiceClient, deadline: float, log_offset: int
-    ) -> str | None:
-        assert self._proc is not None
-        last_error = f"no {_LISTENING!r} in its log yet"
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                return f"process exited with code {code}"
-            if time.monotonic() >= deadline:
-                return f"not ready in time; last error: {last_error}"
-            # Probe only once Azurite says it listens, so that whatever else
-            # may hold the port is never mistaken for it.
-            if _LISTENING not in self._log_since(log_offset):
-                time.sleep(0.05)
-                continue
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    pass
-                client.get_service_properties()
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-                last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                time.sleep(0.1)
-                continue
-            if self._proc.poll() is None:
-                return None
-
-    def _log_since(self, offset: int) -> str:
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(offset)
-                return log.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def _signal(self, sig: int) -> None:
-        assert self._proc is not None
-        signal_group(self._proc, sig)
-
-    def _reap(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            signal_group(self._proc, signal.SIGKILL)  # the leader is gone; so must its group be
-            self._proc = None
-            _RUNNING.discard(self)
-
-    def stop(self) -> None:
-        """SIGTERM (Azurite saves its data), SIGKILL after 5 s. Idempotent."""
-        if self._proc is None:
-            return
-        stop_group(self._proc, grace=5)
-        self._reap()
-
-    def kill(self) -> None:
-        """SIGKILL the process group now, like a crash. Idempotent.
-
-        Writes from the last ~5 s may be lost; see :meth:`wait_persisted`.
+        A failed start raises AzuriteUnavailable (so does a missing node/npm or a failed install).
         """
-        if self._proc is None:
-            return
-        self._signal(signal.SIGKILL)
-        self._proc.wait()
-        self._reap()
-
-    def restart(self, timeout: float = 30) -> None:
-        """Stop (if running) and start again on the same port and location."""
-        self.stop()
-        self._auto_port = False
-        self.start(timeout=timeout)
+        # Probe only once Azurite says it listens, so that whatever else may hold the port is
+        # never mistaken for it.
+        if _LISTENING not in self.log_since_start():
+            return f"no {_LISTENING!r} in its log yet"
+        try:
+            with socket.create_connection((HOST, self.port), timeout=0.5):
+                pass
+            with self.blob_service_client(retry_total=0, connection_timeout=1, read_timeout=2) as client:
+                client.get_service_properties()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            return f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return None
 
     def wait_persisted(self, timeout: float = _AUTOSAVE_INTERVAL + 1) -> None:
         """Wait until Azurite has autosaved its metadata to disk (at most ~5 s).
@@ -400,12 +295,6 @@ class Azurite:
             if all(now != then for now, then in zip(mtimes(), before)):
                 return
             time.sleep(0.1)
-
-    def __enter__(self) -> Azurite:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- clients -------------------------------------------------------------------
     def blob_service_client(self, **kwargs: Any) -> BlobServiceClient:

@@ -1,4 +1,4 @@
-"""Tests of tests/azurite_harness.py against a real Azurite on 127.0.0.1.
+"""Tests of tests/harness/azurite.py against a real Azurite on 127.0.0.1.
 
 Azurite is started inside each test body (not in a fixture) so that a missing
 node/npm or a failed start makes the tests FAIL rather than error or skip.
@@ -21,7 +21,7 @@ from azure.storage.blob import ContainerClient
 from prefect_azure import AzureBlobStorageCredentials
 from prefect_azure.blob_storage import AzureBlobStorageContainer
 
-from tests.azurite_harness import Azurite, AzuriteUnavailable
+from tests.harness.azurite import Azurite, AzuriteUnavailable
 
 
 @pytest.fixture(scope="module")

@@ -38,20 +38,18 @@ Client settings (`env()`, used by `cli()` and `start_worker()`):
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.processes import HOST, free_port, spawn_logged, stop_group, tail_file
+from tests.harness.process import HOST, ManagedProcess
 
 DEFAULT_SERVER_ENV: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -91,16 +89,7 @@ def _no_proxy(env: dict[str, str]) -> None:
         env[key] = ",".join(parts)
 
 
-_RUNNING: set[PrefectServer] = set()
-
-
-@atexit.register
-def _stop_leftovers() -> None:  # pragma: no cover - safety net only
-    for server in list(_RUNNING):
-        server.stop()
-
-
-class PrefectServer:
+class PrefectServer(ManagedProcess):
     """One `prefect server start --host 127.0.0.1 --port P` with its own PREFECT_HOME.
 
     Args:
@@ -109,14 +98,16 @@ class PrefectServer:
         extra_env: Server environment added to (or overriding) `DEFAULT_SERVER_ENV`.
     """
 
+    name = "prefect server"
+    start_timeout = 90.0  # ~5-15 s on 2 cores, more on a busy machine
+    stop_grace = 15.0
+
     def __init__(self, home: Path, *, port: int | None = None, extra_env: Mapping[str, str] | None = None) -> None:
         self.home = Path(home)
-        self._auto_port = port is None
-        self.port: int = free_port() if port is None else int(port)
+        super().__init__(self.home / "server.log", cwd=self.home, port=port)
         self.server_env: dict[str, str] = {**DEFAULT_SERVER_ENV, **(extra_env or {})}
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._workers: list[subprocess.Popen[bytes]] = []
-        self.start_seconds: float | None = None
+        self._workers: list[PrefectWorker] = []
+        self._workers_started = 0
 
     # -- addresses -------------------------------------------------------------------
     @property
@@ -124,107 +115,42 @@ class PrefectServer:
         return f"http://{HOST}:{self.port}/api"
 
     @property
-    def log_path(self) -> Path:
-        return self.home / "server.log"
-
-    @property
     def client_home(self) -> Path:
         return self.home / "client"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def __repr__(self) -> str:
-        return f"<PrefectServer {self.api_url} {'running' if self.running else 'stopped'} home={self.home}>"
-
-    # -- lifecycle -------------------------------------------------------------------
-    def start(self, timeout: float = 90) -> PrefectServer:
-        """Start the server and wait until /api/health answers. No-op if it is running.
-
-        Raises:
-            RuntimeError: the server exited or was not healthy within `timeout`; the message
-                carries the tail of home/server.log.
-        """
-        if self.running:
-            return self
+    # -- the managed process ---------------------------------------------------------
+    def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.client_home.mkdir(parents=True, exist_ok=True)
-        began = time.monotonic()
-        deadline = began + timeout
-        attempts = 3 if self._auto_port else 1
-        for attempt in range(attempts):
-            offset = self._spawn()
-            error = self._wait_healthy(deadline)
-            if error is None:
-                self.start_seconds = time.monotonic() - began
-                return self
-            log = self._log_since(offset)
-            self._stop_server()
-            if "address already in use" in log.lower() and attempt + 1 < attempts:
-                self.port = free_port()
-                continue
-            raise RuntimeError(
-                f"prefect server on {HOST}:{self.port} did not become healthy ({error}).\n"
-                f"--- {self.log_path} (tail) ---\n{tail_file(self.log_path)}"
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _spawn(self) -> int:
+    def command(self) -> list[str]:
+        return [self.prefect_executable, "server", "start", "--host", HOST, "--port", str(self.port)]
+
+    def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
         env.update(self.server_env)
         env["PREFECT_HOME"] = str(self.home)
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
         _no_proxy(env)
-        cmd = [self.prefect_executable, "server", "start", "--host", HOST, "--port", str(self.port)]
-        self._proc, offset = spawn_logged(cmd, log_path=self.log_path, cwd=self.home, env=env)
-        _RUNNING.add(self)
-        return offset
+        return env
 
-    def _wait_healthy(self, deadline: float) -> str | None:
-        assert self._proc is not None
+    def probe(self) -> str | None:
+        """Ready once GET /api/health answers `true` (a failed start's message has server.log's tail)."""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = self._proc.poll()
-            if code is not None:
-                return f"process exited with code {code}"
-            try:
-                with opener.open(f"{self.api_url}/health", timeout=2) as response:
-                    if response.status == 200 and json.loads(response.read() or b"null") is True:
-                        return None
-                    last = f"HTTP {response.status}"
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.25)
-        return f"not healthy within the timeout; last probe: {last}"
-
-    def _log_since(self, offset: int) -> str:
         try:
-            with open(self.log_path, "rb") as log:
-                log.seek(offset)
-                return log.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def _stop_server(self) -> None:
-        if self._proc is not None:
-            stop_group(self._proc, grace=15)
-            self._proc = None
+            with opener.open(f"{self.api_url}/health", timeout=2) as response:
+                if response.status == 200 and json.loads(response.read() or b"null") is True:
+                    return None
+                return f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"
 
     def stop(self) -> None:
         """Stop the workers this object started, then the server. Idempotent."""
         for worker in self._workers:
-            stop_group(worker, grace=10)
+            worker.stop()
         self._workers.clear()
-        self._stop_server()
-        _RUNNING.discard(self)
-
-    def __enter__(self) -> PrefectServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().stop()
 
     # -- clients -------------------------------------------------------------------
     @property
@@ -280,7 +206,7 @@ class PrefectServer:
         cwd: Path | None = None,
         extra_env: Mapping[str, str] | None = None,
         ready_timeout: float | None = None,
-    ) -> subprocess.Popen[bytes]:
+    ) -> PrefectWorker:
         """Start `prefect worker start --pool <pool>` (output to home/worker-<pool>-<n>.log).
 
         The worker polls every second (DEFAULT_WORKER_ENV); `extra_env` adds to its environment,
@@ -291,43 +217,26 @@ class PrefectServer:
             RuntimeError: with `ready_timeout`, the worker exited or did not register in time
                 (the message has the tail of its log).
         """
-        before = self._worker_names(pool) if ready_timeout is not None else set()
-        env = self.env(**DEFAULT_WORKER_ENV)
-        env.update(extra_env or {})
-        log_path = self.home / f"worker-{pool}-{len(self._workers)}.log"
-        cmd = [self.prefect_executable, "worker", "start", "--pool", pool]
-        proc, _ = spawn_logged(cmd, log_path=log_path, cwd=cwd, env=env)
-        proc.log_path = log_path  # type: ignore[attr-defined]
-        self._workers.append(proc)
-        if ready_timeout is not None:
-            self._wait_worker_registered(proc, pool, before=before, timeout=ready_timeout)
-        return proc
+        log_path = self.home / f"worker-{pool}-{self._workers_started}.log"
+        self._workers_started += 1
+        worker = PrefectWorker(self, pool, log_path=log_path, cwd=cwd, extra_env=extra_env, wait_registered=ready_timeout is not None)
+        self._workers.append(worker)
+        worker.start(timeout=ready_timeout or 0)
+        return worker
 
-    def _worker_names(self, pool: str) -> set[str]:
+    def stop_worker(self, worker: PrefectWorker) -> None:
+        """Stop one worker started by start_worker (SIGTERM, SIGKILL after 10 s). Idempotent."""
+        worker.stop()
+        if worker in self._workers:
+            self._workers.remove(worker)
+
+    def worker_names(self, pool: str) -> set[str]:
+        """The names of the workers registered for `pool` (none if the pool does not exist)."""
         with self.client() as client:
             try:
                 return {w.name for w in client.read_workers_for_work_pool(work_pool_name=pool)}
             except Exception:  # noqa: BLE001 - the pool may not exist yet: no worker
                 return set()
-
-    def _wait_worker_registered(self, proc: subprocess.Popen[bytes], pool: str, *, before: set[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            if self._worker_names(pool) - before:
-                return
-            time.sleep(0.5)
-        state = f"exited with code {proc.returncode}" if proc.poll() is not None else f"not registered within {timeout:.0f} s"
-        raise RuntimeError(
-            f"worker for pool {pool!r} {state}.\n--- {proc.log_path} (tail) ---\n{tail_file(proc.log_path)}"  # type: ignore[attr-defined]
-        )
-
-    def stop_worker(self, worker: subprocess.Popen[bytes]) -> None:
-        """Stop one worker started by start_worker (SIGTERM, SIGKILL after 10 s). Idempotent."""
-        stop_group(worker, grace=10)
-        if worker in self._workers:
-            self._workers.remove(worker)
 
     @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
@@ -355,11 +264,51 @@ class PrefectServer:
         with self.settings(), get_client(sync_client=True) as client:
             yield client
 
-    @contextlib.asynccontextmanager
-    async def async_client(self) -> AsyncIterator[Any]:
-        """A `prefect.client.orchestration.PrefectClient` (async) bound to this server."""
-        from prefect.client.orchestration import get_client
 
-        with self.settings():
-            async with get_client() as client:
-                yield client
+class PrefectWorker(ManagedProcess):
+    """`prefect worker start --pool <pool>` bound to a `PrefectServer` (made by its start_worker).
+
+    With `wait_registered`, it is ready once the server lists a worker for the pool that was not
+    there before it started; otherwise as soon as it runs.
+    """
+
+    name = "prefect worker"
+    listens = False
+    probe_interval = 0.5  # each probe asks the server
+
+    def __init__(
+        self,
+        server: PrefectServer,
+        pool: str,
+        *,
+        log_path: Path,
+        cwd: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        wait_registered: bool = False,
+    ) -> None:
+        super().__init__(log_path, cwd=cwd)
+        self.server = server
+        self.pool = pool
+        self.extra_env = dict(extra_env or {})
+        self.wait_registered = wait_registered
+        self._before: set[str] = set()
+
+    def describe(self) -> str:
+        return f"worker for pool {self.pool!r}"
+
+    def command(self) -> list[str]:
+        return [self.server.prefect_executable, "worker", "start", "--pool", self.pool]
+
+    def environment(self) -> dict[str, str]:
+        env = self.server.env(**DEFAULT_WORKER_ENV)
+        env.update(self.extra_env)
+        return env
+
+    def prepare(self) -> None:
+        if self.wait_registered:
+            self._before = self.server.worker_names(self.pool)
+
+    def probe(self) -> str | None:
+        if not self.wait_registered or self.server.worker_names(self.pool) - self._before:
+            return None
+        return "not registered with the server yet"

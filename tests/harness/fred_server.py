@@ -18,7 +18,7 @@ Typical use with fredapi::
 
 Command line (run from the project root so ``tests`` is importable)::
 
-    python -m tests.fred_server --data DIR [--port P] [--api-key K]
+    python -m tests.harness.fred_server --data DIR [--port P] [--api-key K]
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import quoteattr
 
 import pandas as pd
+
+from tests.harness.process import Service
 
 __all__ = ["Fault", "FredServer", "Request", "main"]
 
@@ -262,7 +264,7 @@ def _prepare_series(series_id: str, values: pd.Series, info: Mapping[str, str] |
         "seasonal_adjustment_short": "NSA",
         "last_updated": f"{realtime} 08:00:00-06",
         "popularity": "1",
-        "notes": "Served by tests.fred_server (local FRED-compatible test server).",
+        "notes": "Served by tests.harness.fred_server (local FRED-compatible test server).",
     }
     if info:
         meta.update({str(k): str(v) for k, v in info.items()})
@@ -310,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fred._handle(self)
 
 
-class FredServer:
+class FredServer(Service):
     """A local FRED-compatible HTTP server serving in-memory series.
 
     Serves ``GET /fred/series/observations`` and ``GET /fred/series`` with
@@ -406,11 +408,10 @@ class FredServer:
         if thread is not None:
             thread.join(timeout=5)
 
-    def __enter__(self) -> FredServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._httpd is not None
 
     @property
     def port(self) -> int:
@@ -672,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Process exit status.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fred_server",
+        prog="python -m tests.harness.fred_server",
         description="Serve FRED download CSVs through a local FRED-compatible API on 127.0.0.1.",
     )
     parser.add_argument("--data", required=True, type=Path, help="folder of FRED CSVs (observation_date,<ID>)")
