@@ -1,0 +1,1 @@
+"""Harnesses of real components the integration tests start and stop (a Docker engine, ...)."""
