@@ -13,26 +13,12 @@
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
-# Commit the image is built from; reported by the flows in every manifest.json (code_version).
-ARG GIT_SHA=""
-# Keep VERSION equal to pyproject.toml's version (tests/deploy/test_dockerfile.py checks it).
-ARG VERSION=0.1.0
-# Repository URL for the source label, e.g. --build-arg SOURCE_URL="$(git remote get-url origin)".
-ARG SOURCE_URL=""
-
-LABEL org.opencontainers.image.title="market-forecast" \
-      org.opencontainers.image.description="Prefect flows forecasting US market indicators from FRED with an LSTM; CSVs for Power BI" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${GIT_SHA}" \
-      org.opencontainers.image.source="${SOURCE_URL}"
-
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
-    TF_CPP_MIN_LOG_LEVEL=2 \
-    MARKET_FORECAST_GIT_SHA=${GIT_SHA}
+    TF_CPP_MIN_LOG_LEVEL=2
 
 # The flows run as this unprivileged user; Prefect keeps its home in /home/app/.prefect.
 RUN groupadd --system --gid 10001 app \
@@ -49,6 +35,23 @@ WORKDIR /opt/market-forecast
 COPY requirements-runtime.lock ./
 RUN python -m pip install --no-cache-dir --no-deps -r requirements-runtime.lock \
     && python -m pip check
+
+# What changes with every commit comes after the dependency layer: a build argument takes part in
+# the cache key of every RUN after its ARG line, so GIT_SHA declared earlier would reinstall
+# TensorFlow on every commit.
+# Commit the image is built from; reported by the flows in every manifest.json (code_version).
+ARG GIT_SHA=""
+# Keep VERSION equal to pyproject.toml's version (tests/deploy/test_dockerfile.py checks it).
+ARG VERSION=0.1.0
+# Repository URL for the source label, e.g. --build-arg SOURCE_URL="$(git remote get-url origin)".
+ARG SOURCE_URL=""
+
+LABEL org.opencontainers.image.title="market-forecast" \
+      org.opencontainers.image.description="Prefect flows forecasting US market indicators from FRED with an LSTM; CSVs for Power BI" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${GIT_SHA}" \
+      org.opencontainers.image.source="${SOURCE_URL}"
+ENV MARKET_FORECAST_GIT_SHA=${GIT_SHA}
 
 # The project (no dependency resolution). The source stays in the working directory as well:
 # the deployments' entrypoints (flows/daily_forecast.py:daily_forecast) are loaded from it.

@@ -208,6 +208,10 @@ def test_lock_is_installed_in_its_own_layer_before_the_code() -> None:
     first_code = min(_index(instructions, "COPY", rf"\b{name}\b") for name in ("pyproject.toml", "flows", "tasks", "blocks"))
     assert copy_lock < install_lock < first_code
     assert all(kw != "COPY" for kw, _ in instructions[copy_lock + 1 : install_lock]), "the lock layer must depend on the lock only"
+    # A build argument joins the cache key of every later RUN: one that changes per commit
+    # (GIT_SHA) before the dependency layer would reinstall TensorFlow on every commit.
+    early = [args for kw, args in instructions[1:install_lock] if kw == "ARG" or (kw in ("ENV", "LABEL") and "${" in args)]
+    assert early == [], f"per-build values before the dependency layer: {early}"
     run = instructions[install_lock][1]
     assert "--no-deps -r requirements-runtime.lock" in run and "pip check" in run
 
