@@ -12,7 +12,8 @@ The engine:
 - `DOCKER_HOST`, if set and answering, else the default socket /var/run/docker.sock if it answers,
   is used as it is (`use_existing=True`, the default). It must run on this machine: containers
   use host networking to reach the tests' loopback services. On stop, the containers created from
-  this harness's registry and the images tagged into it are removed; nothing else is touched.
+  this harness's registry and the images tagged into it are removed; nothing else is touched (the
+  stand-in base image stays there, for the next session).
 - Otherwise a private `dockerd` (Debian's docker.io; needs root) is started with its own data
   root, exec root, pidfile, socket, config file and containerd namespaces under a temporary folder
   (/tmp/mfd-XXXX: short, because socket paths are limited to 108 bytes), without a bridge or
