@@ -254,6 +254,7 @@ def stack(
     sink = LoginSmtpSink(SMTP_USER, keys.smtp_password)
     freds: list[FredServer] = []
     try:
+        azurite.start()  # the session's Azurite, again if a test before stopped it (no-op if running)
         server.start()
         sink.start()
         fred, fred_slow, fred_down = (_demo_fred(keys.fred_api_key) for _ in range(3))
