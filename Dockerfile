@@ -3,36 +3,22 @@
 #
 # Base: python:3.11-slim, not prefecthq/prefect:3-python3.11. The Prefect image ships its own
 # Prefect and dependency versions (installed with uv); here every package version comes from
-# requirements.lock, the same file the tests install, so the image runs exactly what was tested.
+# requirements-runtime.lock, whose pins are those of requirements.lock, the file the tests
+# install, so the image runs exactly what was tested (without the test tools).
+# BASE_IMAGE exists for builders without Docker Hub: any image with Python 3.11 whose `python`
+# can `pip install` (the test suite builds such a stand-in from Debian packages,
+# tests/harness/docker_engine.py). Leave it alone otherwise.
 # The classic builder that prefect-docker's build step uses (docker-py) has no BuildKit, so this
 # file uses no BuildKit-only syntax (no RUN --mount, no heredocs).
-FROM python:3.11-slim
-
-# Commit the image is built from; reported by the flows in every manifest.json (code_version).
-ARG GIT_SHA=""
-# Keep VERSION equal to pyproject.toml's version (tests/deploy/test_dockerfile.py checks it).
-ARG VERSION=0.1.0
-# Repository URL for the source label, e.g. --build-arg SOURCE_URL="$(git remote get-url origin)".
-ARG SOURCE_URL=""
-# Packaging tools `pip freeze` leaves out of the lock: setuptools builds the project below (no
-# build isolation, so nothing unpinned is fetched) and astunparse, a TensorFlow dependency,
-# declares `wheel` as a requirement (pip check fails without it).
-ARG SETUPTOOLS_VERSION=80.9.0
-ARG WHEEL_VERSION=0.48.0
-
-LABEL org.opencontainers.image.title="market-forecast" \
-      org.opencontainers.image.description="Prefect flows forecasting US market indicators from FRED with an LSTM; CSVs for Power BI" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${GIT_SHA}" \
-      org.opencontainers.image.source="${SOURCE_URL}"
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
-    TF_CPP_MIN_LOG_LEVEL=2 \
-    MARKET_FORECAST_GIT_SHA=${GIT_SHA}
+    TF_CPP_MIN_LOG_LEVEL=2
 
 # The flows run as this unprivileged user; Prefect keeps its home in /home/app/.prefect.
 RUN groupadd --system --gid 10001 app \
@@ -42,13 +28,30 @@ RUN groupadd --system --gid 10001 app \
 WORKDIR /opt/market-forecast
 
 # Dependencies: this layer depends on the lock file only, so a code change does not reinstall
-# TensorFlow. --no-deps: the lock lists every package (a `pip freeze` of the tested environment,
-# tensorflow-cpu included) and nothing else is resolved; pip check proves the set is complete.
-# The lock is installed after the packaging tools, so its pins win if it lists them too.
-COPY requirements.lock ./
-RUN python -m pip install --no-cache-dir "setuptools==${SETUPTOOLS_VERSION}" "wheel==${WHEEL_VERSION}" \
-    && python -m pip install --no-cache-dir --no-deps -r requirements.lock \
+# TensorFlow. requirements-runtime.lock (`make lock`) holds the runtime dependencies only, at the
+# versions of requirements.lock, with environment markers (tensorflow-cpu on linux x86_64,
+# async-timeout below Python 3.11.3, ...), setuptools and wheel included. --no-deps: nothing
+# else is resolved; pip check proves the set is complete for this interpreter.
+COPY requirements-runtime.lock ./
+RUN python -m pip install --no-cache-dir --no-deps -r requirements-runtime.lock \
     && python -m pip check
+
+# What changes with every commit comes after the dependency layer: a build argument takes part in
+# the cache key of every RUN after its ARG line, so GIT_SHA declared earlier would reinstall
+# TensorFlow on every commit.
+# Commit the image is built from; reported by the flows in every manifest.json (code_version).
+ARG GIT_SHA=""
+# Keep VERSION equal to pyproject.toml's version (tests/deploy/test_dockerfile.py checks it).
+ARG VERSION=0.1.0
+# Repository URL for the source label, e.g. --build-arg SOURCE_URL="$(git remote get-url origin)".
+ARG SOURCE_URL=""
+
+LABEL org.opencontainers.image.title="market-forecast" \
+      org.opencontainers.image.description="Prefect flows forecasting US market indicators from FRED with an LSTM; CSVs for Power BI" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${GIT_SHA}" \
+      org.opencontainers.image.source="${SOURCE_URL}"
+ENV MARKET_FORECAST_GIT_SHA=${GIT_SHA}
 
 # The project (no dependency resolution). The source stays in the working directory as well:
 # the deployments' entrypoints (flows/daily_forecast.py:daily_forecast) are loaded from it.

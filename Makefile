@@ -3,6 +3,8 @@
 #   make test   the lint and type gate, then the whole test suite (what CI runs)
 #   make lint   ruff, ruff format --check, mypy and the import contracts only
 #   make bench  the benchmark against the seed design (needs a folder of FRED CSVs, see bench/README.md)
+#   make bench-docker  image size and build/run times on a Docker engine (docs/deployment.md)
+#   make lock   regenerate requirements.lock (tests) and requirements-runtime.lock (the image) from pyproject.toml
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -11,6 +13,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AZURITE := tests/azurite/node_modules/.bin/azurite-blob
 BENCH_DATA ?= ../shared/data/fred
+# uv compiles the locks (make lock only); it lives in its own venv, never in the tested one.
+UV_VERSION ?= 0.13.9
+LOCK_VENV ?= .venv-lock
+LOCK_ARGS := --universal --python-version 3.11 --custom-compile-command "make lock" --quiet
 
 # Offline by default: Prefect's anonymous usage telemetry would only time out without a network.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -19,7 +25,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # default to start on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: install demo lint test bench clean
+.PHONY: install demo lint test bench bench-docker lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
@@ -54,5 +60,17 @@ test: install $(AZURITE) lint
 bench: install
 	$(BIN)/python -m bench.run --data $(BENCH_DATA)
 
+bench-docker: install
+	$(BIN)/python -m bench.docker
+
+# Marker-aware locks valid on every Python 3.11.x (e.g. async-timeout only below 3.11.3). Versions
+# already in a lock are kept unless pyproject.toml needs others; to move one on purpose add
+# e.g. --upgrade-package prefect. The runtime lock (what the image installs: no test tools) is
+# compiled with the full lock as constraints, so both pin the same versions.
+lock:
+	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"; }
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra test $(LOCK_ARGS) -o requirements.lock
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml -c requirements.lock $(LOCK_ARGS) -o requirements-runtime.lock
+
 clean:
-	rm -rf $(VENV) tests/azurite/node_modules .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) tests/azurite/node_modules .pytest_cache

@@ -65,6 +65,7 @@ def daily_forecast(
     storage = resolve_storage_task(storage_block, output_dir)
     source = resolve_source_task(fred_block)
     champion = load_champion_task(storage, settings, data_source=source.kind)
+    settings = champion.settings  # the champion's input windows
     start = daily_fetch_start_task(as_of, lookback_sessions=lookback_sessions, settings=settings)
     raw = fetch_all(source, settings, start=start, end=as_of)
     aligned = align_sessions_task(raw, start=start, as_of=as_of, settings=settings)

@@ -33,7 +33,7 @@ from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageNotFo
 from tasks.core.features import Scaler, SplitDates
 from tasks.core.lstm_numpy import LstmWeights, numpy_predictor
 from tasks.core.model import Predictor
-from tasks.core.promotion import check_model_card
+from tasks.core.promotion import check_model_card, settings_for_model
 from tasks.core.settings import Settings
 from tasks.core.training import model_version_name
 
@@ -50,12 +50,19 @@ MODEL_CARD = "model_card.json"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A stored model ready to predict (without TensorFlow)."""
+    """A stored model ready to predict (without TensorFlow).
+
+    Attributes:
+        settings: The run's settings with the model's own input windows (settings_for_model).
+        adopted: What `settings` took from the model rather than from the run, for the log.
+    """
 
     predictor: Predictor
     scaler: Scaler
     card: ModelCard
     version: str
+    settings: Settings
+    adopted: tuple[str, ...] = ()
 
     @property
     def split_dates(self) -> SplitDates:
@@ -248,7 +255,7 @@ def load_champion(storage: WritableFileSystem, settings: Settings, *, data_sourc
     Raises:
         ModelStoreError: no champion was ever promoted, or its files are missing.
         ModelIntegrityError: a file's sha256 differs from the card (or the card from champion.json).
-        ModelMismatchError: the champion was trained for other series, windows or data source.
+        ModelMismatchError: the champion was trained for other series or another data source.
     """
     timeout = settings.storage.timeout_seconds
     pointer = read_champion_pointer(storage, timeout=timeout)
@@ -266,4 +273,5 @@ def load_champion(storage: WritableFileSystem, settings: Settings, *, data_sourc
             f"{SCALER_FILE} of {pointer.version} is for series {scaler.series}, its card says {list(card.series)}"
         )
     predictor = numpy_predictor(read_lstm_weights(files[MODEL_FILE]))
-    return LoadedModel(predictor=predictor, scaler=scaler, card=card, version=pointer.version)
+    run_settings, adopted = settings_for_model(card, settings)
+    return LoadedModel(predictor, scaler, card, pointer.version, run_settings, tuple(adopted))

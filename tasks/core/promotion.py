@@ -12,21 +12,19 @@ from tasks.core.contracts import GateDecision, ModelCard
 from tasks.core.errors import ModelMismatchError
 from tasks.core.settings import Settings
 
+# The settings that define a model's inputs: a run that uses the model uses the model's values.
+MODEL_WINDOW_SETTINGS = ("sequence_length", "level_window")
+
 
 def check_model_card(card: ModelCard, settings: Settings, *, data_source: str) -> None:
-    """Fail clearly when a stored model does not fit this run's settings or data.
+    """Fail clearly when a stored model cannot serve this run's series or data.
 
     Raises:
-        ModelMismatchError: series, sequence length, level window or data source differ.
+        ModelMismatchError: series or data source differ.
     """
     problems = []
     if card.series != settings.series:
         problems.append(f"it was trained on series {list(card.series)}, this run asks for {list(settings.series)}")
-    if card.sequence_length != settings.sequence_length:
-        problems.append(f"its sequence_length is {card.sequence_length}, this run asks for {settings.sequence_length}")
-    trained_window = card.settings.get("level_window")
-    if trained_window is not None and trained_window != settings.level_window:
-        problems.append(f"its level_window is {trained_window}, this run asks for {settings.level_window}")
     if card.data_source != data_source:
         problems.append(f"it was trained on {card.data_source} data, this run uses {data_source} data")
     if problems:
@@ -35,6 +33,28 @@ def check_model_card(card: ModelCard, settings: Settings, *, data_source: str) -
             + "; ".join(problems)
             + ". Run the train-model flow with the same settings and data source to train a matching champion."
         )
+
+
+def settings_for_model(card: ModelCard, settings: Settings) -> tuple[Settings, list[str]]:
+    """The run's settings with the model's input windows, and what was changed.
+
+    A model reads windows of `sequence_length` sessions and measures the level feature against a
+    `level_window` mean: a run that uses it must compute its inputs the same way, whatever the run's
+    own settings say (the daily deployment's defaults after a training run with other values).
+
+    Returns:
+        (settings to run the model with, one sentence per value taken from the model).
+    """
+    trained = {
+        "sequence_length": card.sequence_length,
+        **{k: card.settings[k] for k in MODEL_WINDOW_SETTINGS if k in card.settings},
+    }
+    changed = {k: v for k, v in trained.items() if getattr(settings, k) != v}
+    notes = [
+        f"{k}={v} as the model {card.version} was trained (this run's settings say {getattr(settings, k)})"
+        for k, v in changed.items()
+    ]
+    return (settings.model_copy(update=changed) if changed else settings), notes
 
 
 def gate_decision(

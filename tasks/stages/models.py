@@ -31,7 +31,10 @@ from tasks.stages.retry import retry_options
 @task(name="load-champion-model", cache_policy=NO_CACHE)
 def _load_champion(storage: WritableFileSystem, settings: Settings, *, data_source: str) -> LoadedModel:
     loaded = load_champion(storage, settings, data_source=data_source)
-    get_run_logger().info(
+    logger = get_run_logger()
+    for note in loaded.adopted:
+        logger.warning("Using %s", note)
+    logger.info(
         "Champion model %s (trained on %s data %s .. %s, test part from %s)",
         loaded.version,
         loaded.card.data_source,
@@ -43,7 +46,11 @@ def _load_champion(storage: WritableFileSystem, settings: Settings, *, data_sour
 
 
 def load_champion_task(storage: WritableFileSystem, settings: Settings, *, data_source: str) -> LoadedModel:
-    """Load and verify the champion, and log which version it is."""
+    """Load and verify the champion, and log which version it is.
+
+    The returned model's `settings` are the run's with the champion's input windows: use them for
+    everything that computes the model's inputs.
+    """
     return _load_champion.with_options(**retry_options(settings.storage))(storage, settings, data_source=data_source)
 
 

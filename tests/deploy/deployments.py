@@ -23,6 +23,7 @@ PREFECT_YAML = REPO / "prefect.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 LOCK_FILE = REPO / "requirements.lock"
+RUNTIME_LOCK_FILE = REPO / "requirements-runtime.lock"
 
 PROCESS_POOL = "market-forecast-process"
 DOCKER_POOL = "market-forecast-docker"

