@@ -54,11 +54,14 @@ class Measurement:
         role: Names its log, spec and result files, and its key in the report's JSON.
         measure: ``measure(spec) -> result``, a module-level function of bench/ run in the child.
         prefect_api: Whether the child gets the benchmark's Prefect server as `PREFECT_API_URL`.
+        phase: Children of a later phase start only when every child of the earlier ones is done
+            (they use what those left, e.g. a trained model); within a phase `--parallel` applies.
     """
 
     role: str
     measure: Measure
     prefect_api: bool = False
+    phase: int = 1
 
 
 class Child(ManagedProcess):
@@ -173,10 +176,11 @@ def run_children(
     parallel: bool,
     say: Callable[[str], None],
 ) -> dict[str, dict[str, Any]]:
-    """Run each measurement in its own child, one after the other (or all at once if `parallel`).
+    """Run each measurement in its own child, one after the other (or a phase at once if `parallel`).
 
-    Every child gets `spec` plus its own folder ``workdir/<role>`` (`workdir` in its spec) and the
-    environment `env_for(measurement, folder)`. Whatever happens (a failure, a timeout, Ctrl-C),
+    Every child gets `spec` plus its own folder ``workdir/<role>`` (`workdir` in its spec), the
+    folder of all the children (`children_root`, where a later phase finds an earlier one's files)
+    and the environment `env_for(measurement, folder)`. Whatever happens (a failure, a timeout, Ctrl-C),
     every child's process group is ended before this returns or raises.
 
     Returns:
@@ -188,21 +192,27 @@ def run_children(
     results: dict[str, dict[str, Any]] = {}
     children: list[Child] = []
     try:
-        for measurement in measurements:
-            folder = workdir / measurement.role
-            folder.mkdir()
-            say(f"{measurement.role}: running in a child process (log: {folder / (measurement.role + '.log')})")
-            child = start_child(
-                measurement, {**spec, "workdir": str(folder)}, workdir=folder, env=env_for(measurement, folder)
-            )
-            children.append(child)
-            if not parallel:
-                results[child.role] = finish_child(child, timeout=timeout)
-                say(f"{child.role}: done in {time.monotonic() - child.started:.0f} s")
-        if parallel:
-            for child in children:
-                results[child.role] = finish_child(child, timeout=timeout)
-                say(f"{child.role}: done in {time.monotonic() - child.started:.0f} s")
+        for phase in sorted({m.phase for m in measurements}):
+            started: list[Child] = []
+            for measurement in (m for m in measurements if m.phase == phase):
+                folder = workdir / measurement.role
+                folder.mkdir()
+                say(f"{measurement.role}: running in a child process (log: {folder / (measurement.role + '.log')})")
+                child = start_child(
+                    measurement,
+                    {**spec, "workdir": str(folder), "children_root": str(workdir)},
+                    workdir=folder,
+                    env=env_for(measurement, folder),
+                )
+                children.append(child)
+                started.append(child)
+                if not parallel:
+                    results[child.role] = finish_child(child, timeout=timeout)
+                    say(f"{child.role}: done in {time.monotonic() - child.started:.0f} s")
+            if parallel:
+                for child in started:
+                    results[child.role] = finish_child(child, timeout=timeout)
+                    say(f"{child.role}: done in {time.monotonic() - child.started:.0f} s")
     finally:
         for child in children:
             child.stop()

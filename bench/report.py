@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import REPO_ROOT
+from bench.daily import HEAVY_LIBRARIES
 from bench.results import number, to_json
 from bench.targets import (
     COVERAGE_TOLERANCE,
@@ -76,8 +77,8 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
     ]
     headline = {
         c.id: {
-            "project": results[c.project[0]].get(c.project[1]),
-            "seed": results[c.seed[0]].get(c.seed[1]),
+            "project": results.get(c.project[0], {}).get(c.project[1]),
+            "seed": results.get(c.seed[0], {}).get(c.seed[1]),
             "ratio": ratios[c.id],
         }
         for c in HEADLINE
@@ -140,7 +141,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"NOTE      non-default settings, targets are for the defaults: {config['non_default_settings']}")
 
     lines += ["", "Headline (ratio = project / seed, both measured in this run)"]
-    row = "{:<34} {:>11} {:>11} {:>9}  {:<26} {}"
+    row = "{:<42} {:>11} {:>11} {:>9}  {:<26} {}"
     lines.append(row.format("measurement", "project", "seed", "ratio", "target", "result"))
     for c in HEADLINE:
         values, verdict = head[c.id], targets.get(c.target_id or "")
@@ -170,6 +171,13 @@ def format_report(report: Mapping[str, Any]) -> str:
             )
     if phases:
         lines.append("(info) peak RSS MB after each phase: " + "; ".join(phases))
+    alone = [
+        f"{role}: {', '.join(report[role].get('heavy_libraries_loaded') or []) or 'none of ' + ', '.join(HEAVY_LIBRARIES)}"
+        for role in ("project-daily", "seed-daily")
+        if role in report
+    ]
+    if alone:
+        lines.append("(info) daily run alone, heavy libraries loaded: " + "; ".join(alone))
 
     lines += [
         "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,21 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def process_age_seconds() -> float:
+    """Seconds since this process started, read from the kernel (Linux: /proc/self/stat field 22,
+    its start in clock ticks after boot, against /proc/uptime), so the interpreter's start-up and
+    every import count. NaN where /proc is not there."""
+    try:
+        with open("/proc/self/stat") as stat_file:
+            fields = stat_file.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as uptime_file:
+            uptime = float(uptime_file.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    started_ticks = int(fields[19])  # field 22 of the line; the first two are pid and (comm)
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def number(value: Any) -> float:

@@ -7,7 +7,8 @@ This module only wires the concerns (bench/README.md says what each measures):
 1. `config`: the project's Settings from the options.
 2. `data`: serve the CSV folder through the local FRED-compatible server, fetch it once, align it.
 3. `processes`: start the Prefect server, then run each `Measurement` in its own child process:
-   `seed` (the seed design, `bench/seed.py`), then `project` (the flows, `bench/project.py`).
+   `seed` (the seed design, `bench/seed.py`), then `project` (the flows, `bench/project.py`), then
+   each design's daily run alone in a fresh process (`bench/daily.py`).
 4. `targets` and `report`: ratios, PASS/MISS, the printed table and the JSON in `--out`.
 
 Timings are wall-clock on a possibly shared machine: compare the ratios of one run, not absolute
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import build_settings, non_default_settings
+from bench.daily import measure_project_daily, measure_seed_daily
 from bench.data import align_levels, check_series, fetch_series, serve_folder, summarize, write_levels_csv
 from bench.errors import BenchError
 from bench.processes import REPO_ROOT, Measurement, child_env, prefect_server, run_children
@@ -42,6 +44,9 @@ PREFECT_SERVER_TIMEOUT_SECONDS = 300.0
 MEASUREMENTS = (
     Measurement("seed", measure_seed),
     Measurement("project", measure_project, prefect_api=True),
+    # Phase 2: each design's daily run on its own, in a fresh process, on the models phase 1 left.
+    Measurement("seed-daily", measure_seed_daily, phase=2),
+    Measurement("project-daily", measure_project_daily, prefect_api=True, phase=2),
 )
 
 

@@ -49,7 +49,16 @@ from sklearn.preprocessing import MinMaxScaler
 from tasks.core.calendar import is_session, sessions_after, sessions_in_range
 from tasks.core.metrics import mae, mse, r2, relative_mae
 
-__all__ = ["SeedDaily", "SeedResult", "backtest_seed_design", "run_seed_daily", "run_seed_design", "save_seed_model"]
+__all__ = [
+    "SEED_MODEL_FILE",
+    "SEED_SCALER_FILE",
+    "SeedDaily",
+    "SeedResult",
+    "backtest_seed_design",
+    "run_seed_daily",
+    "run_seed_design",
+    "save_seed_model",
+]
 
 
 @dataclass
@@ -394,6 +403,10 @@ def backtest_seed_design(
     return pd.DataFrame(rows, columns=["series_id", "horizon", "n", "mae", "naive_mae", "mase"])
 
 
+SEED_MODEL_FILE = "lstm_model.keras"
+SEED_SCALER_FILE = "scaler.json"
+
+
 def save_seed_model(result: SeedResult, folder: Path) -> tuple[Path, Path]:
     """Saves the trained model and scaler for the seed's daily run.
 
@@ -408,7 +421,7 @@ def save_seed_model(result: SeedResult, folder: Path) -> tuple[Path, Path]:
     if result.model is None or result.scaler is None:
         raise ValueError("the SeedResult has no model/scaler to save")
     folder.mkdir(parents=True, exist_ok=True)
-    model_path, scaler_path = folder / "lstm_model.keras", folder / "scaler.json"
+    model_path, scaler_path = folder / SEED_MODEL_FILE, folder / SEED_SCALER_FILE
     result.model.save(model_path)
     scaler_path.write_text(
         json.dumps({"data_min": result.scaler.data_min_.tolist(), "data_max": result.scaler.data_max_.tolist()})

@@ -23,6 +23,9 @@ TRAIN_RATIO_MAX = 0.5
 FORECAST_MS_MAX = 50.0
 DAILY_SECONDS_MAX = 10.0
 RSS_RATIO_MAX = 1.0
+# Issue 11: the daily run on its own, in a fresh process (process start to Completed, and its RSS).
+DAILY_PROCESS_RATIO_MAX = 0.6
+DAILY_RSS_RATIO_MAX = 0.5
 
 Results = Mapping[str, Mapping[str, Any]]  # role -> that child's result
 
@@ -94,6 +97,40 @@ HEADLINE = (
         0,
         f"ratio <= {RSS_RATIO_MAX:.2f}",
         "peak_rss_ratio",
+    ),
+    Comparison(
+        "daily_process_seconds",
+        "daily run alone: process start to done, s",
+        ("project-daily", "process_seconds"),
+        ("seed-daily", "process_seconds"),
+        2,
+        f"ratio <= {DAILY_PROCESS_RATIO_MAX}",
+        "daily_process_ratio",
+    ),
+    Comparison(
+        "daily_import_seconds",
+        "daily run alone: imports, s",
+        ("project-daily", "import_seconds"),
+        ("seed-daily", "import_seconds"),
+        2,
+        "(info)",
+    ),
+    Comparison(
+        "daily_run_seconds",
+        "daily run alone: run after imports, s",
+        ("project-daily", "run_seconds"),
+        ("seed-daily", "run_seconds"),
+        2,
+        "(info)",
+    ),
+    Comparison(
+        "daily_peak_rss_mb",
+        "daily run alone: peak RSS MB",
+        ("project-daily", "peak_rss_mb"),
+        ("seed-daily", "peak_rss_mb"),
+        0,
+        f"ratio <= {DAILY_RSS_RATIO_MAX:.2f}",
+        "daily_rss_ratio",
     ),
 )
 
@@ -205,5 +242,25 @@ def evaluate_targets(
     rss = number(ratios["peak_rss_mb"])
     targets.append(
         _target("peak_rss_ratio", "peak RSS no higher than the seed design's", rss, RSS_RATIO_MAX, rss <= RSS_RATIO_MAX)
+    )
+    alone = number(ratios["daily_process_seconds"])
+    targets.append(
+        _target(
+            "daily_process_ratio",
+            f"daily run alone, process start to done <= {DAILY_PROCESS_RATIO_MAX}x the seed design's daily script",
+            alone,
+            DAILY_PROCESS_RATIO_MAX,
+            alone <= DAILY_PROCESS_RATIO_MAX,
+        )
+    )
+    daily_rss = number(ratios["daily_peak_rss_mb"])
+    targets.append(
+        _target(
+            "daily_rss_ratio",
+            f"daily run alone, peak RSS <= {DAILY_RSS_RATIO_MAX}x the seed design's daily script",
+            daily_rss,
+            DAILY_RSS_RATIO_MAX,
+            daily_rss <= DAILY_RSS_RATIO_MAX,
+        )
     )
     return targets
