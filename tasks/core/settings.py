@@ -120,6 +120,16 @@ class BacktestSettings(BaseModel):
         return value
 
 
+class ChartSettings(BaseModel):
+    """The charts of every run folder (fan chart per series, skill by horizon for training runs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    history_sessions: int = Field(
+        default=120, ge=5, le=5000, description="Sessions of actuals drawn before the forecast in each fan chart."
+    )
+
+
 class ChampionGateSettings(BaseModel):
     """When a newly trained model may replace the champion the daily flow uses."""
 
@@ -215,6 +225,7 @@ class Settings(BaseModel):
     champion_gate: ChampionGateSettings = Field(
         default_factory=ChampionGateSettings, description="Promotion rule for newly trained models."
     )
+    charts: ChartSettings = Field(default_factory=ChartSettings, description="The charts published with every run.")
 
     @field_validator("series")
     @classmethod
