@@ -111,6 +111,15 @@ class BacktestSettings(BaseModel):
         ),
     )
     origin_step: int = Field(default=1, ge=1, description="Sessions between two forecast origins of the backtest.")
+    progress_after_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=3600,
+        description=(
+            "A backtest still running after this many seconds shows its progress in the Prefect UI "
+            "(a progress artifact); a quicker one adds none."
+        ),
+    )
 
     @field_validator("horizons")
     @classmethod

@@ -123,21 +123,38 @@ def post_artifacts_task(
     get_run_logger().info("Posted the run summary and tables to the Prefect UI")
 
 
-def progress_reporter(description: str, *, total: int, min_interval: float = 1.0) -> Callable[[int], None]:
-    """A progress artifact in the Prefect UI, and the callback that moves it (step out of `total`).
+def progress_reporter(
+    description: str, *, min_interval: float = 1.0, show_after: float = 0.0
+) -> Callable[[int, int], None]:
+    """A progress artifact in the Prefect UI, and the callback that moves it (`step` out of `total`).
 
-    The artifact is updated at most once per `min_interval` seconds (and at the last step): a step
-    can take milliseconds, and every update is an API call.
+    With `show_after` > 0 the artifact is created only by the first report made that many seconds
+    after this call, so work that ends sooner adds nothing to the dashboard. It is then updated at
+    most once per `min_interval` seconds (and at the last step): a step can take milliseconds, and
+    every update is an API call.
     """
-    # Sync here (a sync task); Prefect types the call as sync or async.
-    artifact_id = cast(UUID | None, create_progress_artifact(progress=0.0, description=description))
-    last_update = [time.monotonic()]
+    started = time.monotonic()
+    artifact_id: UUID | None = None
+    last_update = started
 
-    def report(step: int) -> None:
+    def create(progress: float) -> None:
+        nonlocal artifact_id, last_update
+        # Sync here (a sync task); Prefect types the call as sync or async.
+        artifact_id = cast(UUID | None, create_progress_artifact(progress=progress, description=description))
+        last_update = time.monotonic()
+
+    if show_after <= 0:
+        create(0.0)
+
+    def report(step: int, total: int) -> None:
+        nonlocal last_update
+        now = time.monotonic()
+        progress = 100.0 * min(step, total) / total
         if artifact_id is None:
-            return
-        if step >= total or time.monotonic() - last_update[0] >= min_interval:
-            update_progress_artifact(artifact_id, progress=100.0 * min(step, total) / total)
-            last_update[0] = time.monotonic()
+            if show_after > 0 and now - started >= show_after:
+                create(progress)
+        elif step >= total or now - last_update >= min_interval:
+            update_progress_artifact(artifact_id, progress=progress)
+            last_update = now
 
     return report
