@@ -12,7 +12,7 @@ from uuid import uuid4
 import pandas as pd
 import pytest
 
-import tasks.ops.artifacts as artifacts
+from tasks.ops import artifacts
 from tasks.core.contracts import RunManifest
 
 
@@ -140,7 +140,11 @@ def test_the_summary_shows_each_fan_chart_inline_and_no_long_figures() -> None:
         }
     )
     actuals = pd.DataFrame({"series_id": ["SP500", "VIXCLS"], "value": [5611.85, 15.25]})
-    charts = {"fan_chart_SP500.png": b"\x89PNG sp500", "fan_chart_VIXCLS.png": b"\x89PNG vix", "fan_chart_SP500.svg": b"<svg/>"}
+    charts = {
+        "fan_chart_SP500.png": b"\x89PNG sp500",
+        "fan_chart_VIXCLS.png": b"\x89PNG vix",
+        "fan_chart_SP500.svg": b"<svg/>",
+    }
     tables = {"actuals.csv": actuals, "model_metrics.csv": metrics, "forecasted_data.csv": forecast}
     text = artifacts.summary_markdown(manifest(("SP500", "VIXCLS")), tables, location="here", url=None, charts=charts)
     for name in ("fan_chart_SP500.png", "fan_chart_VIXCLS.png"):

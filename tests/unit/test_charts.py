@@ -91,7 +91,7 @@ def reddish(png: bytes) -> int:
 def bluish(png: bytes) -> int:
     """Pixels of the forecast's colour family: the bands (and the forecast line)."""
     rgb = pixels(png)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    r, b = rgb[..., 0], rgb[..., 2]
     return int(((b - r > 25) & (b > 150)).sum())
 
 
@@ -132,7 +132,11 @@ def test_only_the_last_history_sessions_are_drawn(actuals: pd.DataFrame) -> None
 
 
 def test_the_same_tables_give_the_same_bytes(actuals: pd.DataFrame) -> None:
-    tables = {"actuals.csv": actuals, "forecasted_data.csv": forecast_table(actuals), "backtest_metrics.csv": backtest_table()}
+    tables = {
+        "actuals.csv": actuals,
+        "forecasted_data.csv": forecast_table(actuals),
+        "backtest_metrics.csv": backtest_table(),
+    }
     first = render_charts(tables, as_of=AS_OF, demo=True, history_sessions=120)
     assert render_charts(tables, as_of=AS_OF, demo=True, history_sessions=120) == first
 
@@ -143,7 +147,9 @@ def test_a_series_without_a_forecast_is_refused(actuals: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize(("series", "size"), [(SERIES, (680, 610)), (("A", "B", "C", "D", "E"), (1320, 1130))])
-def test_the_skill_chart_has_a_column_per_series_wrapping_after_four(series: tuple[str, ...], size: tuple[int, int]) -> None:
+def test_the_skill_chart_has_a_column_per_series_wrapping_after_four(
+    series: tuple[str, ...], size: tuple[int, int]
+) -> None:
     with Image.open(io.BytesIO(skill_chart(backtest_table(series), demo=False))) as image:
         image.load()
         assert image.size == size
