@@ -238,8 +238,23 @@ def read_bytes(storage: WritableFileSystem, path: str, *, timeout: float) -> byt
     return _run(storage, what=f"Reading {path}", timeout=timeout, block=block, azure=azure)
 
 
+# Content types of the published files in Azure: a browser shows a chart from its blob URL (an
+# <img>, Power BI's image URL) only as an image type; SVG in particular is never sniffed.
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".csv": "text/csv",
+    ".json": "application/json",
+}
+
+
+def content_type(path: str) -> str | None:
+    """The Content-Type a file is stored with in Azure (None: the service's default)."""
+    return CONTENT_TYPES.get(Path(path).suffix.lower())
+
+
 def write_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeout: float) -> None:
-    """Write `content` to `path`, replacing what is there.
+    """Write `content` to `path`, replacing what is there (in Azure with its `content_type`).
 
     Raises:
         StorageTransientError: a timeout or a retryable HTTP status.
@@ -247,7 +262,12 @@ def write_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeo
     """
 
     async def azure(client: ContainerClient) -> None:
-        await client.get_blob_client(_blob_name(storage, path)).upload_blob(content, overwrite=True, **_NO_SDK_RETRY)
+        from azure.storage.blob import ContentSettings
+
+        settings = ContentSettings(content_type=content_type(path))
+        await client.get_blob_client(_blob_name(storage, path)).upload_blob(
+            content, overwrite=True, content_settings=settings, **_NO_SDK_RETRY
+        )
 
     _run(storage, what=f"Writing {path}", timeout=timeout, block=lambda: storage.write_path(path, content), azure=azure)
 

@@ -48,6 +48,8 @@ BACKTEST_COLUMNS = [
 ]
 
 Refit = Callable[[pd.DataFrame], tuple[Predictor, Scaler]]
+# Progress of the backtest: (origins forecast so far, origins in all).
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def run_backtest(
     refit_every: int = 0,
     refit: Refit | None = None,
     calibration_start_row: int | None = None,
+    on_progress: Progress | None = None,
 ) -> BacktestResult:
     """Walk-forward backtest over the test part of `levels`.
 
@@ -95,6 +98,8 @@ def run_backtest(
         refit: fits (predictor, scaler) on the levels up to and including an origin.
         calibration_start_row: position in the features of the first validation target
             (Split.validation_start): its origins' errors seed the interval calibration.
+        on_progress: called with (origins done, origins in all) after each block of origins (one
+            block without refits; one per refit otherwise, each of which trains a model).
 
     Returns:
         BacktestResult.
@@ -128,6 +133,8 @@ def run_backtest(
             )
         else:
             paths[block] = forecast_from(origins[block], predictor, scaler, scaled_once)
+        if on_progress is not None:
+            on_progress(int(block[-1]) + 1, len(origins))
 
     volatility = recent_volatility(all_log_levels)
     calibration: dict[int, np.ndarray] = {h: np.empty((0, n_series)) for h in horizons}

@@ -151,7 +151,7 @@ class ManifestFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(description="File name inside the run folder.")
-    rows: int | None = Field(description="Data rows (CSV files).")
+    rows: int | None = Field(description="Data rows of a CSV file; null for a chart.")
     bytes: int = Field(description="Size in bytes.")
     sha256: str = Field(description="sha256 of the content.")
 
@@ -191,7 +191,9 @@ class RunHeader(StoredJson):
 class RunManifest(RunHeader):
     """runs/<folder>/manifest.json: written after every data file; a folder without it is incomplete."""
 
-    files: tuple[ManifestFile, ...] = Field(description="Every data file of the folder, in the order written.")
+    files: tuple[ManifestFile, ...] = Field(
+        description="Every file of the folder but the manifest (CSVs, then charts), in the order written."
+    )
 
     @classmethod
     def for_files(cls, header: RunHeader, files: dict[str, bytes], rows: dict[str, int]) -> RunManifest:

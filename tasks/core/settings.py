@@ -111,6 +111,15 @@ class BacktestSettings(BaseModel):
         ),
     )
     origin_step: int = Field(default=1, ge=1, description="Sessions between two forecast origins of the backtest.")
+    progress_after_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=3600,
+        description=(
+            "A backtest still running after this many seconds shows its progress in the Prefect UI "
+            "(a progress artifact); a quicker one adds none."
+        ),
+    )
 
     @field_validator("horizons")
     @classmethod
@@ -118,6 +127,16 @@ class BacktestSettings(BaseModel):
         if any(h < 1 for h in value) or list(value) != sorted(set(value)):
             raise ValueError(f"horizons must be distinct positive integers in increasing order, got {value}")
         return value
+
+
+class ChartSettings(BaseModel):
+    """The charts of every run folder (fan chart per series, skill by horizon for training runs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    history_sessions: int = Field(
+        default=120, ge=5, le=5000, description="Sessions of actuals drawn before the forecast in each fan chart."
+    )
 
 
 class ChampionGateSettings(BaseModel):
@@ -215,6 +234,7 @@ class Settings(BaseModel):
     champion_gate: ChampionGateSettings = Field(
         default_factory=ChampionGateSettings, description="Promotion rule for newly trained models."
     )
+    charts: ChartSettings = Field(default_factory=ChartSettings, description="The charts published with every run.")
 
     @field_validator("series")
     @classmethod

@@ -1,17 +1,29 @@
 """Dashboard: the run summaries, tables and progress shown as Prefect artifacts.
 
-The markdown builders are pure (tables and the manifest in, text out); the task posts them.
+The markdown builders are pure (tables, charts and the manifest in, text out); the task posts them.
 Artifact keys are stable so the Prefect UI shows each one's history across runs.
+
+Figures are shown rounded to what a reader needs (`readable_table`): levels and errors in a series'
+units to that series' own precision (the decimals its observations have), ratios to 3 decimals,
+coverage as a whole percent. The CSVs keep full precision.
+
+The summary shows the run's charts inline, as `data:image/png;base64,...` sources: both Prefect UIs
+(the default one and the one under "Switch to V1 UI") render them, checked in headless Chromium by
+tests/browser/. A file:// link to a local run folder is blocked by the browser, and a blob URL of a
+private Azure container answers 403 without a SAS token, which would be a credential in the
+artifact (and expire). The image is the published PNG itself, byte for byte.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import cast
 from uuid import UUID
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import (
@@ -24,29 +36,107 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from tasks.adapters.fred import DEMO_LABEL
+from tasks.core.charts import fan_chart_name, skill_chart_name
 from tasks.core.contracts import RunManifest, table_records
 
 FLOW_OF_KIND = {"training": "train-model", "daily": "daily-forecast"}
 
+# Columns in a series' own units (levels, and errors of levels), shown to the series' precision.
+LEVEL_COLUMNS = frozenset(
+    {
+        "value",
+        "actual",
+        "predicted",
+        "naive",
+        "forecast",
+        "lower_95",
+        "lower_80",
+        "upper_80",
+        "upper_95",
+        "mse",
+        "mae",
+        "rmse",
+        "naive_mse",
+        "naive_mae",
+        "naive_rmse",
+        "drift_mae",
+    }
+)
+RATIO_COLUMNS = frozenset({"mase", "mase_vs_drift", "r2", "naive_r2"})
+PERCENT_COLUMNS = frozenset({"coverage_80", "coverage_95"})
+RATIO_DECIMALS = 3
+MAX_DECIMALS = 6
+MISSING = "-"
 
-def _number(value: object, digits: int = 4) -> str:
+
+def series_decimals(actuals: pd.DataFrame) -> dict[str, int]:
+    """Decimals each series is observed with (FRED's SP500: 2), from actuals.csv's table, at most 6."""
+    decimals = {}
+    for series_id, values in actuals.groupby("series_id", sort=False)["value"]:
+        finite = values.to_numpy(dtype="float64")
+        finite = finite[np.isfinite(finite)]
+        scale = np.maximum(1.0, np.abs(finite))
+        decimals[str(series_id)] = next(
+            (d for d in range(MAX_DECIMALS) if np.all(np.abs(np.round(finite, d) - finite) <= 1e-9 * scale)),
+            MAX_DECIMALS,
+        )
+    return decimals
+
+
+def _format(value: object, column: str, places: int) -> str | None:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+        return None
+    number = float(cast(float, value))
+    if column in PERCENT_COLUMNS:
+        return f"{100 * number:.0f}%"
+    return f"{number:.{RATIO_DECIMALS if column in RATIO_COLUMNS else places}f}"
+
+
+def readable_table(frame: pd.DataFrame, decimals: Mapping[str, int]) -> pd.DataFrame:
+    """The frame as a reader should see it: figures rounded to what they mean, as text.
+
+    Level columns (`LEVEL_COLUMNS`) get the row's series' decimals (2 when the series is unknown),
+    ratios 3 decimals, coverage a whole percent, dates ISO text; missing values become None.
+    Other columns (ids, counts, labels) are left as they are.
+    """
+    out = frame.copy()
+    series = frame["series_id"].astype(str) if "series_id" in frame else pd.Series("", index=frame.index)
+    places = series.map(lambda sid: decimals.get(sid, 2))
+    for column in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            out[column] = frame[column].dt.strftime("%Y-%m-%d")
+        elif column in LEVEL_COLUMNS | RATIO_COLUMNS | PERCENT_COLUMNS:
+            # object dtype: pandas' string dtype would turn the missing values (None) into NaN.
+            formatted = [_format(v, column, p) for v, p in zip(frame[column], places, strict=True)]
+            out[column] = pd.Series(formatted, index=frame.index, dtype=object)
+    return out
 
 
 def markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
-    """A GitHub-flavoured markdown table of the given columns."""
+    """A GitHub-flavoured markdown table of the given columns (pass a `readable_table`)."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in frame[columns].itertuples(index=False):
-        lines.append("| " + " | ".join(_number(v) for v in row) + " |")
+        lines.append("| " + " | ".join(MISSING if v is None else str(v) for v in row) + " |")
     return "\n".join(lines)
 
 
+def inline_png(alt: str, png: bytes) -> str:
+    """A markdown image whose source is the PNG itself (a data URI): no link to follow, no credential."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
 def summary_markdown(
-    manifest: RunManifest, tables: dict[str, pd.DataFrame], *, location: str, url: str | None, note: str = ""
+    manifest: RunManifest,
+    tables: dict[str, pd.DataFrame],
+    *,
+    location: str,
+    url: str | None,
+    charts: Mapping[str, bytes] | None = None,
+    note: str = "",
 ) -> str:
-    """The run summary shown in the Prefect UI."""
+    """The run summary shown in the Prefect UI, with the run's PNG charts inline."""
+    charts = charts or {}
+    decimals = series_decimals(tables["actuals.csv"])
     title = "Training run" if manifest.kind == "training" else "Daily forecast"
     parts = [f"# {title}, as of {manifest.as_of}"]
     if manifest.demo_data:
@@ -65,20 +155,36 @@ def summary_markdown(
     )
     if note:
         parts.append(f"**{note}**")
+    fans = [
+        inline_png(f"{sid}: forecast with 80% and 95% bands", charts[fan_chart_name(sid)])
+        for sid in manifest.series
+        if fan_chart_name(sid) in charts
+    ]
+    if fans:
+        parts.append(
+            "## Forecast fan charts\n"
+            "The last actual sessions, the forecast and its 80% and 95% bands "
+            "(`fan_chart_<series>.png` and `.svg` in the run folder).\n\n" + "\n\n".join(fans)
+        )
     parts.append(
         "## One session ahead, against the naive forecast\n"
         'MASE = model MAE / random-walk MAE on the same sessions: below 1 beats "tomorrow equals today". '
         "Splits `train`/`validation` were seen in training; `test`/`live` were not.\n\n"
         + markdown_table(
-            tables["model_metrics.csv"], ["series_id", "split", "n", "mae", "naive_mae", "mase", "r2", "naive_r2"]
+            readable_table(tables["model_metrics.csv"], decimals),
+            ["series_id", "split", "n", "mae", "naive_mae", "mase", "r2", "naive_r2"],
         )
     )
     backtest = tables.get("backtest_metrics.csv")
     if backtest is not None and not backtest.empty:
+        skill = charts.get(skill_chart_name())
+        chart = inline_png("Skill by horizon: model, random walk and drift; band coverage", skill) if skill else ""
         parts.append(
             "## Walk-forward backtest (test part)\n"
+            + (f"{chart}\n\n" if chart else "")
             + markdown_table(
-                backtest, ["series_id", "horizon", "n", "mase", "mase_vs_drift", "coverage_80", "coverage_95"]
+                readable_table(backtest, decimals),
+                ["series_id", "horizon", "n", "mase", "mase_vs_drift", "coverage_80", "coverage_95"],
             )
         )
     forecast = tables["forecasted_data.csv"]
@@ -86,8 +192,7 @@ def summary_markdown(
     parts.append(
         "## Forecast (first sessions; full table in the forecast artifact and forecasted_data.csv)\n"
         + markdown_table(
-            first_rows.assign(date=first_rows["date"].astype(str).str[:10]),
-            ["date", "series_id", "forecast", "lower_80", "upper_80"],
+            readable_table(first_rows, decimals), ["date", "series_id", "forecast", "lower_80", "upper_80"]
         )
     )
     return "\n\n".join(parts)
@@ -95,49 +200,75 @@ def summary_markdown(
 
 @task(name="post-run-artifacts", cache_policy=NO_CACHE)
 def post_artifacts_task(
-    manifest: RunManifest, tables: dict[str, pd.DataFrame], *, location: str, url: str | None, note: str = ""
+    manifest: RunManifest,
+    tables: dict[str, pd.DataFrame],
+    *,
+    location: str,
+    url: str | None,
+    charts: Mapping[str, bytes] | None = None,
+    note: str = "",
 ) -> None:
-    """Post the summary, the forecast table (and metrics/backtest tables) to the Prefect UI."""
+    """Post the summary (charts inline), the forecast table (and metrics/backtest tables) to the Prefect UI."""
     prefix = FLOW_OF_KIND[manifest.kind]
+    decimals = series_decimals(tables["actuals.csv"])
     create_markdown_artifact(
-        summary_markdown(manifest, tables, location=location, url=url, note=note),
+        summary_markdown(manifest, tables, location=location, url=url, charts=charts, note=note),
         key=f"{prefix}-summary",
         description=f"{prefix} as of {manifest.as_of}",
     )
     create_table_artifact(
-        table_records(tables["model_metrics.csv"]),
+        table_records(readable_table(tables["model_metrics.csv"], decimals)),
         key=f"{prefix}-metrics",
         description="Metrics against the random walk",
     )
     create_table_artifact(
-        table_records(tables["forecasted_data.csv"]),
+        table_records(readable_table(tables["forecasted_data.csv"], decimals)),
         key=f"{prefix}-forecast",
         description="Forecast with 80%/95% intervals",
     )
     if "backtest_metrics.csv" in tables:
         create_table_artifact(
-            table_records(tables["backtest_metrics.csv"]), key=f"{prefix}-backtest", description="Walk-forward backtest"
+            table_records(readable_table(tables["backtest_metrics.csv"], decimals)),
+            key=f"{prefix}-backtest",
+            description="Walk-forward backtest",
         )
     if url:
         create_link_artifact(url, link_text=manifest.run_folder, key=f"{prefix}-published-run")
     get_run_logger().info("Posted the run summary and tables to the Prefect UI")
 
 
-def progress_reporter(description: str, *, total: int, min_interval: float = 1.0) -> Callable[[int], None]:
-    """A progress artifact in the Prefect UI, and the callback that moves it (step out of `total`).
+def progress_reporter(
+    description: str, *, min_interval: float = 1.0, show_after: float = 0.0
+) -> Callable[[int, int], None]:
+    """A progress artifact in the Prefect UI, and the callback that moves it (`step` out of `total`).
 
-    The artifact is updated at most once per `min_interval` seconds (and at the last step): a step
-    can take milliseconds, and every update is an API call.
+    With `show_after` > 0 the artifact is created only by the first report made that many seconds
+    after this call, so work that ends sooner adds nothing to the dashboard. It is then updated at
+    most once per `min_interval` seconds (and at the last step): a step can take milliseconds, and
+    every update is an API call.
     """
-    # Sync here (a sync task); Prefect types the call as sync or async.
-    artifact_id = cast(UUID | None, create_progress_artifact(progress=0.0, description=description))
-    last_update = [time.monotonic()]
+    started = time.monotonic()
+    artifact_id: UUID | None = None
+    last_update = started
 
-    def report(step: int) -> None:
+    def create(progress: float) -> None:
+        nonlocal artifact_id, last_update
+        # Sync here (a sync task); Prefect types the call as sync or async.
+        artifact_id = cast(UUID | None, create_progress_artifact(progress=progress, description=description))
+        last_update = time.monotonic()
+
+    if show_after <= 0:
+        create(0.0)
+
+    def report(step: int, total: int) -> None:
+        nonlocal last_update
+        now = time.monotonic()
+        progress = 100.0 * min(step, total) / total
         if artifact_id is None:
-            return
-        if step >= total or time.monotonic() - last_update[0] >= min_interval:
-            update_progress_artifact(artifact_id, progress=100.0 * min(step, total) / total)
-            last_update[0] = time.monotonic()
+            if show_after > 0 and now - started >= show_after:
+                create(progress)
+        elif step >= total or now - last_update >= min_interval:
+            update_progress_artifact(artifact_id, progress=progress)
+            last_update = now
 
     return report

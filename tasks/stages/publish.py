@@ -1,6 +1,6 @@
 """Publishing stages: the storage block, the run folder, the output tables, the publishing tail.
 
-The tail is shared by both flows: serialize, manifest, publish, dashboard artifacts.
+The tail is shared by both flows: serialize, render the charts, manifest, publish, dashboard artifacts.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from prefect.filesystems import WritableFileSystem
 from tasks.adapters.blob_store import describe_storage, published_url, resolve_storage
 from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run
 from tasks.core.align import AlignedData
+from tasks.core.charts import render_charts
 from tasks.core.contracts import RunHeader, RunManifest
 from tasks.core.outputs import actuals_table, assemble_tables, serialize_tables, validate_outputs
 from tasks.core.settings import Settings
@@ -79,6 +80,16 @@ def build_outputs_task(
     return tables
 
 
+@task(name="render-charts", cache_policy=NO_CACHE)
+def render_charts_task(tables: dict[str, pd.DataFrame], header: RunHeader, settings: Settings) -> dict[str, bytes]:
+    """The run's charts (a fan chart per series; skill by horizon for training runs), file name -> bytes."""
+    charts = render_charts(
+        tables, as_of=header.as_of, demo=header.demo_data, history_sessions=settings.charts.history_sessions
+    )
+    get_run_logger().info("Rendered %d charts: %s", len(charts), ", ".join(charts))
+    return charts
+
+
 @task(name="publish-run", cache_policy=NO_CACHE)
 def _publish_run(
     storage: WritableFileSystem,
@@ -114,8 +125,8 @@ def publish_outputs(
 ) -> PublishedRun:
     """The publishing tail of both flows.
 
-    The run folder (CSVs, manifest last), then latest.json when `move_latest`, then the run summary
-    and tables in the Prefect dashboard.
+    The run folder (CSVs, then their charts, manifest last), then latest.json when `move_latest`,
+    then the run summary (charts inline) and tables in the Prefect dashboard.
 
     Args:
         storage: the storage block.
@@ -125,12 +136,19 @@ def publish_outputs(
         settings: the run's settings (storage time limits and retries).
         note: a sentence for the summary (e.g. the champion gate's decision).
     """
-    files, rows = serialize_tables(tables)
+    csv_files, rows = serialize_tables(tables)
+    charts = render_charts_task(tables, header, settings)
+    files = {**csv_files, **charts}
     manifest = RunManifest.for_files(header, files, rows)
     published: PublishedRun = _publish_run.with_options(**retry_options(settings.storage))(
         storage, files, manifest, move_latest=move_latest, settings=settings
     )
     post_artifacts_task(
-        manifest, tables, location=published.location, url=published_url(storage, published.folder), note=note
+        manifest,
+        tables,
+        location=published.location,
+        url=published_url(storage, published.folder),
+        charts=charts,
+        note=note,
     )
     return published

@@ -24,7 +24,7 @@ from tasks.ops.artifacts import progress_reporter
 def train_lstm_task(levels: pd.DataFrame, settings: Settings) -> TrainedModel:
     """Fit the model, logging each epoch's losses and showing progress in the Prefect UI."""
     logger = get_run_logger()
-    progress = progress_reporter("LSTM training epochs", total=settings.epochs)
+    progress = progress_reporter("LSTM training epochs")
 
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
         logger.info(
@@ -34,7 +34,7 @@ def train_lstm_task(levels: pd.DataFrame, settings: Settings) -> TrainedModel:
             logs.get("loss", float("nan")),
             logs.get("val_loss", float("nan")),
         )
-        progress(epoch)
+        progress(epoch, settings.epochs)
 
     trained = fit_lstm(levels, settings, on_epoch_end=on_epoch_end)
     logger.info(
@@ -51,8 +51,19 @@ def train_lstm_task(levels: pd.DataFrame, settings: Settings) -> TrainedModel:
 
 @task(name="walk-forward-backtest", cache_policy=NO_CACHE)
 def backtest_task(trained: TrainedModel, levels: pd.DataFrame, settings: Settings) -> BacktestResult:
-    """Backtest the freshly trained model over its test part; refit on schedule if configured."""
+    """Backtest the freshly trained model over its test part; refit on schedule if configured.
+
+    A backtest still running after `settings.backtest.progress_after_seconds` shows its progress
+    (origins forecast) in the Prefect UI; refits make it take minutes.
+    """
     logger = get_run_logger()
+    show_progress = progress_reporter(
+        "Walk-forward backtest origins", show_after=settings.backtest.progress_after_seconds
+    )
+
+    def on_progress(done: int, total: int) -> None:
+        logger.info("Backtest: %d/%d origins forecast", done, total)
+        show_progress(done, total)
 
     def refit(history: pd.DataFrame) -> tuple[Predictor, Scaler]:
         # Refit on everything up to the origin: the model's own split then puts the latest
@@ -73,6 +84,7 @@ def backtest_task(trained: TrainedModel, levels: pd.DataFrame, settings: Setting
         refit_every=settings.backtest.refit_every,
         refit=refit,
         calibration_start_row=trained.split.validation_start,
+        on_progress=on_progress,
     )
     table = result.metrics.pivot(index="series_id", columns="horizon", values="mase")
     logger.info(

@@ -13,6 +13,7 @@ from typing import Any
 from prefect_azure import AzureBlobStorageCredentials
 from prefect_azure.blob_storage import AzureBlobStorageContainer
 
+from tasks.core.charts import fan_chart_name
 from tasks.core.settings import Settings
 from tests.harness.azurite import Azurite
 
@@ -21,7 +22,10 @@ DAILY_AS_OF = date(2026, 11, 23)  # the Monday after: a session, the model has n
 THANKSGIVING = date(2026, 11, 26)
 SATURDAY = date(2026, 11, 28)
 
-DAILY_FILES = ("actuals.csv", "predicted.csv", "forecasted_data.csv", "model_metrics.csv", "manifest.json")
+DAILY_CSVS = ("actuals.csv", "predicted.csv", "forecasted_data.csv", "model_metrics.csv")
+# A fan chart per series (the tiny settings keep the four default series), PNG and SVG.
+DAILY_CHARTS = tuple(fan_chart_name(s, fmt) for s in Settings().series for fmt in ("png", "svg"))
+DAILY_FILES = (*DAILY_CSVS, *DAILY_CHARTS, "manifest.json")
 TRAINING_ONLY_FILES = ("model_history.csv", "backtest_metrics.csv")
 
 

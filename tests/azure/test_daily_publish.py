@@ -6,22 +6,48 @@ fresh container, then the daily flow as of 2026-11-23 with nothing on local disk
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
+import re
 
 import pandas as pd
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
+from tasks.core.charts import render_charts
 from tasks.core.windows import FETCH_MARGIN_SESSIONS
 from tasks.core.calendar import is_session, session_window_start
-from tests.azure.stores import DAILY_AS_OF, DAILY_FILES, TRAIN_AS_OF, Published
+from tests.azure.stores import DAILY_AS_OF, DAILY_CHARTS, DAILY_FILES, TRAIN_AS_OF, Published
 
 
-def run_files(published: Published) -> dict[str, bytes]:
-    folder = published.result["run_folder"]
+def run_files(published: Published, folder: str | None = None) -> dict[str, bytes]:
+    folder = folder or published.result["run_folder"]
     return {name.removeprefix(f"{folder}/"): content for name, content in published.store.blobs(f"{folder}/").items()}
+
+
+def tables_from_csvs(files: dict[str, bytes]) -> dict[str, pd.DataFrame]:
+    """The run's tables read back from its published CSVs (pandas 3 reads floats back exactly)."""
+    dated = ("actuals.csv", "predicted.csv", "forecasted_data.csv")
+    return {
+        name: pd.read_csv(io.BytesIO(content), parse_dates=["date"] if name in dated else False)
+        for name, content in files.items()
+        if name.endswith(".csv")
+    }
+
+
+def test_the_charts_in_azure_are_those_the_published_csvs_draw(published: Published) -> None:
+    history = published.trained.settings.charts.history_sessions
+    for folder, as_of, extra in (
+        (published.result["run_folder"], DAILY_AS_OF, ()),
+        (published.trained.result["run_folder"], TRAIN_AS_OF, ("skill_by_horizon.png", "skill_by_horizon.svg")),
+    ):
+        files = run_files(published, folder)
+        redrawn = render_charts(tables_from_csvs(files), as_of=as_of, demo=True, history_sessions=history)
+        assert sorted(redrawn) == sorted((*DAILY_CHARTS, *extra))
+        for name, content in redrawn.items():
+            assert files[name] == content, f"{folder}/{name} in Azure differs from a rendering of its CSVs"
 
 
 def test_daily_run_from_empty_directory_uses_the_champion_from_azurite(published: Published) -> None:
@@ -44,7 +70,8 @@ def test_manifest_rows_and_sha256_match_the_published_blobs(published: Published
         content = files[entry["name"]]
         assert entry["sha256"] == hashlib.sha256(content).hexdigest(), entry["name"]
         assert entry["bytes"] == len(content), entry["name"]
-        assert entry["rows"] == len(pd.read_csv(io.BytesIO(content))), entry["name"]
+        expected_rows = len(pd.read_csv(io.BytesIO(content))) if entry["name"].endswith(".csv") else None
+        assert entry["rows"] == expected_rows, entry["name"]
 
 
 def test_manifest_records_model_version_data_range_as_of_and_code_version(published: Published) -> None:
@@ -130,6 +157,11 @@ def test_daily_flow_posts_a_summary_with_link_and_a_forecast_table(published: Pu
     assert "MASE" in summary and "naive" in summary
     assert "AccountKey" not in summary and "AccountKey" not in str([a.data for a in artifacts])
     assert by_key["daily-forecast-published-run"].data == f"[{folder}]({expected_url})"
+    # The fan charts are inline, byte for byte the PNGs published to Azure (a data URI: no SAS needed).
+    inline = [base64.b64decode(d) for d in re.findall(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", summary)]
+    blobs = run_files(published)
+    assert inline == [blobs[f"fan_chart_{s}.png"] for s in published.trained.settings.series]
+    assert f"{expected_url}fan_chart" not in summary
     table = by_key["daily-forecast-forecast"].data
     rows = json.loads(table) if isinstance(table, str) else table
     assert len(rows) == 30 * len(published.trained.settings.series)
@@ -154,6 +186,7 @@ def test_daily_flow_task_runs_are_named_after_the_stages(published: Published) -
         "forecast-sessions",
         "build-outputs",
         "choose-run-folder",
+        "render-charts",
         "publish-run",
         "post-run-artifacts",
     }

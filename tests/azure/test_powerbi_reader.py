@@ -125,6 +125,26 @@ class PowerBIReader:
         return pd.DataFrame({column: apply_m_type(table[column], m_type) for column, m_type in types})
 
 
+    def file_names(self, folder: str) -> list[str]:
+        """The `files` of a run folder's manifest (the `FileNames` function of the `Charts` query)."""
+        _, body = self.web_contents(f"{self.container}/{folder}/manifest.json")
+        return [entry["name"] for entry in json.loads(body)["files"]]
+
+    def charts(self, sas_token: str) -> pd.DataFrame:
+        """The `Charts` query: the latest run's fan charts and its model's skill chart, with image URLs."""
+        folder, training = self.get_latest_folder(), self.get_model_training_folder()
+        fans = [n for n in self.file_names(folder) if n.startswith("fan_chart_") and n.endswith(".png")]
+        skill = [n for n in self.file_names(training) if n == "skill_by_horizon.png"]
+        rows = [(folder, n, n.removeprefix("fan_chart_").removesuffix(".png")) for n in fans]
+        rows += [(training, n, None) for n in skill]
+        table = pd.DataFrame(rows, columns=["run_folder", "file", "series_id"])
+        token = sas_token.lstrip("?")
+        table["image_url"] = [
+            f"{self.account_url}/{self.container}/{row.run_folder}/{row.file}?{token}" for row in table.itertuples()
+        ]
+        return table
+
+
 def sas_token(azurite: Azurite, container: str, **permissions: object) -> str:
     return azurite.container_sas_url(container, **permissions).split("?", 1)[1]
 
@@ -172,6 +192,24 @@ def test_reader_takes_model_files_from_the_champion_training_run(reader: PowerBI
     assert folder == published.trained.result["run_folder"]
     listed = reader.list_run_blobs()
     assert all(f"{folder}/{name}" in listed for name in TRAINING_ONLY_FILES)
+
+
+def test_chart_urls_show_the_published_pngs_to_a_browser_with_the_read_only_sas(
+    reader: PowerBIReader, published: Published
+) -> None:
+    token = sas_token(published.store.azurite, published.store.container)
+    charts = reader.charts(token)
+    assert charts["series_id"].tolist()[:-1] == list(published.trained.settings.series)
+    assert pd.isna(charts["series_id"].iloc[-1])  # the skill chart is about every series
+    assert charts["file"].iloc[-1] == "skill_by_horizon.png"
+    for row in charts.itertuples():
+        # What Power BI's image URL does: a plain GET from the viewer's browser, the SAS in the URL.
+        with urlopen(row.image_url, timeout=10) as response:
+            assert response.headers["Content-Type"] == "image/png", row.file
+            assert response.read() == published.store.read(f"{row.run_folder}/{row.file}"), row.file
+    svg = published.store.read(f"{published.result['run_folder']}/fan_chart_SP500.svg")
+    with urlopen(charts["image_url"].iloc[0].replace(".png?", ".svg?"), timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/svg+xml" and response.read() == svg
 
 
 def test_reader_falls_back_to_the_newest_complete_folder_without_latest_json(

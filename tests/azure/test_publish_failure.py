@@ -29,7 +29,7 @@ from tasks.adapters.run_store import publish_run
 from tasks.core.contracts import RunHeader, RunManifest
 from tasks.core.errors import PublishError, is_transient
 from tasks.core.settings import StorageSettings
-from tests.azure.stores import DAILY_AS_OF, TRAIN_AS_OF, Store
+from tests.azure.stores import DAILY_AS_OF, DAILY_FILES, TRAIN_AS_OF, Store
 from tests.harness.azurite import Azurite
 from tests.harness.flow_runs import flow_run_logs
 from tests.harness.settings import promoting_settings
@@ -144,7 +144,7 @@ def test_killed_upload_leaves_a_partial_folder_without_manifest(killed_upload: K
 
 def test_killed_upload_error_says_which_file_failed_and_where_latest_points(killed_upload: KilledUpload) -> None:
     # The first attempt's error (in the log, followed by Prefect's retry) says what was written and left.
-    first = next(m for m in killed_upload.logs if "failed at predicted.csv (2/5)" in m)
+    first = next(m for m in killed_upload.logs if f"failed at predicted.csv (2/{len(DAILY_FILES)})" in m)
     assert f"Publishing {killed_upload.failed_folder} to Azure Blob container '{killed_upload.store.container}'" in first
     assert "Cannot connect to host" in first or "no answer within 2 s" in first
     assert f"could not be removed ({killed_upload.failed_folder}/actuals.csv" in first

@@ -12,6 +12,8 @@ import pytest
 
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
+from tasks.core.contracts import sha256_hex
+from tests.flows.test_train_model import chart_names
 from tests.harness.settings import promoting_settings
 
 TRAIN_AS_OF, DAILY_AS_OF = date(2025, 6, 30), date(2025, 7, 8)
@@ -39,11 +41,14 @@ def listing(root: Path) -> set[str]:
 def test_daily_run_publishes_a_complete_folder_and_moves_latest(store: Path) -> None:
     result = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store))
     folder = store / result["run_folder"]
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "actuals.csv", "forecasted_data.csv", "manifest.json", "model_metrics.csv", "predicted.csv"
-    ]
+    csvs = {"actuals.csv", "forecasted_data.csv", "model_metrics.csv", "predicted.csv"}
+    charts = chart_names(promoting_settings().series, training=False)  # fan charts only: no backtest in a daily run
+    assert {p.name for p in folder.iterdir()} == csvs | charts | {"manifest.json"}
     assert json.loads((store / "latest.json").read_text())["run_folder"] == result["run_folder"]
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert {f["name"]: f["sha256"] for f in manifest["files"]} == {
+        name: sha256_hex((folder / name).read_bytes()) for name in csvs | charts
+    }
     assert manifest["kind"] == "daily" and manifest["model_version"] == result["model_version"]
     training_run = store / manifest["model_training_run"]
     assert (training_run / "model_history.csv").exists() and (training_run / "backtest_metrics.csv").exists()

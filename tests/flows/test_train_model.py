@@ -6,20 +6,27 @@ the issue describes and leave nothing half-written in the output folder.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from flows.train_model import train_model
 from tasks.core.demo import generate_demo_series
 from tasks.core.outputs import SCHEMAS
-from tasks.core.settings import Settings
+from tasks.core.charts import fan_chart_name, skill_chart_name
+from tasks.core.settings import BacktestSettings, Settings
 from tasks.core.contracts import sha256_hex
 from tests.harness.flow_runs import flow_run_logs
 from tests.harness.fred_server import FredServer
@@ -27,6 +34,12 @@ from tests.harness.settings import promoting_settings
 
 AS_OF = date(2025, 6, 30)
 KEY = "abcdefabcdefabcdefabcdefabcdef12"
+
+
+def chart_names(series: tuple[str, ...], *, training: bool) -> set[str]:
+    """The charts a run folder holds: a fan chart per series (and the skill chart for training), PNG and SVG."""
+    names = {fan_chart_name(s, fmt) for s in series for fmt in ("png", "svg")}
+    return names | ({skill_chart_name("png"), skill_chart_name("svg")} if training else set())
 
 
 def run_folder(out: Path) -> Path:
@@ -38,7 +51,9 @@ def run_folder(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def demo_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("train-demo")
-    result = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(out))
+    # progress_after_seconds=0: the backtest's progress artifact appears however quick it is.
+    settings = promoting_settings(backtest=BacktestSettings(origin_step=5, progress_after_seconds=0))
+    result = train_model(as_of=AS_OF, settings=settings, output_dir=str(out))
     return out, result
 
 
@@ -59,16 +74,36 @@ def test_manifest_and_latest_describe_the_complete_run(demo_run: tuple[Path, dic
     out, result = demo_run
     folder = run_folder(out)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert {f["name"] for f in manifest["files"]} == set(SCHEMAS)
+    assert {f["name"] for f in manifest["files"]} == set(SCHEMAS) | chart_names(Settings().series, training=True)
     for entry in manifest["files"]:
         content = (folder / entry["name"]).read_bytes()
         assert entry["sha256"] == sha256_hex(content) and entry["bytes"] == len(content)
-        assert entry["rows"] == len(pd.read_csv(folder / entry["name"]))
+        if entry["name"].endswith(".csv"):
+            assert entry["rows"] == len(pd.read_csv(folder / entry["name"]))
+        else:
+            assert entry["rows"] is None
     assert manifest["kind"] == "training" and manifest["as_of"] == "2025-06-30"
     assert manifest["data_through"] <= "2025-06-30" and manifest["model_version"] == result["model_version"]
     assert manifest["model_training_run"] == result["run_folder"]
     # latest.json is what Power BI shows: only daily runs move it.
     assert not (out / "latest.json").exists()
+
+
+def test_the_run_folder_holds_every_chart_and_the_manifest_lists_each_with_its_hash(demo_run: tuple[Path, dict]) -> None:
+    out, _ = demo_run
+    folder = run_folder(out)
+    listed = {f["name"]: f for f in json.loads((folder / "manifest.json").read_text())["files"]}
+    names = chart_names(Settings().series, training=True)
+    assert names <= {p.name for p in folder.iterdir()}
+    for name in sorted(names):
+        content = (folder / name).read_bytes()
+        assert listed[name]["sha256"] == sha256_hex(content) and listed[name]["bytes"] == len(content), name
+        if name.endswith(".png"):
+            with Image.open(io.BytesIO(content)) as image:
+                image.load()
+                assert image.width >= 600 and image.height >= 400, name
+        else:
+            assert ET.fromstring(content).tag == "{http://www.w3.org/2000/svg}svg", name
 
 
 def test_demo_data_is_labelled_in_every_output(demo_run: tuple[Path, dict]) -> None:
@@ -128,6 +163,61 @@ def test_training_progress_and_artifacts_reach_the_prefect_ui(demo_run: tuple[Pa
     }
     summary = next(a for a in artifacts if a.key == "train-model-summary")
     assert "DEMO DATA" in summary.data and "MASE" in summary.data
+
+
+def test_the_summary_shows_the_published_pngs_inline(demo_run: tuple[Path, dict]) -> None:
+    out, _ = demo_run
+    summary = run_artifact(out, "train-model-summary").data
+    inline = [base64.b64decode(data) for data in re.findall(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", summary)]
+    folder = run_folder(out)
+    published = [(folder / fan_chart_name(s)).read_bytes() for s in Settings().series]
+    assert inline == [*published, (folder / skill_chart_name()).read_bytes()]
+
+
+def test_artifact_tables_show_rounded_figures(demo_run: tuple[Path, dict]) -> None:
+    out, _ = demo_run
+    backtest = json.loads(run_artifact(out, "train-model-backtest").data)
+    assert all(re.fullmatch(r"\d+\.\d{3}", row["mase"]) for row in backtest)
+    assert all(re.fullmatch(r"\d+%", row["coverage_80"]) for row in backtest if row["coverage_80"] is not None)
+    forecast = json.loads(run_artifact(out, "train-model-forecast").data)
+    assert all(re.fullmatch(r"\d+\.\d{2}", row["forecast"]) for row in forecast)  # the demo series have 2 decimals
+    summary = re.sub(r"\(data:image/png;base64,[^)]*\)", "", run_artifact(out, "train-model-summary").data)
+    assert not re.search(r"\d\.\d{5,}", summary)
+
+
+def test_the_backtest_shows_its_progress_in_the_prefect_ui(demo_run: tuple[Path, dict]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    out, _ = demo_run
+    with get_client(sync_client=True) as client:
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(out)]),
+                type=ArtifactFilterType(any_=["progress"]),
+            )
+        )
+    by_description = {a.description: a.data for a in progress}
+    assert by_description.get("Walk-forward backtest origins") == 100.0
+    assert by_description.get("LSTM training epochs") == 100.0
+
+
+def flow_run_id(out: Path) -> str:
+    return json.loads((run_folder(out) / "manifest.json").read_text())["flow_run_id"]
+
+
+def run_artifact(out: Path, key: str) -> Any:
+    """The artifact `key` of the run published in `out`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(out)])
+            )
+        )
+    return artifact
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ Layout under `home`:
 Server settings chosen as defaults (`DEFAULT_SERVER_ENV`; `extra_env` overrides or adds):
     PREFECT_SERVER_ANALYTICS_ENABLED=false                 no telemetry calls (there is no network)
     PREFECT_SERVER_UI_ENABLED=false                        no UI build at start (saves seconds); the
-                                                           API, and PREFECT_UI_URL in clients, still work
+                                                           API, and PREFECT_UI_URL in clients, still work.
+                                                           `PrefectServer(home, ui=True)` serves the UI
+                                                           at `ui_url` instead (`ui_server_env`)
     PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS=3      a Scheduled run is marked Late 3 s after its time
     PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS=1       ... checked every second
     PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS=5       deployment schedules become runs within ~5 s
@@ -62,13 +64,30 @@ DEFAULT_SERVER_ENV: dict[str, str] = {
     "PREFECT_LOGGING_SERVER_LEVEL": "INFO",
 }
 
+
+def ui_server_env(api_url: str) -> dict[str, str]:
+    """Server settings of `ui=True`: the dashboard served, its browser code calling `api_url`."""
+    return {
+        "PREFECT_SERVER_UI_ENABLED": "true",
+        "PREFECT_UI_API_URL": api_url,  # what the UI's JavaScript calls (default: derived, may not be 127.0.0.1)
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",  # no upgrade banners (and no requests for them)
+    }
+
+
 DEFAULT_WORKER_ENV: dict[str, str] = {
     "PREFECT_WORKER_QUERY_SECONDS": "1",
     "PREFECT_WORKER_PREFETCH_SECONDS": "5",
 }
 
 # Variables of the calling environment that must never leak into the server or its clients.
-_DROPPED = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH", "PREFECT_UI_URL")
+_DROPPED = (
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "PREFECT_PROFILE",
+    "PREFECT_PROFILES_PATH",
+    "PREFECT_UI_URL",
+    "PREFECT_UI_API_URL",
+)
 
 
 def _drain_prefect_workers() -> None:
@@ -96,14 +115,24 @@ class PrefectServer(ManagedProcess):
         home: Folder for the server's PREFECT_HOME, logs and the clients' PREFECT_HOME.
         port: Port to listen on; None picks a free one (and another one if it is taken at start).
         extra_env: Server environment added to (or overriding) `DEFAULT_SERVER_ENV`.
+        ui: Serve the dashboard too (at `ui_url`; ~5-10 s more at start), with PREFECT_UI_API_URL
+            pointing at this server.
     """
 
     name = "prefect server"
     start_timeout = 90.0  # ~5-15 s on 2 cores, more on a busy machine
     stop_grace = 15.0
 
-    def __init__(self, home: Path, *, port: int | None = None, extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        port: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        ui: bool = False,
+    ) -> None:
         self.home = Path(home)
+        self.ui = ui
         super().__init__(self.home / "server.log", cwd=self.home, port=port)
         self.server_env: dict[str, str] = {**DEFAULT_SERVER_ENV, **(extra_env or {})}
         self._workers: list[PrefectWorker] = []
@@ -113,6 +142,11 @@ class PrefectServer(ManagedProcess):
     @property
     def api_url(self) -> str:
         return f"http://{HOST}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        """The dashboard's address (served only with `ui=True`)."""
+        return f"http://{HOST}:{self.port}"
 
     @property
     def client_home(self) -> Path:
@@ -129,6 +163,8 @@ class PrefectServer(ManagedProcess):
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
         env.update(self.server_env)
+        if self.ui:  # after a port change too: the UI must call this very server
+            env.update(ui_server_env(self.api_url))
         env["PREFECT_HOME"] = str(self.home)
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
         _no_proxy(env)

@@ -1,12 +1,24 @@
-"""Settings for fast tests: a tiny network, few epochs, short windows, quick retries."""
+"""Inputs of fast tests: settings with a tiny network, few epochs, short windows and quick
+retries; small aligned demo frames."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from tasks.core.settings import BacktestSettings, ChampionGateSettings, FetchSettings, Settings, StorageSettings
+import pandas as pd
 
-__all__ = ["promoting_settings", "tiny_settings"]
+from tasks.core.align import align_sessions
+from tasks.core.demo import generate_demo_series
+from tasks.core.settings import (
+    DEFAULT_SERIES,
+    BacktestSettings,
+    ChampionGateSettings,
+    FetchSettings,
+    Settings,
+    StorageSettings,
+)
+
+__all__ = ["demo_levels", "promoting_settings", "tiny_settings"]
 
 
 def tiny_settings(**overrides: object) -> Settings:
@@ -29,3 +41,11 @@ def promoting_settings(**overrides: object) -> Settings:
     """Tiny settings whose 2-epoch model always passes the champion gate (the gate is unit-tested)."""
     return tiny_settings(champion_gate=ChampionGateSettings(max_mase=100), **overrides)
 
+
+
+def demo_levels(
+    start: date = date(2023, 1, 1), end: date = date(2025, 6, 30), series: tuple[str, ...] = DEFAULT_SERIES
+) -> pd.DataFrame:
+    """Aligned demo levels of `series` from `start` to `end` (about 2.5 years of the defaults)."""
+    raw = generate_demo_series(series, end)
+    return align_sessions(raw, start=start, as_of=end, max_fill=3, max_stale=5).levels

@@ -50,12 +50,12 @@ def test_no_module_imports_itself_through_a_circle() -> None:
     assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
 
 
-def test_importing_the_core_loads_neither_prefect_nor_tensorflow() -> None:
+def test_importing_the_core_loads_neither_prefect_nor_tensorflow_nor_matplotlib() -> None:
     core = sorted(p.stem for p in (REPO / "tasks" / "core").glob("*.py") if p.stem != "__init__")
     code = (
         "import sys\n"
         + "".join(f"import tasks.core.{name}\n" for name in core)
-        + "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'tensorflow', 'fredapi', 'azure', 'blocks'})\n"
+        + "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'tensorflow', 'fredapi', 'azure', 'blocks', 'matplotlib', 'PIL'})\n"
         + "print(','.join(loaded))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -57,3 +57,26 @@ def test_interval_bounds_widen_with_the_horizon(random_walk_result: object, leve
     assert list(sp.index) == list(range(1, 31))
     assert (sp["q025"] < sp["q10"]).all() and (sp["q10"] < sp["q90"]).all() and (sp["q90"] < sp["q975"]).all()
     assert sp.loc[30, "q975"] - sp.loc[30, "q025"] > sp.loc[1, "q975"] - sp.loc[1, "q025"]
+
+
+def test_progress_is_reported_after_every_refit_block(levels: pd.DataFrame) -> None:
+    features = make_features(levels, 20)
+    scaler = Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4))
+    reports: list[tuple[int, int]] = []
+    result = run_backtest(
+        ZeroPredictor(),
+        scaler,
+        levels,
+        test_start_row=400,
+        sequence_length=5,
+        level_window=20,
+        horizons=(1, 5),
+        origin_step=2,
+        refit_every=40,
+        refit=lambda history: (ZeroPredictor(), scaler),
+        on_progress=lambda done, total: reports.append((done, total)),
+    )
+    assert len(reports) > 2  # one per block of 40 sessions (20 origins)
+    assert [total for _, total in reports] == [result.n_origins] * len(reports)
+    done = [d for d, _ in reports]
+    assert done == sorted(done) and done[-1] == result.n_origins and done[0] == 20

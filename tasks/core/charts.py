@@ -1,0 +1,315 @@
+"""Charts of a run (pure): the published tables in, PNG and SVG bytes out.
+
+Per series a fan chart (the recent actuals, the forecast, its 80% and 95% bands, the as_of line);
+for training runs a skill-by-horizon chart from the walk-forward backtest (model, random walk and
+drift, and how often the bands held the actual). Charts made from the demo data carry a
+watermark saying so.
+
+Matplotlib is imported on first use only, so importing the core stays light. Figures are drawn on
+their own `Figure` (never pyplot's global state) with the Agg renderer, which needs no display.
+The output is a function of the input alone: the same tables give the same bytes (SVG ids are
+salted with a constant and no creation date is written), so a chart's sha256 in the manifest can
+be checked against a fresh rendering of the published CSVs.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Iterable
+from datetime import date
+from typing import TYPE_CHECKING, Final, Literal
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+ChartFormat = Literal["png", "svg"]
+CHART_FORMATS: Final[tuple[ChartFormat, ...]] = ("png", "svg")
+
+DPI: Final = 100
+FAN_SIZE_INCHES: Final = (9.0, 4.5)  # 900 x 450 pixels
+SKILL_PANEL_INCHES: Final = (3.2, 2.6)  # one panel; two panels (error, coverage) per series
+SKILL_COLUMNS: Final = 4  # series side by side before the grid wraps
+
+DEMO_WATERMARK: Final = "DEMO DATA"
+# Red is kept for the watermark alone, so it can never be mistaken for (or hide) the data.
+DEMO_COLOR: Final = "#d62728"
+ACTUAL_COLOR: Final = "#222222"
+FORECAST_COLOR: Final = "#1f77b4"
+BAND_95_COLOR: Final = "#17becf"
+DRIFT_COLOR: Final = "#ff7f0e"
+REFERENCE_COLOR: Final = "#777777"
+
+SKILL_CHART: Final = "skill_by_horizon"
+
+
+def fan_chart_name(series_id: str, fmt: ChartFormat = "png") -> str:
+    """File name of a series' fan chart in the run folder, e.g. fan_chart_SP500.png."""
+    return f"fan_chart_{series_id}.{fmt}"
+
+
+def skill_chart_name(fmt: ChartFormat = "png") -> str:
+    """File name of the skill-by-horizon chart in the run folder."""
+    return f"{SKILL_CHART}.{fmt}"
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _to_bytes(figure: Figure, fmt: ChartFormat) -> bytes:
+    import matplotlib as mpl
+
+    buffer = io.BytesIO()
+    # A constant salt: SVG element ids would otherwise be random, and the bytes differ per call.
+    with mpl.rc_context({"svg.hashsalt": "market-forecast", "svg.fonttype": "path"}):
+        metadata = {"Date": None} if fmt == "svg" else {}
+        figure.savefig(buffer, format=fmt, dpi=DPI, metadata=metadata, facecolor="white")
+    return buffer.getvalue() if fmt == "svg" else _palette_png(buffer.getvalue())
+
+
+def _palette_png(rgba_png: bytes) -> bytes:
+    """The PNG with a 256-colour palette: the same picture in about a third of the bytes.
+
+    A chart has few colours besides the anti-aliased edges; the summary in the dashboard carries
+    every fan chart inline, so its size matters.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(rgba_png)) as image:
+        palette = image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+# matplotlib.dates has no type hints: its three calls are wrapped here, once.
+def _date_numbers(dates: pd.DatetimeIndex) -> np.ndarray:
+    import matplotlib.dates as mdates
+
+    return np.asarray(mdates.date2num(dates.to_pydatetime()), dtype="float64")  # type: ignore[no-untyped-call]
+
+
+def _concise_date_axis(ax: Axes) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+
+
+def _watermark(figure: Figure) -> None:
+    figure.text(
+        0.5,
+        0.5,
+        DEMO_WATERMARK,
+        fontsize=64,
+        fontweight="bold",
+        color=DEMO_COLOR,
+        alpha=0.22,
+        rotation=20,
+        ha="center",
+        va="center",
+        zorder=10,
+    )
+
+
+def fan_chart(
+    actuals: pd.DataFrame,
+    forecast: pd.DataFrame,
+    *,
+    series_id: str,
+    as_of: date,
+    demo: bool,
+    history_sessions: int,
+    fmt: ChartFormat = "png",
+) -> bytes:
+    """A series' forecast fan: recent actuals, the forecast, its 80% and 95% bands, the as_of line.
+
+    Args:
+        actuals: actuals.csv's table (date, series_id, value, ...), any number of series.
+        forecast: forecasted_data.csv's table (date, series_id, forecast, lower_95, lower_80,
+            upper_80, upper_95, ...).
+        series_id: the series drawn.
+        as_of: the run's reference date, drawn as a vertical line.
+        demo: the data is the generated demo data: a watermark says so.
+        history_sessions: how many of the last actual sessions are drawn.
+        fmt: "png" (900 x 450 pixels) or "svg".
+
+    Returns:
+        The image file's bytes.
+
+    Raises:
+        ValueError: the tables hold no actuals or no forecast of `series_id`.
+    """
+    history = actuals.loc[actuals["series_id"] == series_id, ["date", "value"]].tail(history_sessions)
+    ahead = forecast.loc[forecast["series_id"] == series_id]
+    if history.empty or ahead.empty:
+        raise ValueError(f"no actuals or no forecast of {series_id!r} to draw")
+    last_date, last_value = pd.Timestamp(history["date"].iloc[-1]), float(history["value"].iloc[-1])
+
+    def from_last(column: str) -> np.ndarray:
+        # Bands and forecast start at the last actual, so the fan opens from the observed line.
+        return np.concatenate([[last_value], ahead[column].to_numpy(dtype="float64")])
+
+    dates = _date_numbers(pd.DatetimeIndex([last_date, *pd.to_datetime(ahead["date"])]))
+    as_of_x = float(_date_numbers(pd.DatetimeIndex([pd.Timestamp(as_of)]))[0])
+    figure = _figure(*FAN_SIZE_INCHES)
+    ax = figure.add_subplot()
+    ax.fill_between(dates, from_last("lower_95"), from_last("upper_95"), color=FORECAST_COLOR, alpha=0.15, lw=0)
+    ax.fill_between(dates, from_last("lower_80"), from_last("upper_80"), color=FORECAST_COLOR, alpha=0.3, lw=0)
+    ax.plot(
+        _date_numbers(pd.DatetimeIndex(history["date"])),
+        history["value"].to_numpy(dtype="float64"),
+        color=ACTUAL_COLOR,
+        lw=1.3,
+        label="actual",
+    )
+    ax.plot(dates, from_last("forecast"), color=FORECAST_COLOR, lw=1.8, label="forecast")
+    # Legend entries for the bands (fill_between's own handles would carry the zero line width).
+    ax.fill_between([], [], color=FORECAST_COLOR, alpha=0.45, label="80% band")
+    ax.fill_between([], [], color=FORECAST_COLOR, alpha=0.15, label="95% band")
+    ax.axvline(as_of_x, color=REFERENCE_COLOR, ls="--", lw=1)
+    ax.annotate(
+        f"as of {as_of.isoformat()}",
+        xy=(as_of_x, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(-4, -4),
+        textcoords="offset points",
+        ha="right",
+        va="top",
+        fontsize=9,
+        color=REFERENCE_COLOR,
+    )
+    _concise_date_axis(ax)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9, frameon=False)
+    horizon = len(ahead)
+    title = f"{series_id}: {horizon}-session forecast as of {as_of.isoformat()}"
+    ax.set_title(f"{title} (demo data, not the market)" if demo else title, fontsize=12, loc="left")
+    if demo:
+        _watermark(figure)
+    return _to_bytes(figure, fmt)
+
+
+def _skill_axes(ax: Axes, rows: pd.DataFrame, series_id: str) -> None:
+    horizons = rows["horizon"].to_numpy(dtype="float64")
+    ax.axhline(1.0, color=ACTUAL_COLOR, ls="--", lw=1.2, label="random walk")
+    ax.plot(horizons, rows["mase"].to_numpy(dtype="float64"), color=FORECAST_COLOR, marker="o", ms=4, label="model")
+    drift = rows["drift_mae"].to_numpy(dtype="float64") / rows["naive_mae"].to_numpy(dtype="float64")
+    ax.plot(horizons, drift, color=DRIFT_COLOR, marker="s", ms=4, label="drift")
+    ax.set_title(series_id, fontsize=11)
+    ax.set_xticks(horizons)
+    ax.grid(alpha=0.3)
+
+
+def _coverage_axes(ax: Axes, rows: pd.DataFrame) -> None:
+    horizons = rows["horizon"].to_numpy(dtype="float64")
+    bands = (("coverage_80", 80.0, "o", FORECAST_COLOR), ("coverage_95", 95.0, "^", BAND_95_COLOR))
+    for column, target, marker, color in bands:
+        ax.axhline(target, color=color, ls=":", lw=1)
+        values = 100.0 * rows[column].to_numpy(dtype="float64")
+        ax.plot(horizons, values, color=color, marker=marker, ms=4, label=f"{target:.0f}% band")
+    ax.set_ylim(0, 105)
+    ax.set_xticks(horizons)
+    ax.set_xlabel("horizon (sessions)", fontsize=9)
+    ax.grid(alpha=0.3)
+
+
+def skill_chart(backtest: pd.DataFrame, *, demo: bool, fmt: ChartFormat = "png") -> bytes:
+    """Skill by horizon from the walk-forward backtest, one column per series.
+
+    Top panel: MAE relative to the random walk's on the same origins (the model's is `mase`, the
+    drift baseline's `drift_mae / naive_mae`; the random walk is 1, below 1 is better). Bottom panel:
+    how often the actual fell inside the 80% and 95% bands, in percent, against those targets.
+
+    Args:
+        backtest: backtest_metrics.csv's table.
+        demo: the data is the generated demo data: a watermark says so.
+        fmt: "png" or "svg".
+
+    Returns:
+        The image file's bytes.
+
+    Raises:
+        ValueError: the table is empty.
+    """
+    if backtest.empty:
+        raise ValueError("no backtest rows to draw")
+    series = list(dict.fromkeys(backtest["series_id"]))
+    columns = min(len(series), SKILL_COLUMNS)
+    blocks = -(-len(series) // SKILL_COLUMNS)
+    width, height = SKILL_PANEL_INCHES
+    figure = _figure(width * columns + 0.4, 2 * height * blocks + 0.9)
+    grid = figure.add_gridspec(2 * blocks, columns, height_ratios=[3, 2] * blocks)
+    for index, series_id in enumerate(series):
+        block, column = divmod(index, SKILL_COLUMNS)
+        rows = backtest.loc[backtest["series_id"] == series_id].sort_values("horizon")
+        error_ax = figure.add_subplot(grid[2 * block, column])
+        _skill_axes(error_ax, rows, series_id)
+        coverage_ax = figure.add_subplot(grid[2 * block + 1, column], sharex=error_ax)
+        _coverage_axes(coverage_ax, rows)
+        if index == 0:
+            error_ax.set_ylabel("MAE / random walk's", fontsize=9)
+            error_ax.legend(fontsize=8, frameon=False)
+            coverage_ax.set_ylabel("band coverage, %", fontsize=9)
+            coverage_ax.legend(fontsize=8, frameon=False, loc="lower left")
+    title = (
+        "Walk-forward backtest by horizon. Top: MAE relative to the random walk's (below 1 is better). "
+        "Bottom: share of actuals inside the 80% and 95% bands (dotted: the targets)."
+    )
+    if demo:
+        title += " Demo data, not the market."
+    # About 12 characters per inch at this size: wrap so a one-series chart keeps its whole title.
+    figure.suptitle(textwrap.fill(title, int(12 * (width * columns + 0.4))), fontsize=10)
+    if demo:
+        _watermark(figure)
+    return _to_bytes(figure, fmt)
+
+
+def render_charts(
+    tables: dict[str, pd.DataFrame],
+    *,
+    as_of: date,
+    demo: bool,
+    history_sessions: int,
+    formats: Iterable[ChartFormat] = CHART_FORMATS,
+) -> dict[str, bytes]:
+    """Every chart of a run folder, file name -> bytes.
+
+    A fan chart per series of forecasted_data.csv (in its order), and the skill-by-horizon chart
+    when the run has backtest_metrics.csv (training runs); each in every format of `formats`.
+
+    Args:
+        tables: the run's output tables, file name -> table (as published).
+        as_of: the run's reference date.
+        demo: the run was made from the generated demo data.
+        history_sessions: actual sessions drawn before each forecast.
+        formats: image formats written, PNG first (the summary in the dashboard shows the PNGs).
+    """
+    chosen = tuple(formats)
+    actuals, forecast = tables["actuals.csv"], tables["forecasted_data.csv"]
+    charts: dict[str, bytes] = {}
+    for series_id in dict.fromkeys(forecast["series_id"]):
+        for fmt in chosen:
+            charts[fan_chart_name(series_id, fmt)] = fan_chart(
+                actuals,
+                forecast,
+                series_id=series_id,
+                as_of=as_of,
+                demo=demo,
+                history_sessions=history_sessions,
+                fmt=fmt,
+            )
+    backtest = tables.get("backtest_metrics.csv")
+    if backtest is not None and not backtest.empty:
+        for fmt in chosen:
+            charts[skill_chart_name(fmt)] = skill_chart(backtest, demo=demo, fmt=fmt)
+    return charts
