@@ -4,7 +4,8 @@
 #   make lint   ruff, ruff format --check, mypy and the import contracts only
 #   make bench  the benchmark against the seed design (needs a folder of FRED CSVs, see bench/README.md)
 #   make bench-docker  image size and build/run times on a Docker engine (docs/deployment.md)
-#   make lock   regenerate requirements.lock (tests) and requirements-runtime.lock (the image) from pyproject.toml
+#   make lock   regenerate requirements.lock (tests) and the images' requirements-daily.lock and
+#               requirements-training.lock from pyproject.toml
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -65,12 +66,13 @@ bench-docker: install
 
 # Marker-aware locks valid on every Python 3.11.x (e.g. async-timeout only below 3.11.3). Versions
 # already in a lock are kept unless pyproject.toml needs others; to move one on purpose add
-# e.g. --upgrade-package prefect. The runtime lock (what the image installs: no test tools) is
-# compiled with the full lock as constraints, so both pin the same versions.
+# e.g. --upgrade-package prefect. The images' locks (no test tools; the daily one without
+# TensorFlow) are compiled with the full lock as constraints, so all pin the same versions.
 lock:
 	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra test $(LOCK_ARGS) -o requirements.lock
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml -c requirements.lock $(LOCK_ARGS) -o requirements-runtime.lock
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml -c requirements.lock $(LOCK_ARGS) -o requirements-daily.lock
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra train -c requirements.lock $(LOCK_ARGS) -o requirements-training.lock
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) tests/azurite/node_modules .pytest_cache

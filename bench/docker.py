@@ -11,13 +11,17 @@ What it does:
    and Debian's docker.io, docker-registry and debootstrap then) and gets the stand-in base image
    (from the harness's cache, or built from Debian packages: no Docker Hub on the test machines).
 2. Clones the repository's committed HEAD into a temporary folder (so the figures belong to a commit).
-3. **Cold build**: prefect-docker's `build_docker_image` step, called as prefect.yaml's build step
-   calls it (Dockerfile, linux/amd64, pull: false, host network, the same build args), with
-   `nocache=True`: every layer is built, every wheel downloaded (the Dockerfile keeps no pip cache).
-4. **Image size**: what `docker image inspect` reports (uncompressed, base included).
-5. **Rebuild after a code-only change**: a comment appended to tasks/settings.py in the clone,
-   committed, built again with the layer cache: the dependency layer (`pip install -r
-   requirements-runtime.lock`) must come from the cache (`dependency_layer_reused`).
+3. **Cold build** of the `training` target: prefect-docker's `build_docker_image` step, called as
+   prefect.yaml's build step calls it (Dockerfile, linux/amd64, pull: false, host network, the same
+   build args), with `nocache=True`: every layer is built, every wheel downloaded (the Dockerfile
+   keeps no pip cache). Then the `daily` target with the layer cache: it shares the base and the
+   daily dependency layers with the training image, so only its project layer is built.
+4. **Image sizes**: what `docker image inspect` reports (uncompressed, base included) for both, and
+   the daily image's size over the training image's (target: <= 0.4).
+5. **Rebuild after a code-only change**: a comment appended to tasks/core/settings.py in the clone,
+   committed, the training target built again with the layer cache: both dependency layers
+   (`pip install -r requirements-daily.lock`, `... requirements-training.lock`) must come from the
+   cache (`dependency_layer_reused`).
 6. **Daily flow in a container**: a `prefect server`, a `docker` work pool and a Docker worker;
    `prefect --no-prompt deploy` of both Docker deployments from the clone (its build is all cache
    hits; the image is pushed to the registry); `train-model-docker` with a small model on the demo
@@ -51,15 +55,16 @@ IMAGE_REPOSITORY = "market-forecast"
 AS_OF = "2026-11-20"
 TRAIN_SETTINGS = {"history_start": "2023-01-01", "epochs": 2, "lstm_units": 8, "champion_gate": {"max_mase": 100}}
 VOLUME = "market-forecast-bench-data"
-DEPENDENCY_STEP = "-r requirements-runtime.lock"
+DEPENDENCY_STEPS = ("-r requirements-daily.lock", "-r requirements-training.lock")
+DAILY_SIZE_RATIO_MAX = 0.4
 
 
 def _git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _build(workdir: Path, image: str, tag: str, base: str, log: Path, *, nocache: bool) -> tuple[float, str]:
-    """prefect.yaml's build step (prefect-docker's build_docker_image) in `workdir`; seconds, output."""
+def _build(workdir: Path, image: str, tag: str, base: str, log: Path, *, target: str, nocache: bool) -> tuple[float, str]:
+    """prefect.yaml's build step (prefect-docker's build_docker_image) of `target` in `workdir`; seconds, output."""
     from prefect_docker.deployments.steps import build_docker_image
 
     began = time.monotonic()
@@ -73,6 +78,7 @@ def _build(workdir: Path, image: str, tag: str, base: str, log: Path, *, nocache
             pull=False,
             network_mode="host",
             nocache=nocache,
+            target=target,
             buildargs={"BASE_IMAGE": base, "GIT_SHA": tag, "SOURCE_URL": ""},
         )
     seconds = time.monotonic() - began
@@ -80,13 +86,18 @@ def _build(workdir: Path, image: str, tag: str, base: str, log: Path, *, nocache
     return seconds, text[text.rindex(f"--- build {image}:{tag}") :]
 
 
-def _dependency_layer_cached(build_output: str) -> bool:
-    """True when the classic builder reused the cache for the `pip install -r <lock>` step."""
+def _dependency_layers_cached(build_output: str) -> bool:
+    """True when the classic builder reused the cache for every `pip install -r <lock>` step."""
     steps = re.split(r"\nStep \d+/\d+ : ", build_output)
-    for step in steps:
-        if step.startswith("RUN") and DEPENDENCY_STEP in step.splitlines()[0]:
-            return "Using cache" in step
-    raise RuntimeError("the build output has no dependency installation step")
+    found = {
+        dependency: "Using cache" in step
+        for step in steps
+        for dependency in DEPENDENCY_STEPS
+        if step.startswith("RUN") and dependency in step.splitlines()[0]
+    }
+    if set(found) != set(DEPENDENCY_STEPS):
+        raise RuntimeError(f"the build output has no step for {sorted(set(DEPENDENCY_STEPS) - set(found))}")
+    return all(found.values())
 
 
 def _timestamp(value: str) -> float:
@@ -153,21 +164,27 @@ def run(out_dir: Path) -> dict[str, Any]:
         sha = _git("rev-parse", "--short=12", "HEAD", cwd=clone)
         image = f"{engine.registry}/{IMAGE_REPOSITORY}"
 
-        cold_seconds, _ = _build(clone, image, sha, base, log, nocache=True)
+        cold_seconds, _ = _build(clone, image, f"{sha}-training", base, log, target="training", nocache=True)
+        daily_seconds, _ = _build(clone, image, f"{sha}-daily", base, log, target="daily", nocache=False)
         with engine.session() as client:
-            size = client.images.get(f"{image}:{sha}").attrs["Size"]
+            sizes = {t: client.images.get(f"{image}:{sha}-{t}").attrs["Size"] for t in ("daily", "training")}
 
-        with open(clone / "tasks" / "settings.py", "a") as code:
+        with open(clone / "tasks" / "core" / "settings.py", "a") as code:
             code.write("\n# bench.docker: a code-only change\n")
         _git("-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "-am", "code-only change", cwd=clone)
         changed = _git("rev-parse", "--short=12", "HEAD", cwd=clone)
-        rebuild_seconds, output = _build(clone, image, changed, base, log, nocache=False)
+        rebuild_seconds, output = _build(clone, image, f"{changed}-training", base, log, target="training", nocache=False)
 
+        ratio = sizes["daily"] / sizes["training"]
         figures = {
-            "image_size_mb": round(size / 1e6),
+            "training_image_size_mb": round(sizes["training"] / 1e6),
+            "daily_image_size_mb": round(sizes["daily"] / 1e6),
+            "daily_over_training_size": round(ratio, 3),
+            "daily_size_target": f"<= {DAILY_SIZE_RATIO_MAX}: {'PASS' if ratio <= DAILY_SIZE_RATIO_MAX else 'MISS'}",
             "cold_build_s": round(cold_seconds, 1),
+            "daily_build_after_training_s": round(daily_seconds, 1),
             "rebuild_after_code_change_s": round(rebuild_seconds, 1),
-            "dependency_layer_reused": _dependency_layer_cached(output),
+            "dependency_layer_reused": _dependency_layers_cached(output),
             **_daily_in_container(engine, clone, base, work),
         }
         engine_kind = "own dockerd" if engine.own_daemon else "existing engine"
@@ -187,10 +204,14 @@ def run(out_dir: Path) -> dict[str, Any]:
 
 
 LABELS = {
-    "image_size_mb": "image size (MB, uncompressed, base included)",
-    "cold_build_s": "cold build (s, no layer cache, no pip cache)",
+    "training_image_size_mb": "training image size (MB, uncompressed, base included)",
+    "daily_image_size_mb": "daily image size (MB, uncompressed, base included)",
+    "daily_over_training_size": "daily image size / training image size",
+    "daily_size_target": "target: daily image <= 0.4x the training image",
+    "cold_build_s": "cold build of the training image (s, no layer cache)",
+    "daily_build_after_training_s": "daily image build after it (s, shared layers cached)",
     "rebuild_after_code_change_s": "rebuild after a code-only change (s)",
-    "dependency_layer_reused": "dependency layer reused on rebuild",
+    "dependency_layer_reused": "dependency layers reused on rebuild",
     "daily_container_start_to_completed_s": "daily flow: container start -> Completed (s)",
     "daily_created_to_completed_s": "daily flow: run created -> Completed (s, pull included)",
 }
@@ -202,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
     result = run(args.out)
-    print(f"market-forecast image, commit {result['commit']}, {result['engine']}, {result['machine']['cpus']} CPUs")
+    print(f"market-forecast images, commit {result['commit']}, {result['engine']}, {result['machine']['cpus']} CPUs")
     for key, value in result["figures"].items():
         print(f"  {LABELS[key]:<58} {value}")
     print(f"written to {result['path']}")

@@ -23,7 +23,8 @@ PREFECT_YAML = REPO / "prefect.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 LOCK_FILE = REPO / "requirements.lock"
-RUNTIME_LOCK_FILE = REPO / "requirements-runtime.lock"
+# The images' locks, by Dockerfile target.
+IMAGE_LOCK_FILES = {"daily": REPO / "requirements-daily.lock", "training": REPO / "requirements-training.lock"}
 
 PROCESS_POOL = "market-forecast-process"
 DOCKER_POOL = "market-forecast-docker"

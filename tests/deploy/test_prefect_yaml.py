@@ -26,7 +26,7 @@ from prefect.utilities.importtools import import_object
 from prefect.utilities.schema_tools.validation import validate
 from prefect.utilities.templating import apply_values, find_placeholders
 
-from tests.deploy.test_dockerfile import dockerfile_base_image_default
+from tests.deploy.test_dockerfile import dockerfile_base_image_default, dockerfile_stages
 
 from tests.deploy.deployments import (
     DAILY_CRON,
@@ -194,9 +194,12 @@ def _check_placeholder(name: str, outputs: dict[str, set[str]], *, where: str) -
     assert key in outputs[step_id], f"{where}: step {step_id!r} returns {sorted(outputs[step_id])}, not {key!r}"
 
 
-@pytest.fixture
-def docker_render(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The daily Docker deployment's values rendered as `prefect deploy` would, without building.
+DOCKER_TARGETS = {"daily-forecast-docker": "daily", "train-model-docker": "training"}
+
+
+@pytest.fixture(params=sorted(DOCKER_TARGETS))
+def docker_render(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A Docker deployment's values rendered as `prefect deploy` would, without building.
 
     The two run_shell_script steps run for real; the build step's output is what
     build_docker_image returns for the rendered inputs.
@@ -207,7 +210,7 @@ def docker_render(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MARKET_FORECAST_BASE_IMAGE", raising=False)  # the default base
     monkeypatch.chdir(REPO)  # where `prefect deploy` runs
-    config = deployment_configs()["daily-forecast-docker"]
+    config = deployment_configs()[request.param]
     outputs: dict[str, Any] = {}
     rendered_inputs = {}
     for step in config["build"]:
@@ -223,21 +226,30 @@ def docker_render(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             outputs[step_id] = {"image_name": inputs["image_name"], "tag": inputs["tag"], "image": image, "image_id": "sha256:0", "additional_tags": []}
     push_inputs = apply_values({k: v for k, v in _step(config["push"][0])[1].items() if k != "requires"}, outputs)
     job_variables = apply_values(config["work_pool"]["job_variables"], outputs, skip_prefixes=["ctx."])
-    return {"inputs": rendered_inputs, "push": push_inputs, "job_variables": job_variables, "outputs": outputs}
+    return {
+        "inputs": rendered_inputs,
+        "push": push_inputs,
+        "job_variables": job_variables,
+        "outputs": outputs,
+        "target": DOCKER_TARGETS[request.param],
+    }
 
 
 def test_image_name_tag_and_build_args_render(docker_render: dict[str, Any]) -> None:
     sha = docker_render["outputs"]["git-sha"]["stdout"]
     assert re.fullmatch(r"[0-9a-f]{12}", sha), sha
     build = docker_render["inputs"]["build-image"]
+    target = docker_render["target"]
     assert build["image_name"] == DEPLOY_ENV["MARKET_FORECAST_IMAGE"]
-    assert build["tag"] == sha
+    assert build["target"] == target  # the Dockerfile's daily (no TensorFlow) or training image
+    assert target in dockerfile_stages()
+    assert build["tag"] == f"{sha}-{target}"
     assert build["buildargs"] == {
         "BASE_IMAGE": dockerfile_base_image_default(),
         "GIT_SHA": sha,
         "SOURCE_URL": origin_url_without_credentials(),
     }
-    assert docker_render["push"] == {"image_name": DEPLOY_ENV["MARKET_FORECAST_IMAGE"], "tag": sha}
+    assert docker_render["push"] == {"image_name": DEPLOY_ENV["MARKET_FORECAST_IMAGE"], "tag": f"{sha}-{target}"}
 
 
 def _base_image_step() -> dict[str, Any]:
@@ -266,7 +278,7 @@ def test_job_variables_render_and_fit_the_docker_worker_template(docker_render: 
 
     job_variables = docker_render["job_variables"]
     sha = docker_render["outputs"]["git-sha"]["stdout"]
-    assert job_variables["image"] == f"{DEPLOY_ENV['MARKET_FORECAST_IMAGE']}:{sha}"
+    assert job_variables["image"] == f"{DEPLOY_ENV['MARKET_FORECAST_IMAGE']}:{sha}-{docker_render['target']}"
     assert "{{" not in str(job_variables)
     # What lets a killed container end its run Crashed (tests/docker/test_container_faults.py
     # runs with these production values).

@@ -33,6 +33,7 @@ from tests.alerts.stack import run_blocks_command
 from tests.deploy.deployments import DOCKER_POOL
 from tests.docker.stack import (
     AZURE_CONTAINER,
+    DEPLOYMENT_TARGETS,
     HOOK_GRACE_SECONDS,
     IMAGE_REPOSITORY,
     RECIPIENT,
@@ -139,7 +140,10 @@ def stack(
             secrets=keys,
             base_image=base_image,
             git_sha=sha,
-            image=f"{docker_engine.registry}/{IMAGE_REPOSITORY}:{sha}",
+            images={
+                target: f"{docker_engine.registry}/{IMAGE_REPOSITORY}:{sha}-{target}"
+                for target in DEPLOYMENT_TARGETS.values()
+            },
             deployments=deployments,
             deploy_output=output,
             deploy_seconds=seconds,

@@ -27,6 +27,8 @@ from tests.harness.prefect_server import PrefectServer
 from tests.harness.smtp import SmtpSink
 
 IMAGE_REPOSITORY = "market-forecast"
+# The Dockerfile target each Docker deployment builds and runs (prefect.yaml's build steps).
+DEPLOYMENT_TARGETS = {"daily-forecast-docker": "daily", "train-model-docker": "training"}
 RECIPIENT = "ops@example.org"
 SMTP_USER = "market-forecast-alerts"
 AZURE_CONTAINER = "market-forecast-docker-tests"
@@ -108,7 +110,7 @@ class DockerStack:
     secrets: Secrets
     base_image: str
     git_sha: str
-    image: str  # <registry>/market-forecast:<git sha>, what the deployments run
+    images: dict[str, str]  # Dockerfile target -> <registry>/market-forecast:<git sha>-<target>
     deployments: dict[str, Any]
     deploy_output: str
     deploy_seconds: float
@@ -137,6 +139,10 @@ class DockerStack:
 
     def wait_final(self, flow_run_id: UUID, timeout: float = RUN_TIMEOUT_SECONDS) -> Any:
         return wait_for_state(self.server, flow_run_id, lambda r: r.state.is_final(), timeout=timeout, what="final")
+
+    def image_of(self, deployment: str) -> str:
+        """The image a deployment runs: the daily image for daily-forecast, the training one else."""
+        return self.images[DEPLOYMENT_TARGETS[deployment]]
 
     def containers(self, flow_run_id: UUID) -> list[Any]:
         """The containers the worker created for a flow run (docker-py Container objects)."""

@@ -121,7 +121,9 @@ def test_daily_container_found_the_champion_only_through_the_storage_block(stack
     manifest = json.loads(_blob(stack, f"{latest['run_folder']}/manifest.json"))
     assert manifest["model_version"] == json.loads(_blob(stack, "models/champion.json"))["version"]
     with stack.engine.session() as client:  # the image itself carries no model or output
-        listing = client.containers.run(stack.image, ["ls", "-A", "/opt/market-forecast/data"], network_mode="host", remove=True)
+        listing = client.containers.run(
+            stack.images["daily"], ["ls", "-A", "/opt/market-forecast/data"], network_mode="host", remove=True
+        )
     assert listing.decode().split() == []
 
 
@@ -130,7 +132,7 @@ def test_manifest_code_version_is_the_commit_the_image_was_built_from(stack: Doc
     manifest = json.loads(_blob(stack, f"{latest['run_folder']}/manifest.json"))
     assert manifest["code_version"] == f"0.1.0+{stack.git_sha}"
     container = stack.container(runs.daily.id)
-    assert container.attrs["Config"]["Image"] == stack.image
+    assert container.attrs["Config"]["Image"] == stack.images["daily"]
     assert container.attrs["Config"]["Labels"]["org.opencontainers.image.revision"] == stack.git_sha
 
 
@@ -141,7 +143,8 @@ def test_containers_ran_as_the_non_root_user(stack: DockerStack, runs: Runs) -> 
 
 
 def test_each_run_pulled_the_image_from_the_registry(stack: DockerStack, runs: Runs) -> None:
-    pulls = stack.engine.manifest_pulls(IMAGE_REPOSITORY, stack.git_sha, since=runs.registry_offset)
-    assert pulls >= 2, f"the registry served the manifest {pulls} time(s) for two runs\n{stack.engine.registry_log(runs.registry_offset)[-3000:]}"
-    for flow_run in (runs.train, runs.daily):
-        assert stack.container(flow_run.id).attrs["Config"]["Image"] == stack.image
+    for flow_run, target in ((runs.train, "training"), (runs.daily, "daily")):
+        pulls = stack.engine.manifest_pulls(IMAGE_REPOSITORY, f"{stack.git_sha}-{target}", since=runs.registry_offset)
+        log = stack.engine.registry_log(runs.registry_offset)[-3000:]
+        assert pulls >= 1, f"the registry never served the {target} image's manifest\n{log}"
+        assert stack.container(flow_run.id).attrs["Config"]["Image"] == stack.images[target]
