@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tasks.core.contracts import CardDataRange, GateDecision, ModelCard, table_records
+from tasks.core.ensemble import Ensemble
 from tasks.core.features import Scaler, Split, SplitDates, chronological_split, make_features, training_arrays
 from tasks.core.model import (
     EpochCallback,
@@ -110,6 +111,7 @@ def model_version_name(created_utc: datetime, model_sha256: str) -> str:
 
 def build_model_card(
     trained: TrainedModel,
+    ensemble: Ensemble,
     *,
     version: str,
     settings: Settings,
@@ -124,7 +126,7 @@ def build_model_card(
     training_run_folder: str,
     gate: GateDecision,
 ) -> ModelCard:
-    """The model card: what the model is, what it saw, how good it is, and its files' sha256."""
+    """The model card: what the model is, its ensemble, what it saw, how good it is, and its files' sha256."""
     n = len(settings.series)
     return ModelCard(
         version=version,
@@ -150,4 +152,6 @@ def build_model_card(
         files=files,
         training_run_folder=training_run_folder,
         champion_gate=gate,
+        ensemble=ensemble.card,
+        mase_scale=ensemble.mase_scale,
     )
