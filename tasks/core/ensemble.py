@@ -165,6 +165,8 @@ def slope_weight(departure: np.ndarray, error: np.ndarray, *, lags: int, skill_z
     residual = error - slope * departure
     variance = n * long_run_variance(departure * residual, lags) / denominator**2
     weight = float(np.clip(slope - skill_z * math.sqrt(max(variance, 0.0)), 0.0, 1.0))
+    if weight == 0.0:
+        return 0.0, 1.0
     baseline = float(error @ error)
     ratio = float(np.sum((error - weight * departure) ** 2)) / baseline if baseline > 0 else 1.0
     return weight, ratio

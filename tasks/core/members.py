@@ -60,7 +60,6 @@ def classical_paths(
     steps = np.arange(1, horizon + 1, dtype=np.float64)[None, :, None]
     at_origin = x[last]
 
-    drift = (x[last] - x[first]) / (count - 1)
     # AR(1) on pairs (x_{t-1}, x_t) inside the window: t = first+1 .. last.
     lagged = np.vstack([x[:1], x[:-1]])  # lagged[t] = x[t - 1]
     n_pairs = count - 1
@@ -68,9 +67,11 @@ def classical_paths(
     sum_z = _window_sums(lagged, first + 1, last)
     sum_zz = _window_sums(lagged * lagged, first + 1, last)
     sum_yz = _window_sums(x * lagged, first + 1, last)
-    var_z = sum_zz - sum_z * sum_z / n_pairs
-    cov_yz = sum_yz - sum_y * sum_z / n_pairs
+    # An origin with a single session divides by zero here; `enough` masks it out below.
     with np.errstate(invalid="ignore", divide="ignore"):
+        drift = (x[last] - x[first]) / n_pairs
+        var_z = sum_zz - sum_z * sum_z / n_pairs
+        cov_yz = sum_yz - sum_y * sum_z / n_pairs
         phi = np.where(var_z > 0, cov_yz / var_z, 1.0)
     reverts = phi < _MAX_PHI
     phi = np.clip(phi, 0.0, _MAX_PHI)
