@@ -15,11 +15,12 @@ in-sample one-session naive MAE (the standard MASE); a Diebold-Mariano test of t
 against the random walk's (tasks.core.significance); the intervals' coverage and pinball loss.
 
 Prediction intervals come from out-of-sample errors (tasks.core.intervals), standardised by the
-origin's expected volatility of the h-session change (tasks.core.intervals.horizon_volatility), per horizon. The errors are those of the test origins plus,
-when a calibration start is given, those of forecasts made inside the training part with targets
-still inside it, from origins where every member the series uses is out of sample: the validation
-slice for a series whose ensemble uses the LSTM (the network never trained on it), else every
-origin with enough history for the classical members (they are re-estimated at each origin).
+origin's expected volatility of the h-session change (`horizon_volatility`), per horizon. The errors
+are those of the test origins plus, when a calibration start is given, those of forecasts made
+inside the training part with targets still inside it, from origins where every member the series
+uses is out of sample: the validation slice for a series whose ensemble uses the LSTM (the network
+never trained on it), else every origin with enough history for the classical members (they are
+re-estimated at each origin).
 Coverage and pinball loss are reported honestly: the band at a test origin uses only those errors
 and the test errors already realised before that origin (expanding calibration), never the error it
 is scored on. The pinball loss (mean over the four band quantiles, in the series' units) is compared
