@@ -49,7 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULT_FORMAT = "market-forecast-bench-docker/1"
 IMAGE_REPOSITORY = "market-forecast"
 AS_OF = "2026-11-20"
-TRAIN_SETTINGS = {"history_start": "2023-01-01", "epochs": 2, "lstm_units": 8, "champion_gate": {"max_mase": 100}}
+TRAIN_SETTINGS = {"history_start": "2023-01-01", "epochs": 2, "lstm_units": 8, "champion_gate": {"max_rel_mae": 100}}
 VOLUME = "market-forecast-bench-data"
 DEPENDENCY_STEP = "-r requirements-runtime.lock"
 
