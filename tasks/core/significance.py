@@ -6,6 +6,9 @@ autocorrelated up to lag h - 1 even for an optimal forecast. The test therefore 
 as Diebold and Mariano (1995); Bartlett weights if that estimate is not positive), and the
 small-sample correction of Harvey, Leybourne and Newbold (1997): the statistic is scaled by
 sqrt((n + 1 - 2h + h(h - 1)/n) / n) and compared with Student's t with n - 1 degrees of freedom.
+
+SciPy (for Student's t) is imported on first use: the test runs in training only, and the daily
+flow, which imports the ensemble's module (and with it `long_run_variance`), stays light.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -73,5 +75,7 @@ def diebold_mariano(loss: ArrayLike, baseline_loss: ArrayLike, *, horizon: int) 
     statistic = float(differential.mean()) / math.sqrt(variance)
     correction = (n + 1 - 2 * h + h * (h - 1) / n) / n
     statistic *= math.sqrt(correction) if correction > 0 else math.nan
+    from scipy import stats
+
     p_value = float(2.0 * stats.t.sf(abs(statistic), df=n - 1)) if math.isfinite(statistic) else math.nan
     return DieboldMariano(statistic, p_value, n)
