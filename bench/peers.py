@@ -36,19 +36,15 @@ def measure_peers(spec: Mapping[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from bench.data import read_levels_csv
-    from tasks.core.features import chronological_split, make_features
+    from tasks.core.features import make_features
     from tasks.core.metrics import relative_mae
     from tasks.core.settings import Settings
+    from tasks.core.training import training_split
 
     settings = Settings.model_validate(spec["settings"])
     levels = read_levels_csv(Path(spec["levels_csv"]))[list(settings.series)]
     features = make_features(levels, settings.level_window)
-    split = chronological_split(
-        len(features),
-        sequence_length=settings.sequence_length,
-        test_fraction=settings.test_fraction,
-        validation_fraction=settings.validation_fraction,
-    )
+    split = training_split(len(features), settings)  # the project's own split
     offset = len(levels) - len(features)
     end = offset + split.train_end  # first level row of the test part
     origins = np.arange(split.train_end - 1, len(features) - 1, settings.backtest.origin_step) + offset

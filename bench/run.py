@@ -31,8 +31,8 @@ from bench.config import build_settings, non_default_settings
 from bench.daily import measure_project_daily, measure_seed_daily
 from bench.data import align_levels, check_series, fetch_series, serve_folder, summarize, write_levels_csv
 from bench.errors import BenchError
-from bench.processes import REPO_ROOT, Measurement, child_env, prefect_server, run_children
 from bench.peers import measure_peers
+from bench.processes import REPO_ROOT, Measurement, child_env, prefect_server, run_children
 from bench.project import measure_project
 from bench.report import build_report, format_report, load_average, machine_info, write_report
 from bench.seed import measure_seed

@@ -48,6 +48,16 @@ class TrainedModel:
         return predictor_for(self.model)
 
 
+def training_split(n_rows: int, settings: Settings) -> Split:
+    """The chronological split of `n_rows` feature rows that `fit_lstm` trains and holds out by."""
+    return chronological_split(
+        n_rows,
+        sequence_length=settings.sequence_length,
+        test_fraction=settings.test_fraction,
+        validation_fraction=settings.validation_fraction,
+    )
+
+
 def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCallback | None = None) -> TrainedModel:
     """Fit scaler, network and shrinkage on the training part of `levels`.
 
@@ -60,12 +70,7 @@ def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCal
         The trained model, its scaler (with shrinkage), per-epoch history and split.
     """
     features = make_features(levels, settings.level_window)
-    split = chronological_split(
-        len(features),
-        sequence_length=settings.sequence_length,
-        test_fraction=settings.test_fraction,
-        validation_fraction=settings.validation_fraction,
-    )
+    split = training_split(len(features), settings)
     scaler = Scaler.fit(features.iloc[: split.train_end])
     scaled = scaler.transform(features.to_numpy())
     n_series = levels.shape[1]
