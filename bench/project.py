@@ -2,7 +2,7 @@
 
 1. The `train-model` flow, called as a user calls it, with `FRED_API_KEY` / `FRED_API_URL` pointing at
    the local FRED server and `PREFECT_API_URL` at the benchmark's Prefect server. Training time is
-   the `train-lstm` task run's duration as the Prefect API recorded it.
+   the `train-lstm` and `fit-ensemble` task runs' durations as the Prefect API recorded them.
 2. What it published: `backtest_metrics.csv` (MASE and coverage by series and horizon, the numbers
    users get) and `actuals.csv` (the levels it trained on, compared with the seed's input).
 3. The N-session forecast, timed by calling the public core function `tasks.core.forecast.forecast_levels`
@@ -39,12 +39,19 @@ BACKTEST_COLUMNS = [
     "n",
     "mae",
     "naive_mae",
+    "rel_mae",
+    "rel_mae_vs_drift",
     "mase",
-    "mase_vs_drift",
+    "dm_pvalue",
     "coverage_80",
     "coverage_95",
     "n_coverage",
+    "pinball",
+    "naive_pinball",
+    "rel_pinball",
 ]
+# The stages that fit the model: the network, then the ensemble's weights around it (issue 12).
+TRAINING_TASKS = ("train-lstm", "fit-ensemble")
 
 
 def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
             f"the training flow used {summary.get('data_source')!r} data, not the benchmark's FRED server"
         )
     train_stages = read_task_runs(train_state.state_details.flow_run_id)
-    train_seconds = task_run_seconds(train_stages, "train-lstm")
+    train_seconds = sum(task_run_seconds(train_stages, name) for name in TRAINING_TASKS)
 
     run_folder = output_dir / summary["run_folder"]
     backtest_path = run_folder / "backtest_metrics.csv"
@@ -104,9 +111,7 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
             f"the champion gate kept the model out ({summary.get('reason')}); the benchmark promoted it to time the daily flow"
         )
     champion = load_champion(storage, settings, data_source="fred")
-    first_ms, warm_ms, path = time_forecast(
-        champion.predictor, champion.scaler, levels, settings, horizon=spec["forecast_sessions"]
-    )
+    first_ms, warm_ms, path = time_forecast(champion.ensemble, levels, horizon=spec["forecast_sessions"])
     rss_checkpoints["after_forecast_benchmark"] = peak_rss_mb()
 
     t0 = time.perf_counter()
@@ -131,7 +136,7 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
         "rss_after_imports_mb": rss_after_imports,
         "peak_rss_checkpoints_mb": rss_checkpoints,
         "train_seconds": train_seconds,
-        "train_seconds_source": "train-lstm task run (Prefect API)",
+        "train_seconds_source": " + ".join(TRAINING_TASKS) + " task runs (Prefect API)",
         "train_flow_seconds": train_flow_seconds,
         "prefect_api": "server" if os.environ.get("PREFECT_API_URL") else "ephemeral",
         "forecast_ms_first": first_ms,
@@ -220,10 +225,8 @@ def promote_for_daily_run(storage: Any, version: str, settings: Any) -> None:
     )
 
 
-def time_forecast(
-    predictor: Any, scaler: Any, levels: Any, settings: Any, *, horizon: int
-) -> tuple[float, list[float], Any]:
-    """Time `forecast_levels` for `horizon` sessions from the end of `levels`.
+def time_forecast(ensemble: Any, levels: Any, *, horizon: int) -> tuple[float, list[float], Any]:
+    """Time `forecast_levels` (the ensemble: every member, the LSTM by NumPy) for `horizon` sessions from the end of `levels`.
 
     Returns:
         The first call's milliseconds, the warm calls' milliseconds, and the forecast path
@@ -233,13 +236,12 @@ def time_forecast(
 
     from tasks.core.forecast import forecast_levels
 
-    options = {"sequence_length": settings.sequence_length, "level_window": settings.level_window, "horizon": horizon}
     t0 = time.perf_counter()
-    path = forecast_levels(predictor, scaler, levels, **options)
+    path = forecast_levels(ensemble, levels, horizon=horizon)
     first_ms = 1000 * (time.perf_counter() - t0)
     warm_ms = []
     for _ in range(WARM_FORECAST_CALLS):
         t0 = time.perf_counter()
-        forecast_levels(predictor, scaler, levels, **options)
+        forecast_levels(ensemble, levels, horizon=horizon)
         warm_ms.append(1000 * (time.perf_counter() - t0))
     return first_ms, warm_ms, np.asarray(path)

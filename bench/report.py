@@ -24,10 +24,13 @@ from bench.results import number, to_json
 from bench.targets import (
     COVERAGE_TOLERANCE,
     HEADLINE,
-    MASE_H1_MAX,
-    VIX_MASE_MAX,
+    PEERS,
+    REL_MAE_MAX,
+    VIX_HORIZONS,
+    VIX_REL_MAE_MAX,
     VIX_SERIES,
     Results,
+    best_peer,
     by_series_horizon,
     compute_ratios,
     evaluate_targets,
@@ -49,17 +52,23 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
     project, seed = results["project"], results["seed"]
     ratios = compute_ratios(results)
     series, horizons = config["settings"]["series"], config["horizons"]
-    targets = evaluate_targets(project, ratios, series=series, horizons=horizons)
+    peer_rows = list(results.get("peers", {}).get("rel_mae") or [])
+    targets = evaluate_targets(project, ratios, series=series, horizons=horizons, peers=peer_rows)
     pbt, sbt = by_series_horizon(project["backtest"]), by_series_horizon(seed["backtest"])
-    mase = [
+    peers = by_series_horizon(peer_rows)
+    rel_mae = [
         {
             "series_id": sid,
             "horizon": h,
-            "project": number(pbt.get((sid, h), {}).get("mase")),
-            "seed": number(sbt.get((sid, h), {}).get("mase")),
-            "project_vs_drift": number(pbt.get((sid, h), {}).get("mase_vs_drift")),
+            "project": number(pbt.get((sid, h), {}).get("rel_mae")),
+            "seed": number(sbt.get((sid, h), {}).get("rel_mae")),
+            **{name: number(peers.get((sid, h), {}).get(name)) for name in PEERS},
+            "best_peer": best_peer(peers.get((sid, h), {}))[0],
+            "dm_pvalue": number(pbt.get((sid, h), {}).get("dm_pvalue")),
+            "mase": number(pbt.get((sid, h), {}).get("mase")),
             "n_project": pbt.get((sid, h), {}).get("n"),
             "n_seed": sbt.get((sid, h), {}).get("n"),
+            "n_peers": peers.get((sid, h), {}).get("n"),
         }
         for sid in series
         for h in horizons
@@ -71,6 +80,7 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
             "coverage_80": number(pbt.get((sid, h), {}).get("coverage_80")),
             "coverage_95": number(pbt.get((sid, h), {}).get("coverage_95")),
             "n_coverage": pbt.get((sid, h), {}).get("n_coverage"),
+            "rel_pinball": number(pbt.get((sid, h), {}).get("rel_pinball")),
         }
         for sid in series
         for h in horizons
@@ -90,7 +100,7 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
         "machine": dict(machine),
         "headline": headline,
         "ratios": ratios,
-        "mase": mase,
+        "rel_mae": rel_mae,
         "coverage": coverage,
         "targets": targets,
         "summary": {
@@ -125,7 +135,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     targets = {t["id"]: t for t in report["targets"]}
     settings = config["settings"]
     lines = [
-        "Benchmark: project pipeline vs seed design (issue 6), same data, same process tree",
+        "Benchmark: project pipeline vs seed design and classical peers (issues 6, 11, 12), same data, same process tree",
         f"data      {config['data_folder']}: {', '.join(settings['series'])}",
         f"          history from {settings['history_start']} to as_of {config['as_of']} ({config['sessions']} aligned sessions), "
         f"last {settings['test_fraction']:.0%} test, {settings['epochs']} epochs, {config['forecast_sessions']}-session forecast",
@@ -179,29 +189,34 @@ def format_report(report: Mapping[str, Any]) -> str:
     if alone:
         lines.append("(info) daily run alone, heavy libraries loaded: " + "; ".join(alone))
 
+    peers_info = report.get("peers") or {}
     lines += [
         "",
-        "MASE on the walk-forward backtest (model MAE / random-walk MAE on the same targets; < 1 beats 'tomorrow equals today')",
+        "rel_mae on the walk-forward backtest (MAE / random-walk MAE on the same targets; < 1 beats 'tomorrow equals today').",
+        f"Peers fitted on the training part, forecasting from the project's test origins (statsforecast {peers_info.get('statsforecast') or 'n/a'}); "
+        f"dm p = the project's Diebold-Mariano p-value against the random walk; targets: <= {REL_MAE_MAX:.2f}, <= best peer"
+        + (f", {VIX_SERIES} <= {VIX_REL_MAE_MAX:.2f} at {', '.join(map(str, VIX_HORIZONS))}" if VIX_SERIES in settings["series"] else ""),
     ]
-    row = "{:<20} {:>3} {:>9} {:>9} {:>9} {:>6} {:>6}  {:<10} {}"
-    lines.append(row.format("series", "h", "project", "seed", "vs drift", "n(p)", "n(s)", "target", "result"))
-    for item in report["mase"]:
+    row = "{:<18} {:>3} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>13} {:>6} {:>5}  {:<5} {:<5} {}"
+    lines.append(
+        row.format("series", "h", "project", "seed", "drift", "AR(1)", "ETS", "ARIMA", "best peer", "dm p", "n", "<=1", "peers", "VIX")
+    )
+    for item in report["rel_mae"]:
         sid, h = item["series_id"], item["horizon"]
-        verdict = (
-            targets.get(f"mase_h1:{sid}") if h == 1 else targets.get(f"vix_mase_h{h}") if sid == VIX_SERIES else None
-        )
-        target = f"<= {MASE_H1_MAX:.2f}" if h == 1 else f"< {VIX_MASE_MAX:.2f}" if verdict else ""
+        vix = targets.get(f"vix_rel_mae_h{h}") if sid == VIX_SERIES else None
         lines.append(
             row.format(
                 sid,
                 h,
                 _fmt(item["project"], 3),
                 _fmt(item["seed"], 3),
-                _fmt(item["project_vs_drift"], 3),
+                *(_fmt(item[name], 3) for name in PEERS),
+                item["best_peer"],
+                _fmt(item["dm_pvalue"], 3),
                 item["n_project"] if item["n_project"] is not None else "n/a",
-                item["n_seed"] if item["n_seed"] is not None else "n/a",
-                target,
-                verdict["result"] if verdict else "",
+                targets[f"rel_mae:{sid}:h{h}"]["result"],
+                targets[f"peers:{sid}:h{h}"]["result"],
+                vix["result"] if vix else "",
             )
         )
 
@@ -209,8 +224,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         "",
         f"Interval coverage of the project's backtest (nominal 80% / 95%, target within {COVERAGE_TOLERANCE * 100:.0f} points)",
     ]
-    row = "{:<20} {:>3} {:>8} {:>8} {:>6}  {}"
-    lines.append(row.format("series", "h", "cov 80", "cov 95", "n", "result"))
+    row = "{:<20} {:>3} {:>8} {:>8} {:>6}  {:<6} {:>11}"
+    lines.append(row.format("series", "h", "cov 80", "cov 95", "n", "result", "rel pinball"))
     for item in report["coverage"]:
         sid, h = item["series_id"], item["horizon"]
         verdicts = [targets.get(f"coverage_80:{sid}:h{h}"), targets.get(f"coverage_95:{sid}:h{h}")]
@@ -223,7 +238,14 @@ def format_report(report: Mapping[str, Any]) -> str:
                 _percent(item["coverage_95"]),
                 item["n_coverage"] if item["n_coverage"] is not None else "n/a",
                 result,
+                _fmt(item["rel_pinball"], 3),
             )
+        )
+    pinball = [t for t in report["targets"] if t["id"].startswith("pinball_h")]
+    if pinball:
+        lines.append(
+            "Pinball loss, mean over series of model / random walk with empirical bands (target <= 1.00): "
+            + ", ".join(f"h={t['id'].removeprefix('pinball_h')} {_fmt(t['measured'], 3)} {t['result']}" for t in pinball)
         )
 
     stages = project.get("stages") or {}
@@ -233,7 +255,7 @@ def format_report(report: Mapping[str, Any]) -> str:
             shown = ", ".join(f"{r['name']} {_fmt(r['seconds'], 2)}" for r in runs)
             lines += ["", f"Project {label} task runs, seconds (Prefect API): {shown}"]
 
-    notes = list(project.get("notes") or [])
+    notes = list(project.get("notes") or []) + list(peers_info.get("notes") or [])
     if not project.get("same_data_as_seed", True):
         notes.append("the project's training levels differ from the seed's input levels")
     if notes:
@@ -245,11 +267,13 @@ def format_report(report: Mapping[str, Any]) -> str:
 def summary_line(targets: Sequence[Mapping[str, Any]]) -> str:
     """'Targets met: P of N.' plus what was missed, the coverage cells counted rather than listed."""
     passed = sum(t["result"] == "PASS" for t in targets)
-    missed = [t["id"] for t in targets if t["result"] != "PASS" and not t["id"].startswith("coverage_")]
-    coverage = [t for t in targets if t["id"].startswith("coverage_")]
-    coverage_missed = sum(t["result"] != "PASS" for t in coverage)
-    if coverage_missed:
-        missed.append(f"interval coverage in {coverage_missed} of {len(coverage)} series/horizon/level cells")
+    counted = {"coverage_": "interval coverage", "rel_mae:": "rel_mae <= 1.00", "peers:": "rel_mae <= best peer"}
+    missed = [t["id"] for t in targets if t["result"] != "PASS" and not t["id"].startswith(tuple(counted))]
+    for prefix, label in counted.items():
+        cells = [t for t in targets if t["id"].startswith(prefix)]
+        cells_missed = sum(t["result"] != "PASS" for t in cells)
+        if cells_missed:
+            missed.append(f"{label} in {cells_missed} of {len(cells)} cells")
     return f"Targets met: {passed} of {len(targets)}." + (f" Missed: {'; '.join(missed)}." if missed else "")
 
 

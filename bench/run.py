@@ -31,6 +31,7 @@ from bench.config import build_settings, non_default_settings
 from bench.daily import measure_project_daily, measure_seed_daily
 from bench.data import align_levels, check_series, fetch_series, serve_folder, summarize, write_levels_csv
 from bench.errors import BenchError
+from bench.peers import measure_peers
 from bench.processes import REPO_ROOT, Measurement, child_env, prefect_server, run_children
 from bench.project import measure_project
 from bench.report import build_report, format_report, load_average, machine_info, write_report
@@ -44,6 +45,8 @@ PREFECT_SERVER_TIMEOUT_SECONDS = 300.0
 MEASUREMENTS = (
     Measurement("seed", measure_seed),
     Measurement("project", measure_project, prefect_api=True),
+    # Issue 12: what a user would pick instead, on the project's own test origins.
+    Measurement("peers", measure_peers),
     # Phase 2: each design's daily run on its own, in a fresh process, on the models phase 1 left.
     Measurement("seed-daily", measure_seed_daily, phase=2),
     Measurement("project-daily", measure_project_daily, prefect_api=True, phase=2),

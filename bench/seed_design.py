@@ -77,7 +77,7 @@ class SeedResult:
             series ids; values: predicted levels (one step ahead).
         metrics: Index: series id; columns ``mse``, ``mae``, ``r2`` (project metrics,
             on levels), ``naive_mae`` (MAE of the previous day's actual level
-            for the same test targets) and ``mase`` (``mae / naive_mae``).
+            for the same test targets) and ``rel_mae`` (``mae / naive_mae``).
         history: Columns ``epoch`` (1-based), ``loss``, ``val_loss``.
         model: The fitted Keras model (in memory only; never saved).
         scaler: The ``MinMaxScaler`` fitted on all rows (in memory only).
@@ -270,7 +270,7 @@ def run_seed_design(
             "mae": mae(actual[:, j], pred_levels[:, j]),
             "r2": r2(actual[:, j], pred_levels[:, j]),
             "naive_mae": mae(actual[:, j], naive[:, j]),
-            "mase": relative_mae(actual[:, j], pred_levels[:, j], naive[:, j]),
+            "rel_mae": relative_mae(actual[:, j], pred_levels[:, j], naive[:, j]),
         }
         for j, sid in enumerate(series_ids)
     ]
@@ -317,7 +317,7 @@ def backtest_seed_design(
     recursive forecast is run up to ``max(horizons)`` steps. Origins whose
     horizon-``h`` target falls past the data are skipped for that ``h``. The
     MAE per series and horizon on levels is compared with the random walk
-    (level at the origin) for the same targets: ``mase = mae / naive_mae``.
+    (level at the origin) for the same targets: ``rel_mae = mae / naive_mae``.
 
     Note:
         This path is BATCHED across origins (step ``k`` of all origins is one
@@ -342,7 +342,7 @@ def backtest_seed_design(
 
     Returns:
         Long DataFrame with columns ``series_id``, ``horizon``, ``n``,
-        ``mae``, ``naive_mae``, ``mase``; one row per series and horizon
+        ``mae``, ``naive_mae``, ``rel_mae``; one row per series and horizon
         (``n`` = number of origins scored; NaN metrics when ``n == 0``).
 
     Raises:
@@ -391,16 +391,16 @@ def backtest_seed_design(
         n = int(ok.sum())
         for j, sid in enumerate(series_ids):
             scores = (
-                {"mae": np.nan, "naive_mae": np.nan, "mase": np.nan}
+                {"mae": np.nan, "naive_mae": np.nan, "rel_mae": np.nan}
                 if n == 0
                 else {
                     "mae": mae(actual[:, j], pred[:, j]),
                     "naive_mae": mae(actual[:, j], naive[:, j]),
-                    "mase": relative_mae(actual[:, j], pred[:, j], naive[:, j]),
+                    "rel_mae": relative_mae(actual[:, j], pred[:, j], naive[:, j]),
                 }
             )
             rows.append({"series_id": sid, "horizon": h, "n": n, **scores})
-    return pd.DataFrame(rows, columns=["series_id", "horizon", "n", "mae", "naive_mae", "mase"])
+    return pd.DataFrame(rows, columns=["series_id", "horizon", "n", "mae", "naive_mae", "rel_mae"])
 
 
 SEED_MODEL_FILE = "lstm_model.keras"

@@ -71,16 +71,15 @@ def daily_forecast(
     aligned = align_sessions_task(raw, start=start, as_of=as_of, settings=settings)
 
     predictions = predict_history_task(
-        champion.predictor,
-        champion.scaler,
+        champion.ensemble,
         aligned.levels,
         settings,
         split_dates=champion.split_dates,
         first_date=aligned.lookback_start(lookback_sessions),
     )
-    metrics = score_predictions_task(predictions)
+    metrics = score_predictions_task(predictions, mase_scale=champion.card.mase_scale)
     forecast = forecast_sessions_task(
-        champion.predictor, champion.scaler, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
+        champion.ensemble, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
     )
     tables = build_outputs_task(
         aligned,

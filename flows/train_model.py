@@ -19,7 +19,13 @@ from tasks.stages.data import align_sessions_task, fetch_all, resolve_source_tas
 from tasks.stages.models import promote_champion_task, read_champion_card_task, save_model_task, serialize_model_task
 from tasks.stages.predict import forecast_sessions_task, predict_history_task, score_predictions_task
 from tasks.stages.publish import build_outputs_task, free_run_folder_task, publish_outputs, resolve_storage_task
-from tasks.stages.train import backtest_task, champion_gate_task, describe_model_task, train_lstm_task
+from tasks.stages.train import (
+    backtest_task,
+    champion_gate_task,
+    describe_model_task,
+    fit_ensemble_task,
+    train_lstm_task,
+)
 
 
 @flow(name="train-model", flow_run_name=lambda: run_name("train"), log_prints=True, on_failure=[notify_run_failure])
@@ -56,14 +62,11 @@ def train_model(
     aligned = align_sessions_task(raw, start=settings.history_start, as_of=as_of, settings=settings)
 
     trained = train_lstm_task(aligned.levels, settings)
-    predictions = predict_history_task(
-        trained.predictor, trained.scaler, aligned.levels, settings, split_dates=trained.split_dates
-    )
-    metrics = score_predictions_task(predictions, splits=("test",))
-    backtest = backtest_task(trained, aligned.levels, settings)
-    forecast = forecast_sessions_task(
-        trained.predictor, trained.scaler, aligned.levels, settings, z_quantiles=backtest.z_quantiles
-    )
+    ensemble = fit_ensemble_task(trained, aligned.levels, settings)
+    predictions = predict_history_task(ensemble, aligned.levels, settings, split_dates=trained.split_dates)
+    metrics = score_predictions_task(predictions, splits=("test",), mase_scale=ensemble.mase_scale)
+    backtest = backtest_task(trained, ensemble, aligned.levels, settings)
+    forecast = forecast_sessions_task(ensemble, aligned.levels, settings, z_quantiles=backtest.z_quantiles)
     model = serialize_model_task(trained, created_utc=created)
     tables = build_outputs_task(
         aligned,
@@ -81,6 +84,7 @@ def train_model(
     gate = champion_gate_task(backtest.metrics, champion_card, settings, data_source=source.kind)
     card = describe_model_task(
         trained,
+        ensemble,
         backtest,
         metrics=metrics,
         version=model.version,

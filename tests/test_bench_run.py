@@ -87,13 +87,18 @@ def test_bench_replaces_no_project_code() -> None:
 def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     project = _child("project", train_seconds=4.0, daily_seconds=12.0, peak_rss_mb=900.0)
     project["backtest"] = [
-        {"series_id": "VIXCLS", "horizon": 1, "n": 50, "mase": 0.99, "coverage_80": 0.78, "coverage_95": 0.88},
-        {"series_id": "VIXCLS", "horizon": 20, "n": 30, "mase": 0.94, "coverage_80": 0.80, "coverage_95": 0.95},
-        {"series_id": "VIXCLS", "horizon": 30, "n": 20, "mase": 0.96, "coverage_80": math.nan, "coverage_95": 0.95},
+        {"series_id": "VIXCLS", "horizon": 1, "n": 50, "rel_mae": 0.99, "coverage_80": 0.78, "coverage_95": 0.91, "rel_pinball": 0.9},
+        {"series_id": "VIXCLS", "horizon": 20, "n": 30, "rel_mae": 0.89, "coverage_80": 0.80, "coverage_95": 0.95, "rel_pinball": 1.1},
+        {"series_id": "VIXCLS", "horizon": 30, "n": 20, "rel_mae": 1.01, "coverage_80": math.nan, "coverage_95": 0.95},
     ]
+    peers = {"rel_mae": [
+        {"series_id": "VIXCLS", "horizon": 1, "drift": 1.0, "ar1_log_level": 0.98, "auto_ets": 1.0, "auto_arima": 1.0},
+        {"series_id": "VIXCLS", "horizon": 20, "drift": 1.0, "ar1_log_level": 0.95, "auto_ets": 1.0, "auto_arima": 1.0},
+        {"series_id": "VIXCLS", "horizon": 30, "drift": 1.0, "ar1_log_level": 0.90, "auto_ets": math.nan, "auto_arima": 1.0},
+    ]}
     seed = _child("seed", train_seconds=10.0, daily_seconds=6.0, peak_rss_mb=600.0)
     config = {"settings": {"series": ["VIXCLS"]}, "horizons": [1, 20, 30]}
-    report = build_report({"project": project, "seed": seed}, config=config, machine={})
+    report = build_report({"project": project, "seed": seed, "peers": peers}, config=config, machine={})
 
     assert report["ratios"] == compute_ratios({"project": project, "seed": seed})
     assert report["ratios"]["train_seconds"] == pytest.approx(0.4)
@@ -105,12 +110,17 @@ def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     assert verdicts["forecast_ms"] == "PASS"
     assert verdicts["daily_seconds"] == "MISS"
     assert verdicts["peak_rss_ratio"] == "MISS"
-    assert verdicts["mase_h1:VIXCLS"] == "PASS"
-    assert verdicts["vix_mase_h20"] == "PASS"
-    assert verdicts["vix_mase_h30"] == "MISS"
-    assert verdicts["coverage_80:VIXCLS:h1"] == "PASS"
-    assert verdicts["coverage_95:VIXCLS:h1"] == "MISS"  # 7 points below nominal
+    assert verdicts["rel_mae:VIXCLS:h1"] == "PASS" and verdicts["rel_mae:VIXCLS:h30"] == "MISS"
+    assert verdicts["peers:VIXCLS:h1"] == "MISS"  # the AR(1) peer's 0.98 beats 0.99
+    assert verdicts["peers:VIXCLS:h20"] == "PASS"
+    assert verdicts["peers:VIXCLS:h30"] == "MISS"  # a peer not measured: a miss, never a pass
+    assert verdicts["vix_rel_mae_h20"] == "PASS"
+    assert verdicts["vix_rel_mae_h30"] == "MISS"
+    assert verdicts["vix_rel_mae_h10"] == "MISS"  # horizon 10 not run
+    assert verdicts["coverage_80:VIXCLS:h1"] == "PASS"  # 2 points below nominal
+    assert verdicts["coverage_95:VIXCLS:h1"] == "MISS"  # 4 points below nominal
     assert verdicts["coverage_80:VIXCLS:h30"] == "MISS"  # not measured is a miss
+    assert verdicts["pinball_h1"] == "PASS" and verdicts["pinball_h20"] == "MISS" and verdicts["pinball_h30"] == "MISS"
 
 
 @pytest.mark.timeout(300)
@@ -121,7 +131,7 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     assert main(["--data", str(data), "--out", str(out), "--parallel", *TINY]) == 0
 
     printed = capsys.readouterr().out
-    for heading in ("Headline (ratio = project / seed", "training seconds", "daily flow seconds", "peak RSS MB", "MASE on the walk-forward backtest", "Interval coverage", "Targets met:"):
+    for heading in ("Headline (ratio = project / seed", "training seconds", "daily flow seconds", "peak RSS MB", "rel_mae on the walk-forward backtest", "Interval coverage", "Pinball loss", "Targets met:"):
         assert heading in printed
     files = list(out.glob("bench-*.json"))
     assert len(files) == 1
@@ -148,10 +158,12 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     for name, values in report["headline"].items():
         assert values["ratio"] == pytest.approx(ratios[name])
 
-    # MASE for both designs and coverage, per series and horizon.
-    assert [(m["series_id"], m["horizon"]) for m in report["mase"]] == [(s, h) for s in DEFAULT_SERIES for h in (1, 5)]
-    for row in report["mase"]:
+    # rel_mae for both designs and the peers (on the project's origins), and coverage, per series and horizon.
+    assert [(m["series_id"], m["horizon"]) for m in report["rel_mae"]] == [(s, h) for s in DEFAULT_SERIES for h in (1, 5)]
+    for row in report["rel_mae"]:
         assert row["project"] > 0 and row["seed"] > 0 and row["n_project"] > 0 and row["n_seed"] > 0
+        assert row["n_peers"] == row["n_project"] and row["drift"] > 0 and row["ar1_log_level"] > 0
+        assert row["auto_ets"] > 0 and row["auto_arima"] > 0
     assert len(report["coverage"]) == len(DEFAULT_SERIES) * 2
 
     # Verdicts agree with the measured values they report.
@@ -159,10 +171,12 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     assert verdicts["train_ratio"]["measured"] == pytest.approx(ratios["train_seconds"])
     assert verdicts["train_ratio"]["result"] == ("PASS" if ratios["train_seconds"] <= 0.5 else "MISS")
     assert verdicts["daily_seconds"]["result"] == ("PASS" if project["daily_seconds"] <= 10 else "MISS")
-    for sid in DEFAULT_SERIES:
-        h1 = next(m for m in report["mase"] if m["series_id"] == sid and m["horizon"] == 1)
-        assert verdicts[f"mase_h1:{sid}"]["result"] == ("PASS" if h1["project"] <= 1.0 else "MISS")
-    assert verdicts["vix_mase_h20"]["result"] == "MISS"  # horizon 20 not run: a miss, never a pass
+    for row in report["rel_mae"]:
+        sid, h = row["series_id"], row["horizon"]
+        assert verdicts[f"rel_mae:{sid}:h{h}"]["result"] == ("PASS" if row["project"] <= 1.0 else "MISS")
+        best = min(1.0, row["drift"], row["ar1_log_level"], row["auto_ets"], row["auto_arima"])
+        assert verdicts[f"peers:{sid}:h{h}"]["result"] == ("PASS" if row["project"] <= best else "MISS")
+    assert verdicts["vix_rel_mae_h20"]["result"] == "MISS"  # horizon 20 not run: a miss, never a pass
     assert report["summary"]["passed"] == sum(t["result"] == "PASS" for t in report["targets"])
     assert format_report(report).splitlines()[0] == printed.splitlines()[0]
 

@@ -41,21 +41,21 @@ def test_run_seed_design_shapes_and_metrics() -> None:
     assert result.test_predictions.shape == (n_test, len(SERIES))
     assert result.test_predictions.index.equals(levels.index[-n_test:])
 
-    assert list(result.metrics.columns) == ["mse", "mae", "r2", "naive_mae", "mase"]
+    assert list(result.metrics.columns) == ["mse", "mae", "r2", "naive_mae", "rel_mae"]
     assert list(result.metrics.index) == SERIES
     np.testing.assert_allclose(
-        result.metrics["mase"], result.metrics["mae"] / result.metrics["naive_mae"]
+        result.metrics["rel_mae"], result.metrics["mae"] / result.metrics["naive_mae"]
     )
 
     assert list(result.history.columns) == ["epoch", "loss", "val_loss"]
     assert len(result.history) == 1
 
     bt = backtest_seed_design(levels, result, horizons=(1, 5))
-    assert list(bt.columns) == ["series_id", "horizon", "n", "mae", "naive_mae", "mase"]
+    assert list(bt.columns) == ["series_id", "horizon", "n", "mae", "naive_mae", "rel_mae"]
     assert len(bt) == 2 * len(SERIES)
     h1 = bt[bt["horizon"] == 1].set_index("series_id")
     assert (h1["n"] == n_test).all()
-    np.testing.assert_allclose(h1["mase"], result.metrics.loc[h1.index, "mase"], rtol=1e-4)
+    np.testing.assert_allclose(h1["rel_mae"], result.metrics.loc[h1.index, "rel_mae"], rtol=1e-4)
 
 
 def test_seed_daily_run_predicts_the_lookback_forecasts_sessions_and_writes_four_csvs(tmp_path: Path) -> None:

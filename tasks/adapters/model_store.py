@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from tasks.adapters.blob_store import describe_storage, read_bytes, read_optional, write_bytes
 from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
+from tasks.core.ensemble import Ensemble
 from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageNotFoundError
 from tasks.core.features import Scaler, SplitDates
 from tasks.core.lstm_numpy import LstmWeights, numpy_predictor
@@ -68,6 +69,11 @@ class LoadedModel:
     def split_dates(self) -> SplitDates:
         """Its data's split boundaries (to label prediction rows)."""
         return self.card.split_dates()
+
+    @property
+    def ensemble(self) -> Ensemble:
+        """The model as it forecasts: the LSTM and the members its card weights (a format-1 card: the LSTM alone)."""
+        return Ensemble.from_model_card(self.predictor, self.scaler, self.card)
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,47 @@
-"""Walk-forward backtest (pure): multi-session forecasts from every origin of the test period.
+"""Walk-forward backtest (pure): multi-session forecasts of the ensemble from every origin of the test period.
 
-For each origin in the test part, the model forecasts up to the longest horizon using only data up
-to that origin; errors are then scored per series and horizon against two baselines computed from
-the same origins: the random walk (the level at the origin) and the drift (the origin's level grown
-by the mean log-return of all data up to the origin).
+For each origin in the test part, the ensemble (tasks.core.ensemble) forecasts up to the longest
+horizon using only data up to that origin; errors are then scored per series and horizon against
+two baselines computed from the same origins: the random walk (the level at the origin) and the
+drift (the origin's level grown by the mean log-return of all data up to the origin).
 
-The scaler and model are those fitted on the training part (every origin lies after it), or are
-refitted every `refit_every` sessions on all data before the next origin (expanding window); the
-refit itself is passed in, so this module never trains.
+The model is the one fitted on the training part (every origin lies after it), or is refitted
+every `refit_every` sessions on all data before the next origin (expanding window); the refit
+itself is passed in, so this module never trains.
 
-Prediction intervals come from out-of-sample errors (tasks.core.intervals). The errors are those
-of the test origins plus, when a calibration start is given, those of forecasts made from the
-validation slice with targets still
-inside the training part (the network never trained on them; only the per-series shrinkage was
-fitted there). Coverage is reported honestly: the band at a test origin uses only the validation
-errors and the test errors already realised before that origin (expanding calibration), never the
-error it is scored on.
+Scores per series and horizon (`BACKTEST_COLUMNS`): MAE and RMSE; `rel_mae`, the MAE over the
+random walk's on the same origins (and over the drift's); `mase`, the MAE over the training part's
+in-sample one-session naive MAE (the standard MASE); a Diebold-Mariano test of the absolute errors
+against the random walk's (tasks.core.significance); the intervals' coverage and pinball loss.
+
+Prediction intervals come from out-of-sample errors (tasks.core.intervals), standardised by the
+origin's expected volatility of the h-session change (`horizon_volatility`), per horizon. The errors
+are those of the test origins plus, when a calibration start is given, those of forecasts made
+inside the training part with targets still inside it, from origins where every member the series
+uses is out of sample: the validation slice for a series whose ensemble uses the LSTM (the network
+never trained on it), else every origin with enough history for the classical members (they are
+re-estimated at each origin).
+Coverage and pinball loss are reported honestly: the band at a test origin uses only those errors
+and the test errors already realised before that origin (expanding calibration), never the error it
+is scored on. The pinball loss (mean over the four band quantiles, in the series' units) is compared
+with the random walk's with empirical bands: quantiles of the past h-session changes from the same
+origins, not scaled by volatility.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from tasks.core.features import Scaler, level_history, make_features, window_inputs
-from tasks.core.intervals import QUANTILES, expanding_coverage, recent_volatility
-from tasks.core.metrics import mae, relative_mae, rmse
-from tasks.core.model import Predictor, forecast_log_levels
+from tasks.core.ensemble import Ensemble
+from tasks.core.features import make_features
+from tasks.core.intervals import QUANTILES, band_coverage, expanding_bands, horizon_volatility
+from tasks.core.metrics import insample_naive_mae, mae, pinball_loss, relative_mae, rmse, scaled_mae
+from tasks.core.significance import diebold_mariano
 
 BACKTEST_COLUMNS = [
     "series_id",
@@ -40,14 +52,20 @@ BACKTEST_COLUMNS = [
     "naive_mae",
     "naive_rmse",
     "drift_mae",
+    "rel_mae",
+    "rel_mae_vs_drift",
     "mase",
-    "mase_vs_drift",
+    "dm_stat",
+    "dm_pvalue",
     "coverage_80",
     "coverage_95",
     "n_coverage",
+    "pinball",
+    "naive_pinball",
+    "rel_pinball",
 ]
 
-Refit = Callable[[pd.DataFrame], tuple[Predictor, Scaler]]
+Refit = Callable[[pd.DataFrame], Ensemble]
 # Progress of the backtest: (origins forecast so far, origins in all).
 Progress = Callable[[int, int], None]
 
@@ -69,13 +87,10 @@ class BacktestResult:
 
 
 def run_backtest(
-    predictor: Predictor,
-    scaler: Scaler,
+    ensemble: Ensemble,
     levels: pd.DataFrame,
     *,
     test_start_row: int,
-    sequence_length: int,
-    level_window: int,
     horizons: tuple[int, ...],
     origin_step: int = 1,
     refit_every: int = 0,
@@ -86,85 +101,74 @@ def run_backtest(
     """Walk-forward backtest over the test part of `levels`.
 
     Args:
-        predictor: the model fitted on the training part.
-        scaler: its scaler.
+        ensemble: the model fitted on the training part.
         levels: aligned levels, the whole frame the model was trained and tested on.
         test_start_row: position in `make_features(levels)` of the first test target (Split.train_end).
-        sequence_length: window length.
-        level_window: rolling-mean window of the level feature.
         horizons: horizons to score.
         origin_step: sessions between origins.
         refit_every: refit every N sessions (0 = never); needs `refit`.
-        refit: fits (predictor, scaler) on the levels up to and including an origin.
+        refit: fits an ensemble on the levels up to and including an origin.
         calibration_start_row: position in the features of the first validation target
-            (Split.validation_start): its origins' errors seed the interval calibration.
+            (Split.validation_start): the interval calibration's errors start there (or earlier, for
+            a series whose ensemble does not use the LSTM). None: test errors only.
         on_progress: called with (origins done, origins in all) after each block of origins (one
             block without refits; one per refit otherwise, each of which trains a model).
 
     Returns:
         BacktestResult.
     """
-    features = make_features(levels, level_window)
+    features = make_features(levels, ensemble.level_window)
     # Everything below is positioned on the feature rows: row o of `log_levels` is features row o.
     all_log_levels = np.log(levels.to_numpy(dtype="float64"))
     offset = len(levels) - len(features)
     log_levels = all_log_levels[offset:]
     n_rows, n_series = len(features), levels.shape[1]
+    series = list(levels.columns)
     h_max = max(horizons)
     origins = np.arange(test_start_row - 1, n_rows - 1, origin_step)  # features row of each origin
     if len(origins) == 0:
         raise ValueError("the test part holds no forecast origin")
 
-    scaled_once = scaler.transform(features.to_numpy())
-
-    def forecast_from(
-        selected: np.ndarray, use_predictor: Predictor, use_scaler: Scaler, scaled: np.ndarray
-    ) -> np.ndarray:
-        windows = window_inputs(scaled, sequence_length, selected + 1)
-        history = level_history(levels, features.index[selected], level_window)
-        return forecast_log_levels(use_predictor, windows, history, use_scaler, h_max)
-
     paths = np.full((len(origins), h_max, n_series), np.nan)
     for block in _refit_blocks(origins, refit_every if refit is not None else 0):
+        model = ensemble
         if refit_every and refit is not None and block[0] != 0:
-            block_predictor, block_scaler = refit(levels.iloc[: offset + origins[block[0]] + 1])
-            paths[block] = forecast_from(
-                origins[block], block_predictor, block_scaler, block_scaler.transform(features.to_numpy())
-            )
-        else:
-            paths[block] = forecast_from(origins[block], predictor, scaler, scaled_once)
+            model = refit(levels.iloc[: offset + origins[block[0]] + 1])
+        paths[block] = model.paths(levels, origins[block] + offset, h_max)
         if on_progress is not None:
             on_progress(int(block[-1]) + 1, len(origins))
 
-    volatility = recent_volatility(all_log_levels)
-    calibration: dict[int, np.ndarray] = {h: np.empty((0, n_series)) for h in horizons}
-    if calibration_start_row is not None and calibration_start_row < test_start_row:
-        cal_origins = np.arange(max(calibration_start_row, sequence_length) - 1, test_start_row - 1, origin_step)
-        cal_paths = forecast_from(cal_origins, predictor, scaler, scaled_once)
-        for h in horizons:
-            inside = cal_origins + h < test_start_row  # targets still in the training part
-            o = cal_origins[inside]
-            calibration[h] = (log_levels[o + h] - cal_paths[inside, h - 1, :]) / (volatility[o + offset] * np.sqrt(h))
+    volatility = {h: horizon_volatility(all_log_levels, h) for h in horizons}
+    z_prior, change_prior = _calibration_errors(
+        ensemble, levels, log_levels, volatility, offset=offset, test_start_row=test_start_row,
+        calibration_start_row=calibration_start_row, horizons=horizons, origin_step=origin_step,
+    )  # fmt: skip
 
-    origin_levels = log_levels[origins]
     # Drift baseline: the mean daily log-return of all data up to each origin.
     origin_positions = origins + offset
     drift_per_step = (all_log_levels[origin_positions] - all_log_levels[0]) / origin_positions[:, None]
-    origin_volatility = volatility[origin_positions]
+    mase_scale = [insample_naive_mae(levels.iloc[: offset + test_start_row, j].to_numpy()) for j in range(n_series)]
 
     metric_rows, quantile_rows = [], []
     for h in horizons:
-        target_rows = origins + h
-        valid = target_rows < n_rows
-        actual = log_levels[target_rows[valid]]
+        valid = origins + h < n_rows
+        o = origins[valid]
+        actual = log_levels[o + h]
         forecast = paths[valid, h - 1, :]
-        naive = origin_levels[valid]
+        naive = log_levels[o]
         drift = naive + h * drift_per_step[valid]
-        z = (actual - forecast) / (origin_volatility[valid] * np.sqrt(h))
-        cover80, cover95, n_cover = expanding_coverage(z, origins[valid], h, prior=calibration[h])
-        pooled = np.vstack([calibration[h], z])
-        for j, sid in enumerate(levels.columns):
+        scale = volatility[h][o + offset]
+        z = (actual - forecast) / scale
+        bands = expanding_bands(z, o, h, prior=z_prior[h])
+        cover80, cover95, n_cover = band_coverage(bands, z)
+        model_bands = np.exp(forecast[:, :, None] + bands * scale[:, :, None])
+        walk_bands = np.exp(naive[:, :, None] + expanding_bands(actual - naive, o, h, prior=change_prior[h]))
+        overlap = math.ceil(h / origin_step)
+        pooled = np.vstack([z_prior[h], z])
+        for j, sid in enumerate(series):
             a, f, nv, dr = (np.exp(x[:, j]) for x in (actual, forecast, naive, drift))
+            test = diebold_mariano(np.abs(a - f), np.abs(a - nv), horizon=overlap)
+            pinball, naive_pinball = _pinball_pair(a, model_bands[:, j, :], walk_bands[:, j, :])
             metric_rows.append(
                 {
                     "series_id": sid,
@@ -175,11 +179,17 @@ def run_backtest(
                     "naive_mae": mae(a, nv),
                     "naive_rmse": rmse(a, nv),
                     "drift_mae": mae(a, dr),
-                    "mase": relative_mae(a, f, nv),
-                    "mase_vs_drift": relative_mae(a, f, dr),
+                    "rel_mae": relative_mae(a, f, nv),
+                    "rel_mae_vs_drift": relative_mae(a, f, dr),
+                    "mase": scaled_mae(a, f, mase_scale[j]),
+                    "dm_stat": test.statistic,
+                    "dm_pvalue": test.p_value,
                     "coverage_80": cover80[j],
                     "coverage_95": cover95[j],
                     "n_coverage": n_cover[j],
+                    "pinball": pinball,
+                    "naive_pinball": naive_pinball,
+                    "rel_pinball": pinball / naive_pinball if naive_pinball > 0 else math.nan,
                 }
             )
             finite = pooled[:, j][np.isfinite(pooled[:, j])]
@@ -188,6 +198,58 @@ def run_backtest(
             )
     metrics = pd.DataFrame(metric_rows, columns=BACKTEST_COLUMNS)
     return BacktestResult(metrics, pd.DataFrame(quantile_rows), len(origins))
+
+
+def _calibration_errors(
+    ensemble: Ensemble,
+    levels: pd.DataFrame,
+    log_levels: np.ndarray,
+    volatility: dict[int, np.ndarray],
+    *,
+    offset: int,
+    test_start_row: int,
+    calibration_start_row: int | None,
+    horizons: tuple[int, ...],
+    origin_step: int,
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Per horizon, the ensemble's standardised errors and the random walk's log changes in calibration.
+
+    On the calibration origins inside the training part; NaN where a series' calibration has not begun.
+    """
+    n_series = levels.shape[1]
+    empty = {h: np.empty((0, n_series)) for h in horizons}
+    if calibration_start_row is None or calibration_start_row >= test_start_row:
+        return empty, dict(empty)
+    classical_first = max(0, ensemble.card.min_estimation_sessions - 1 - offset)
+    uses_lstm = ensemble.uses_lstm
+    first = np.array(
+        [
+            calibration_start_row - 1 if uses_lstm[str(s)] else min(classical_first, calibration_start_row - 1)
+            for s in levels
+        ]
+    )
+    cal_origins = np.arange(max(int(first.min()), 0), test_start_row - 1, origin_step)
+    cal_paths = ensemble.paths(levels, cal_origins + offset, max(horizons))
+    z_prior, change_prior = {}, {}
+    for h in horizons:
+        inside = cal_origins + h < test_start_row  # targets still in the training part
+        o = cal_origins[inside]
+        outside = o[:, None] < first[None, :]
+        z = (log_levels[o + h] - cal_paths[inside, h - 1, :]) / volatility[h][o + offset]
+        z_prior[h] = np.where(outside, np.nan, z)
+        change_prior[h] = np.where(outside, np.nan, log_levels[o + h] - log_levels[o])
+    return z_prior, change_prior
+
+
+def _pinball_pair(actual: np.ndarray, model_bands: np.ndarray, walk_bands: np.ndarray) -> tuple[float, float]:
+    """Mean pinball loss over the band quantiles of the model and of the random walk, on origins where both exist."""
+    both = np.isfinite(model_bands).all(axis=1) & np.isfinite(walk_bands).all(axis=1)
+    if not both.any():
+        return math.nan, math.nan
+    taus = list(QUANTILES.values())
+    model = np.mean([pinball_loss(actual[both], model_bands[both, k], tau) for k, tau in enumerate(taus)])
+    walk = np.mean([pinball_loss(actual[both], walk_bands[both, k], tau) for k, tau in enumerate(taus)])
+    return float(model), float(walk)
 
 
 def _refit_blocks(origins: np.ndarray, refit_every: int) -> list[np.ndarray]:

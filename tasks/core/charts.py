@@ -202,7 +202,7 @@ def fan_chart(
 def _skill_axes(ax: Axes, rows: pd.DataFrame, series_id: str) -> None:
     horizons = rows["horizon"].to_numpy(dtype="float64")
     ax.axhline(1.0, color=ACTUAL_COLOR, ls="--", lw=1.2, label="random walk")
-    ax.plot(horizons, rows["mase"].to_numpy(dtype="float64"), color=FORECAST_COLOR, marker="o", ms=4, label="model")
+    ax.plot(horizons, rows["rel_mae"].to_numpy(dtype="float64"), color=FORECAST_COLOR, marker="o", ms=4, label="model")
     drift = rows["drift_mae"].to_numpy(dtype="float64") / rows["naive_mae"].to_numpy(dtype="float64")
     ax.plot(horizons, drift, color=DRIFT_COLOR, marker="s", ms=4, label="drift")
     ax.set_title(series_id, fontsize=11)
@@ -226,7 +226,7 @@ def _coverage_axes(ax: Axes, rows: pd.DataFrame) -> None:
 def skill_chart(backtest: pd.DataFrame, *, demo: bool, fmt: ChartFormat = "png") -> bytes:
     """Skill by horizon from the walk-forward backtest, one column per series.
 
-    Top panel: MAE relative to the random walk's on the same origins (the model's is `mase`, the
+    Top panel: MAE relative to the random walk's on the same origins (the model's is `rel_mae`, the
     drift baseline's `drift_mae / naive_mae`; the random walk is 1, below 1 is better). Bottom panel:
     how often the actual fell inside the 80% and 95% bands, in percent, against those targets.
 

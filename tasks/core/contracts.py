@@ -17,11 +17,14 @@ from typing import Any, Final, Literal, Self
 
 import numpy as np
 import pandas as pd
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from tasks.core.features import SplitDates
+from tasks.core.members import LSTM, MemberName
 
-CARD_FORMAT: Final = "market-forecast-model-card/1"
+# Format 2 (issue 12) adds the ensemble and the MASE scale; format-1 cards are still read (the LSTM alone).
+CARD_FORMAT_1: Final = "market-forecast-model-card/1"
+CARD_FORMAT: Final = "market-forecast-model-card/2"
 MANIFEST_FORMAT: Final = "market-forecast-run/1"
 LATEST_FORMAT: Final = "market-forecast-latest/1"
 CHAMPION_FORMAT: Final = "market-forecast-champion/1"
@@ -95,10 +98,51 @@ class GateDecision(BaseModel):
     reason: str = Field(description="Why, as shown in the run summary.")
 
 
+class MemberWeights(BaseModel):
+    """The ensemble's weights of one series at one fitted horizon (they sum to 1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    series_id: str = Field(description="FRED series id.")
+    horizon: int = Field(ge=1, description="Sessions ahead the weights were fitted for.")
+    weights: dict[MemberName, float] = Field(description="Member -> weight; members not named weigh 0.")
+    skill: float | None = Field(
+        default=None,
+        description="Rolling-origin MSE of the weighted forecast over the random walk's (training part); null if none.",
+    )
+
+
+class EnsembleCard(BaseModel):
+    """Which members a model combines, how they are estimated, and their weights by series and horizon."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    members: tuple[MemberName, ...] = Field(description="Members the weights could choose from.")
+    estimation_sessions: int = Field(ge=2, description="Most sessions a classical member is estimated on.")
+    min_estimation_sessions: int = Field(ge=2, description="Fewest sessions a classical member needs.")
+    method: str = Field(description="How the weights were fitted, in words.")
+    weights: tuple[MemberWeights, ...] = Field(
+        description="Weights per series and fitted horizon (interpolated between horizons)."
+    )
+
+    @classmethod
+    def lstm_only(cls, series: tuple[str, ...]) -> EnsembleCard:
+        """The ensemble a format-1 card describes: its LSTM alone, at every horizon."""
+        return cls(
+            members=(LSTM,),
+            estimation_sessions=2,
+            min_estimation_sessions=2,
+            method="format-1 model card: the LSTM alone (with its shrinkage), as the model was trained",
+            weights=tuple(MemberWeights(series_id=s, horizon=1, weights={LSTM: 1.0}) for s in series),
+        )
+
+
 class ModelCard(StoredJson):
     """models/<version>/model_card.json: what a model is, what it saw, how good it is, its files."""
 
-    format: Literal["market-forecast-model-card/1"] = Field(default=CARD_FORMAT, description="Layout version.")
+    format: Literal["market-forecast-model-card/1", "market-forecast-model-card/2"] = Field(
+        default=CARD_FORMAT, description="Layout version."
+    )
     version: str = Field(description="Model version: YYYYMMDD_HHMMSS-<first 8 hex of the model file's sha256>.")
     created_utc: AwareDatetime = Field(description="When the training run started (UTC).")
     as_of: date = Field(description="The training run's reference date.")
@@ -116,18 +160,45 @@ class ModelCard(StoredJson):
     files: dict[str, str] = Field(description="sha256 of each model file (lstm_model.keras, scaler.json).")
     training_run_folder: str | None = Field(default=None, description="The run folder its training published.")
     champion_gate: GateDecision | None = Field(default=None, description="The promotion decision at training time.")
+    ensemble: EnsembleCard | None = Field(
+        default=None,
+        description="Members, how they are estimated and their weights by series and horizon (null in format 1).",
+    )
+    mase_scale: dict[str, float] | None = Field(
+        default=None,
+        description=(
+            "Per series, the training part's in-sample one-session naive MAE: MASE's denominator (null in format 1)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _format_2_has_an_ensemble(self) -> ModelCard:
+        if self.format == CARD_FORMAT and (self.ensemble is None or self.mase_scale is None):
+            raise ValueError(f"a {CARD_FORMAT} card needs `ensemble` and `mase_scale`")
+        return self
 
     def split_dates(self) -> SplitDates:
         """The split boundaries of its data."""
         return self.data.split_dates()
+
+    def ensemble_card(self) -> EnsembleCard:
+        """The ensemble the model forecasts with; for a format-1 card, its LSTM alone."""
+        return self.ensemble if self.ensemble is not None else EnsembleCard.lstm_only(self.series)
 
     def interval_quantiles(self) -> pd.DataFrame:
         """The standardised error quantiles the forecast's bands are built from."""
         return pd.DataFrame(self.interval_z_quantiles)
 
     def backtest_table(self) -> pd.DataFrame:
-        """Its backtest metrics as a frame (empty when none were recorded)."""
-        return pd.DataFrame(self.backtest)
+        """Its backtest metrics as a frame (empty when none were recorded), in format 2's column names.
+
+        A format-1 card's `mase` was the model's MAE over the random walk's on the same rows:
+        today's `rel_mae` (and `mase_vs_drift` today's `rel_mae_vs_drift`).
+        """
+        table = pd.DataFrame(self.backtest)
+        if self.format == CARD_FORMAT_1:
+            table = table.rename(columns={"mase": "rel_mae", "mase_vs_drift": "rel_mae_vs_drift"})
+        return table
 
 
 # ---------------------------------------------------------------- pointers

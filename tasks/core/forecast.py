@@ -1,7 +1,8 @@
 """Prediction stage (pure): one-step predictions over history and the multi-session forecast.
 
-Both use a fitted scaler and a predictor (tasks.core.model.make_predictor); both return long
-tables (one row per date and series), the shape the published CSVs and Power BI use.
+Both use the model's ensemble (tasks.core.ensemble: the LSTM with its scaler, and the classical
+members with their weights); both return long tables (one row per date and series), the shape the
+published CSVs and Power BI use.
 """
 
 from __future__ import annotations
@@ -12,41 +13,35 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.calendar import sessions_after
-from tasks.core.features import Scaler, SplitDates, last_window, level_history, make_features, window_inputs
+from tasks.core.ensemble import Ensemble
+from tasks.core.features import SplitDates, make_features
 from tasks.core.intervals import interval_log_bounds
-from tasks.core.model import Predictor, forecast_log_levels, predict_returns
 
 
 def one_step_predictions(
-    predictor: Predictor,
-    scaler: Scaler,
+    ensemble: Ensemble,
     levels: pd.DataFrame,
     *,
-    sequence_length: int,
-    level_window: int,
     split_dates: SplitDates,
     first_date: date | None = None,
 ) -> pd.DataFrame:
-    """Next-session predictions for every session with a complete window before it.
+    """Next-session predictions of the ensemble for every session with a complete LSTM window before it.
 
     Args:
-        predictor: from make_predictor.
-        scaler: the model's fitted scaler.
-        levels: aligned levels (consecutive sessions), columns in scaler.series order.
-        sequence_length: the model's window length.
-        level_window: the model's rolling-mean window of the level feature.
+        ensemble: the model (tasks.core.ensemble).
+        levels: aligned levels (consecutive sessions), columns in the model's series order.
         split_dates: boundaries used to label each row's split.
         first_date: only predict target dates on or after this date.
 
     Returns:
         Long table: date, series_id, actual, predicted, naive, split.
     """
-    features = make_features(levels, level_window)
-    scaled = scaler.transform(features.to_numpy())
-    rows = np.arange(sequence_length, len(features))
+    features = make_features(levels, ensemble.level_window)
+    offset = len(levels) - len(features)
+    rows = np.arange(ensemble.sequence_length, len(features))
     if first_date is not None:
         rows = rows[features.index[rows] >= pd.Timestamp(first_date)]
-    returns = predict_returns(predictor, window_inputs(scaled, sequence_length, rows), scaler)
+    predicted_log = ensemble.paths(levels, rows - 1 + offset, 1)[:, 0, :]
     on_feature_dates = levels.loc[features.index].to_numpy(dtype="float64")
     previous, actual = on_feature_dates[rows - 1], on_feature_dates[rows]
     dates = features.index[rows]
@@ -57,22 +52,19 @@ def one_step_predictions(
             "date": np.tile(dates.to_numpy(), len(series)),
             "series_id": np.repeat(series, n),
             "actual": actual.T.reshape(-1),
-            "predicted": (previous * np.exp(returns)).T.reshape(-1),
+            # Relative to the previous level: a forecast equal to the random walk's is exactly its value.
+            "predicted": (previous * np.exp(predicted_log - np.log(previous))).T.reshape(-1),
             "naive": previous.T.reshape(-1),
             "split": np.tile(split_dates.label(pd.DatetimeIndex(dates)), len(series)),
         }
     )
 
 
-def forecast_levels(
-    predictor: Predictor, scaler: Scaler, levels: pd.DataFrame, *, sequence_length: int, level_window: int, horizon: int
-) -> np.ndarray:
-    """Forecast levels (horizon, n_series) from the last window of `levels`."""
-    features = make_features(levels, level_window)
-    scaled = scaler.transform(features.to_numpy())
-    history = level_history(levels, features.index[-1:], level_window)
-    log_levels = forecast_log_levels(predictor, last_window(scaled, sequence_length), history, scaler, horizon)
-    return np.asarray(np.exp(log_levels[0]))
+def forecast_levels(ensemble: Ensemble, levels: pd.DataFrame, *, horizon: int) -> np.ndarray:
+    """The ensemble's forecast levels (horizon, n_series) from the last row of `levels`."""
+    last = levels.to_numpy(dtype="float64")[-1]
+    path = ensemble.paths(levels, np.array([len(levels) - 1]), horizon)[0]
+    return np.asarray(last * np.exp(path - np.log(last)))
 
 
 def forecast_table(
@@ -114,23 +106,13 @@ def forecast_table(
 
 
 def forecast_sessions(
-    predictor: Predictor,
-    scaler: Scaler,
-    levels: pd.DataFrame,
-    *,
-    sequence_length: int,
-    level_window: int,
-    horizon: int,
-    z_quantiles: pd.DataFrame,
+    ensemble: Ensemble, levels: pd.DataFrame, *, horizon: int, z_quantiles: pd.DataFrame
 ) -> pd.DataFrame:
     """The published forecast: `horizon` NYSE sessions after the last row of `levels`, with bands.
 
     Args:
-        predictor: from make_predictor.
-        scaler: the model's fitted scaler.
-        levels: aligned levels up to the forecast origin, columns in scaler.series order.
-        sequence_length: the model's window length.
-        level_window: the model's rolling-mean window of the level feature.
+        ensemble: the model (tasks.core.ensemble).
+        levels: aligned levels up to the forecast origin, columns in the model's series order.
         horizon: sessions to forecast (holidays and weekends skipped).
         z_quantiles: the backtest's standardised error quantiles by series and horizon.
 
@@ -138,9 +120,7 @@ def forecast_sessions(
         The long forecast table of `forecast_table`, on the next `horizon` NYSE sessions.
     """
     dates = sessions_after(levels.index[-1].date(), horizon)
-    path = forecast_levels(
-        predictor, scaler, levels, sequence_length=sequence_length, level_window=level_window, horizon=horizon
-    )
+    path = forecast_levels(ensemble, levels, horizon=horizon)
     series = tuple(levels.columns)
     bounds = interval_log_bounds(z_quantiles, np.log(levels.to_numpy(dtype="float64")), series, horizon)
     return forecast_table(path, series, dates, bounds)

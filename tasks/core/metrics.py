@@ -4,9 +4,15 @@ Every score the pipeline publishes is one of these, always next to the naive bas
 index levels looks good for any forecast that stays near yesterday's value, so each table also
 carries the random walk's errors on the same rows, and `relative_mae` (model MAE / baseline MAE on
 the same rows: below 1.0 the model beats the baseline) says how much better or worse it is.
+
+`mase` is the standard MASE (Hyndman and Koehler, 2006; darts' `mase(actual, pred, insample, m=1)`):
+the MAE scaled by the one-session naive forecast's MAE *in sample* (on the training part), not on
+the scored rows; the published `rel_mae` columns are the ratio on the same rows.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,6 +28,7 @@ METRIC_COLUMNS = [
     "naive_mse",
     "naive_mae",
     "naive_r2",
+    "rel_mae",
     "mase",
 ]
 
@@ -71,12 +78,38 @@ def relative_mae(actual: ArrayLike, predicted: ArrayLike, baseline: ArrayLike) -
     return mae(actual, predicted) / reference if reference > 0 else float("nan")
 
 
-def score_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+def insample_naive_mae(insample: ArrayLike, m: int = 1) -> float:
+    """MAE of the naive forecast (the value m rows earlier) inside `insample`: MASE's denominator."""
+    values = np.asarray(insample, dtype="float64")
+    values = values[np.isfinite(values)]
+    return float(np.mean(np.abs(values[m:] - values[:-m]))) if len(values) > m else float("nan")
+
+
+def mase(actual: ArrayLike, predicted: ArrayLike, insample: ArrayLike, m: int = 1) -> float:
+    """Mean absolute scaled error: MAE divided by the in-sample naive MAE of `insample` (m-step)."""
+    return scaled_mae(actual, predicted, insample_naive_mae(insample, m))
+
+
+def scaled_mae(actual: ArrayLike, predicted: ArrayLike, scale: float) -> float:
+    """MAE divided by a precomputed MASE scale (`insample_naive_mae`); NaN if the scale is not positive."""
+    return mae(actual, predicted) / scale if scale > 0 else float("nan")
+
+
+def pinball_loss(actual: ArrayLike, quantile: ArrayLike, tau: float) -> float:
+    """Mean pinball (quantile) loss of `quantile` as the tau-quantile forecast of `actual`."""
+    a, q = _pair(actual, quantile)
+    diff = a - q
+    return float(np.mean(np.maximum(tau * diff, (tau - 1.0) * diff)))
+
+
+def score_predictions(predictions: pd.DataFrame, *, mase_scale: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Metrics per series and split from a long predictions table.
 
     Args:
         predictions: columns series_id, split, actual, predicted, naive (the random-walk
             forecast of the same row: the previous session's actual value).
+        mase_scale: per series, the training part's in-sample one-session naive MAE (MASE's
+            denominator); a series without one gets an empty `mase`.
 
     Returns:
         One row per (series_id, split), columns METRIC_COLUMNS, in the input's order of appearance.
@@ -97,7 +130,8 @@ def score_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
                 "naive_mse": mse(actual, naive),
                 "naive_mae": mae(actual, naive),
                 "naive_r2": r2(actual, naive),
-                "mase": relative_mae(actual, predicted, naive),
+                "rel_mae": relative_mae(actual, predicted, naive),
+                "mase": scaled_mae(actual, predicted, (mase_scale or {}).get(str(series_id), float("nan"))),
             }
         )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)

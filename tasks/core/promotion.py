@@ -62,52 +62,66 @@ def gate_decision(
 ) -> GateDecision:
     """Whether a newly trained model should become champion, and why.
 
-    The challenger's backtest MASE at `champion_gate.horizon` must be at most
-    `champion_gate.max_mase` (1.0: not worse than the random walk) on every gated series, and its
-    mean over those series at most the champion's (as recorded in its model card; a tie goes to the
-    newer model, which has seen more recent data). A champion trained for other series or another
-    data source is not compared. A series on which the network showed no skill on the validation
-    slice is forecast exactly as the random walk (shrinkage 0), so it scores MASE 1.000 and passes.
+    The challenger's backtest `rel_mae` (MAE over the random walk's on the same origins) must be at
+    most `champion_gate.max_rel_mae` plus `champion_gate.tolerance` at every gated horizon of every
+    gated series (not worse than the random walk, within the tolerance), and its mean over those
+    cells at most the champion's on the same cells (as recorded in its model card; a format-1 card's
+    `mase` is read as `rel_mae`; a tie goes to the newer model, which has seen more recent data). A
+    champion trained for other series or another data source is not compared.
 
     Returns:
         The decision, with a sentence for the run summary.
     """
     gate = settings.champion_gate
-    series = settings.gated_series
-    at_h = backtest[backtest["horizon"] == gate.horizon].set_index("series_id")["mase"]
-    scores = {s: float(at_h.get(s, np.nan)) for s in series}
-    failing = {s: m for s, m in scores.items() if not m <= gate.max_mase}
+    series, horizons = settings.gated_series, settings.gated_horizons
+    limit = gate.max_rel_mae + gate.tolerance
+    where = f"at {_horizons_text(horizons)} session(s) on {', '.join(series)}"
+    scores = _cells(backtest, series, horizons)
+    failing = {cell: value for cell, value in scores.items() if not value <= limit}
     if failing:
-        shown = ", ".join(f"{s} {m:.3f}" for s, m in failing.items())
+        shown = ", ".join(f"{s} h={h} {v:.3f}" for (s, h), v in failing.items())
         return GateDecision(
             promoted=False,
-            reason=f"kept the old champion: backtest MASE at {gate.horizon} session(s) must be at most "
-            f"{gate.max_mase:g} on {', '.join(series)}; the new model has {shown}",
+            reason=f"kept the old champion: backtest rel_mae must be at most {limit:g} (random walk "
+            f"{gate.max_rel_mae:g} + tolerance {gate.tolerance:g}) {where}; the new model has {shown}",
         )
     challenger = float(np.mean(list(scores.values())))
     if champion_card is None:
         return GateDecision(
-            promoted=True,
-            reason=f"promoted: first model, backtest mean MASE {challenger:.4f} at {gate.horizon} session(s)",
+            promoted=True, reason=f"promoted: first model, backtest mean rel_mae {challenger:.4f} {where}"
         )
     comparable = champion_card.series == settings.series and champion_card.data_source == data_source
     old = champion_card.backtest_table()
-    if not comparable or old.empty or "mase" not in old:
+    if not comparable or old.empty or "rel_mae" not in old:
         return GateDecision(
             promoted=True,
             reason=f"promoted: the champion {champion_card.version} was trained for other series or data, "
-            f"backtest mean MASE {challenger:.4f}",
+            f"backtest mean rel_mae {challenger:.4f} {where}",
         )
-    old_at_h = old[old["horizon"] == gate.horizon].set_index("series_id")["mase"]
-    incumbent = float(np.mean([old_at_h.get(s, np.nan) for s in series]))
-    if np.isfinite(incumbent) and not challenger <= incumbent:
+    old_scores = _cells(old, series, horizons)
+    common = [cell for cell, value in old_scores.items() if np.isfinite(value)]
+    incumbent = float(np.mean([old_scores[c] for c in common])) if common else float("nan")
+    challenger_common = float(np.mean([scores[c] for c in common])) if common else challenger
+    if np.isfinite(incumbent) and not challenger_common <= incumbent:
         return GateDecision(
             promoted=False,
-            reason=f"kept the old champion {champion_card.version}: its backtest mean MASE "
-            f"{incumbent:.4f} at {gate.horizon} session(s) is better than the new model's {challenger:.4f}",
+            reason=f"kept the old champion {champion_card.version}: its backtest mean rel_mae "
+            f"{incumbent:.4f} {where} is better than the new model's {challenger_common:.4f}",
         )
     return GateDecision(
         promoted=True,
-        reason=f"promoted: backtest mean MASE {challenger:.4f} at {gate.horizon} session(s), "
-        f"champion's {incumbent:.4f}",
+        reason=f"promoted: backtest mean rel_mae {challenger:.4f} {where}, not worse than the random walk "
+        f"at any of them; champion's {incumbent:.4f}",
     )
+
+
+def _cells(backtest: pd.DataFrame, series: tuple[str, ...], horizons: tuple[int, ...]) -> dict[tuple[str, int], float]:
+    """rel_mae by (series, horizon) for every gated cell; NaN where the table has none."""
+    if backtest.empty or "rel_mae" not in backtest:
+        return {(s, h): float("nan") for s in series for h in horizons}
+    table = backtest.set_index(["series_id", "horizon"])["rel_mae"]
+    return {(s, h): float(table.get((s, h), np.nan)) for s in series for h in horizons}
+
+
+def _horizons_text(horizons: tuple[int, ...]) -> str:
+    return ", ".join(str(h) for h in horizons)

@@ -139,6 +139,40 @@ class ChartSettings(BaseModel):
     )
 
 
+class EnsembleSettings(BaseModel):
+    """The ensemble around the LSTM: its members and how their weights are fitted (training part only)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    members: tuple[Literal["drift", "mean_reversion", "lstm"], ...] = Field(
+        default=("drift", "mean_reversion", "lstm"),
+        description="Members besides the random walk (always one) that the weights may choose from.",
+    )
+    estimation_sessions: int = Field(
+        default=1000,
+        ge=20,
+        le=5000,
+        description="Most sessions (the last ones up to an origin) a classical member is estimated on.",
+    )
+    min_estimation_sessions: int = Field(
+        default=250,
+        ge=10,
+        le=5000,
+        description=(
+            "Fewest sessions a classical member needs; with less history it lends its weight to the random walk."
+        ),
+    )
+    skill_z: float = Field(
+        default=1.0,
+        ge=0,
+        le=5,
+        description=(
+            "A member's weight is its rolling-origin least-squares slope minus this many HAC standard "
+            "errors, clipped to 0..1 (0 = trust the slope, higher = closer to the random walk)."
+        ),
+    )
+
+
 class ChampionGateSettings(BaseModel):
     """When a newly trained model may replace the champion the daily flow uses."""
 
@@ -146,15 +180,26 @@ class ChampionGateSettings(BaseModel):
 
     series: tuple[SeriesId, ...] | None = Field(
         default=None,
-        description="Series whose backtest MASE must pass the gate; None = every configured series.",
+        description="Series whose backtest rel_mae must pass the gate; None = every configured series.",
     )
-    horizon: int = Field(default=1, ge=1, description="Horizon (sessions) whose backtest MASE is gated.")
-    max_mase: float = Field(
+    horizons: tuple[int, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="Horizons (sessions) whose backtest rel_mae is gated; None = every backtest horizon.",
+    )
+    max_rel_mae: float = Field(
         default=1.0,
         gt=0,
         description=(
-            "A challenger's MASE must be at most this on every gated series (1.0 = as good as the random walk)."
+            "A challenger's rel_mae (MAE / random-walk MAE) must be at most this plus `tolerance` on every "
+            "gated series and horizon (1.0 = as good as the random walk)."
         ),
+    )
+    tolerance: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Allowance above max_rel_mae for noise: the backtest's test part is a few hundred origins.",
     )
 
 
@@ -231,6 +276,9 @@ class Settings(BaseModel):
     backtest: BacktestSettings = Field(
         default_factory=BacktestSettings, description="Walk-forward backtest of the training flow."
     )
+    ensemble: EnsembleSettings = Field(
+        default_factory=EnsembleSettings, description="The ensemble around the LSTM (members, weights)."
+    )
     champion_gate: ChampionGateSettings = Field(
         default_factory=ChampionGateSettings, description="Promotion rule for newly trained models."
     )
@@ -249,10 +297,15 @@ class Settings(BaseModel):
         unknown = [s for s in (self.champion_gate.series or ()) if s not in self.series]
         if unknown:
             raise ValueError(f"champion_gate.series names series not in settings.series: {unknown}")
-        if self.champion_gate.horizon not in self.backtest.horizons:
+        if not set(self.gated_horizons) <= set(self.backtest.horizons):
             raise ValueError(
-                f"champion_gate.horizon ({self.champion_gate.horizon}) must be one of "
+                f"champion_gate.horizons ({self.champion_gate.horizons}) must be among "
                 f"backtest.horizons {self.backtest.horizons}"
+            )
+        if self.ensemble.min_estimation_sessions > self.ensemble.estimation_sessions:
+            raise ValueError(
+                f"ensemble.min_estimation_sessions ({self.ensemble.min_estimation_sessions}) must be at most "
+                f"ensemble.estimation_sessions ({self.ensemble.estimation_sessions})"
             )
         if max(self.backtest.horizons) > self.forecast_horizon:
             raise ValueError(
@@ -265,3 +318,8 @@ class Settings(BaseModel):
     def gated_series(self) -> tuple[str, ...]:
         """Series the champion gate checks."""
         return self.champion_gate.series or self.series
+
+    @property
+    def gated_horizons(self) -> tuple[int, ...]:
+        """Horizons the champion gate checks."""
+        return self.champion_gate.horizons or self.backtest.horizons

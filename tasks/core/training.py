@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tasks.core.contracts import CardDataRange, GateDecision, ModelCard, table_records
+from tasks.core.ensemble import Ensemble
 from tasks.core.features import Scaler, Split, SplitDates, chronological_split, make_features, training_arrays
 from tasks.core.model import (
     EpochCallback,
@@ -47,6 +48,16 @@ class TrainedModel:
         return predictor_for(self.model)
 
 
+def training_split(n_rows: int, settings: Settings) -> Split:
+    """The chronological split of `n_rows` feature rows that `fit_lstm` trains and holds out by."""
+    return chronological_split(
+        n_rows,
+        sequence_length=settings.sequence_length,
+        test_fraction=settings.test_fraction,
+        validation_fraction=settings.validation_fraction,
+    )
+
+
 def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCallback | None = None) -> TrainedModel:
     """Fit scaler, network and shrinkage on the training part of `levels`.
 
@@ -59,12 +70,7 @@ def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCal
         The trained model, its scaler (with shrinkage), per-epoch history and split.
     """
     features = make_features(levels, settings.level_window)
-    split = chronological_split(
-        len(features),
-        sequence_length=settings.sequence_length,
-        test_fraction=settings.test_fraction,
-        validation_fraction=settings.validation_fraction,
-    )
+    split = training_split(len(features), settings)
     scaler = Scaler.fit(features.iloc[: split.train_end])
     scaled = scaler.transform(features.to_numpy())
     n_series = levels.shape[1]
@@ -110,6 +116,7 @@ def model_version_name(created_utc: datetime, model_sha256: str) -> str:
 
 def build_model_card(
     trained: TrainedModel,
+    ensemble: Ensemble,
     *,
     version: str,
     settings: Settings,
@@ -124,7 +131,7 @@ def build_model_card(
     training_run_folder: str,
     gate: GateDecision,
 ) -> ModelCard:
-    """The model card: what the model is, what it saw, how good it is, and its files' sha256."""
+    """The model card: what the model is, its ensemble, what it saw, how good it is, and its files' sha256."""
     n = len(settings.series)
     return ModelCard(
         version=version,
@@ -150,4 +157,6 @@ def build_model_card(
         files=files,
         training_run_folder=training_run_folder,
         champion_gate=gate,
+        ensemble=ensemble.card,
+        mase_scale=ensemble.mase_scale,
     )

@@ -14,8 +14,10 @@ FETCH_MARGIN_SESSIONS = 10
 def daily_fetch_start(as_of: date, *, lookback_sessions: int, settings: Settings) -> date:
     """First date the daily flow fetches.
 
-    Enough sessions for the lookback, one input window, the level feature's rolling mean and a
-    margin, counted back from the last session up to as_of.
+    Enough sessions for the lookback, and before its first session either one input window and the
+    level feature's rolling mean (the LSTM) or the classical members' estimation window, whichever
+    is longer, and a margin, counted back from the last session up to as_of.
     """
-    needed = lookback_sessions + settings.sequence_length + settings.level_window + FETCH_MARGIN_SESSIONS
+    before = max(settings.sequence_length + settings.level_window, settings.ensemble.estimation_sessions)
+    needed = lookback_sessions + before + FETCH_MARGIN_SESSIONS
     return session_window_start(last_session_on_or_before(as_of), needed)

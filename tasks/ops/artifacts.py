@@ -60,9 +60,13 @@ LEVEL_COLUMNS = frozenset(
         "naive_mae",
         "naive_rmse",
         "drift_mae",
+        "pinball",
+        "naive_pinball",
     }
 )
-RATIO_COLUMNS = frozenset({"mase", "mase_vs_drift", "r2", "naive_r2"})
+RATIO_COLUMNS = frozenset(
+    {"rel_mae", "rel_mae_vs_drift", "mase", "r2", "naive_r2", "dm_stat", "dm_pvalue", "rel_pinball"}
+)
 PERCENT_COLUMNS = frozenset({"coverage_80", "coverage_95"})
 RATIO_DECIMALS = 3
 MAX_DECIMALS = 6
@@ -168,11 +172,12 @@ def summary_markdown(
         )
     parts.append(
         "## One session ahead, against the naive forecast\n"
-        'MASE = model MAE / random-walk MAE on the same sessions: below 1 beats "tomorrow equals today". '
+        'rel_mae = model MAE / random-walk MAE on the same sessions: below 1 beats "tomorrow equals today"; '
+        "mase = model MAE / the training part's in-sample one-session naive MAE (standard MASE). "
         "Splits `train`/`validation` were seen in training; `test`/`live` were not.\n\n"
         + markdown_table(
             readable_table(tables["model_metrics.csv"], decimals),
-            ["series_id", "split", "n", "mae", "naive_mae", "mase", "r2", "naive_r2"],
+            ["series_id", "split", "n", "mae", "naive_mae", "rel_mae", "mase", "r2", "naive_r2"],
         )
     )
     backtest = tables.get("backtest_metrics.csv")
@@ -182,9 +187,22 @@ def summary_markdown(
         parts.append(
             "## Walk-forward backtest (test part)\n"
             + (f"{chart}\n\n" if chart else "")
+            + "`rel_mae` below 1 beats the random walk; `dm_pvalue` (Diebold-Mariano test against the random "
+            "walk, two-sided) below 0.05 says the difference is unlikely to be luck. `rel_pinball` below 1: "
+            "the bands beat the random walk's empirical bands.\n\n"
             + markdown_table(
                 readable_table(backtest, decimals),
-                ["series_id", "horizon", "n", "mase", "mase_vs_drift", "coverage_80", "coverage_95"],
+                [
+                    "series_id",
+                    "horizon",
+                    "n",
+                    "rel_mae",
+                    "rel_mae_vs_drift",
+                    "dm_pvalue",
+                    "coverage_80",
+                    "coverage_95",
+                    "rel_pinball",
+                ],
             )
         )
     forecast = tables["forecasted_data.csv"]

@@ -1,4 +1,4 @@
-"""Training stages: fit the LSTM, backtest it walk-forward, decide promotion, describe it in a card."""
+"""Training stages: fit the LSTM and its ensemble, backtest walk-forward, decide promotion, describe it in a card."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.backtest import BacktestResult, run_backtest
 from tasks.core.contracts import GateDecision, ModelCard
-from tasks.core.features import Scaler
-from tasks.core.model import Predictor, predictor_for
+from tasks.core.ensemble import Ensemble, fit_ensemble
 from tasks.core.promotion import gate_decision
 from tasks.core.settings import Settings
 from tasks.core.training import TrainedModel, build_model_card, fit_lstm
@@ -49,9 +48,26 @@ def train_lstm_task(levels: pd.DataFrame, settings: Settings) -> TrainedModel:
     return trained
 
 
+@task(name="fit-ensemble", cache_policy=NO_CACHE)
+def fit_ensemble_task(trained: TrainedModel, levels: pd.DataFrame, settings: Settings) -> Ensemble:
+    """Fit the ensemble's weights on rolling origins of the training part, and log them."""
+    ensemble = fit_ensemble(trained.predictor, trained.scaler, levels, split=trained.split, settings=settings)
+    get_run_logger().info(
+        "Ensemble weights by series and horizon (training part only):\n%s",
+        "\n".join(
+            f"{row.series_id} h={row.horizon}: "
+            + ", ".join(f"{member} {weight:.2f}" for member, weight in sorted(row.weights.items()))
+            for row in ensemble.card.weights
+        ),
+    )
+    return ensemble
+
+
 @task(name="walk-forward-backtest", cache_policy=NO_CACHE)
-def backtest_task(trained: TrainedModel, levels: pd.DataFrame, settings: Settings) -> BacktestResult:
-    """Backtest the freshly trained model over its test part; refit on schedule if configured.
+def backtest_task(
+    trained: TrainedModel, ensemble: Ensemble, levels: pd.DataFrame, settings: Settings
+) -> BacktestResult:
+    """Backtest the freshly trained ensemble over its test part; refit on schedule if configured.
 
     A backtest still running after `settings.backtest.progress_after_seconds` shows its progress
     (origins forecast) in the Prefect UI; refits make it take minutes.
@@ -65,20 +81,17 @@ def backtest_task(trained: TrainedModel, levels: pd.DataFrame, settings: Setting
         logger.info("Backtest: %d/%d origins forecast", done, total)
         show_progress(done, total)
 
-    def refit(history: pd.DataFrame) -> tuple[Predictor, Scaler]:
+    def refit(history: pd.DataFrame) -> Ensemble:
         # Refit on everything up to the origin: the model's own split then puts the latest
         # test_fraction of that history into its test part, which the refit does not train on.
         logger.info("Backtest refit on %d sessions up to %s", len(history), history.index[-1].date())
         refitted = fit_lstm(history, settings)
-        return predictor_for(refitted.model), refitted.scaler
+        return fit_ensemble(refitted.predictor, refitted.scaler, history, split=refitted.split, settings=settings)
 
     result = run_backtest(
-        predictor_for(trained.model),
-        trained.scaler,
+        ensemble,
         levels,
         test_start_row=trained.split.train_end,
-        sequence_length=settings.sequence_length,
-        level_window=settings.level_window,
         horizons=settings.backtest.horizons,
         origin_step=settings.backtest.origin_step,
         refit_every=settings.backtest.refit_every,
@@ -86,9 +99,14 @@ def backtest_task(trained: TrainedModel, levels: pd.DataFrame, settings: Setting
         calibration_start_row=trained.split.validation_start,
         on_progress=on_progress,
     )
-    table = result.metrics.pivot(index="series_id", columns="horizon", values="mase")
+    table = result.metrics.pivot(index="series_id", columns="horizon", values="rel_mae")
+    pvalues = result.metrics.pivot(index="series_id", columns="horizon", values="dm_pvalue")
     logger.info(
-        "Backtest over %d origins, MASE vs random walk by horizon:\n%s", result.n_origins, table.round(3).to_string()
+        "Backtest over %d origins, rel_mae (MAE / random-walk MAE) by horizon:\n%s\nDiebold-Mariano p-value "
+        "against the random walk:\n%s",
+        result.n_origins,
+        table.round(3).to_string(),
+        pvalues.round(3).to_string(),
     )
     return result
 
@@ -118,6 +136,7 @@ def library_versions() -> dict[str, str]:
 @task(name="describe-model", cache_policy=NO_CACHE)
 def describe_model_task(
     trained: TrainedModel,
+    ensemble: Ensemble,
     backtest: BacktestResult,
     *,
     metrics: pd.DataFrame,
@@ -133,6 +152,7 @@ def describe_model_task(
     """The model card of the trained model."""
     return build_model_card(
         trained,
+        ensemble,
         version=version,
         settings=settings,
         created_utc=created_utc,

@@ -102,7 +102,7 @@ def test_the_summary_shows_every_chart_and_rounded_tables(
     assert not LONG_FIGURE.search(text), f"unrounded figure {LONG_FIGURE.search(text)[0]!r} on the page {where}"
     metrics = pd.read_csv(run.csv_path("model_metrics.csv"))
     first = metrics.iloc[0]
-    assert f"{first['mase']:.3f}" in text, f"MASE {first['mase']} not shown to 3 decimals {where}"
+    assert f"{first['rel_mae']:.3f}" in text, f"rel_mae {first['rel_mae']} not shown to 3 decimals {where}"
     if kind == "training":
         backtest = pd.read_csv(run.csv_path("backtest_metrics.csv")).dropna(subset=["coverage_80"])
         assert f"{100 * backtest['coverage_80'].iloc[0]:.0f}%" in text, f"coverage not shown as a percent {where}"

@@ -41,7 +41,7 @@ TRAIN = "train-model/train-model-process"
 
 def test_tiny_training_settings_are_valid_settings() -> None:
     settings = Settings.model_validate(TINY_SETTINGS)
-    assert settings.champion_gate.max_mase == 100
+    assert settings.champion_gate.max_rel_mae == 100
 
 
 @pytest.mark.parametrize(

@@ -24,11 +24,14 @@ import pytest
 from flows.train_model import train_model
 from tasks.adapters.blob_store import resolve_storage
 from tasks.adapters.model_store import MODEL_FILE, load_model_files, model_from_bytes, read_champion_pointer
+from tasks.core.align import align_sessions
 from tasks.core.demo import generate_demo_series
+from tasks.core.ensemble import Ensemble
 from tasks.core.features import Scaler
 from tasks.core.forecast import forecast_sessions
 from tasks.core.model import predictor_for
 from tasks.core.settings import Settings
+from tasks.core.windows import daily_fetch_start
 from tests.harness.fred_server import FredServer
 from tests.harness.settings import promoting_settings
 
@@ -43,6 +46,7 @@ import json, sys
 from datetime import date
 from flows.daily_forecast import daily_forecast
 from tasks.core.settings import Settings
+from tasks.core.windows import daily_fetch_start
 settings = Settings.model_validate_json(sys.argv[1])
 result = daily_forecast(as_of=date.fromisoformat(sys.argv[2]), settings=settings, output_dir=sys.argv[3])
 loaded = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "jax"})
@@ -92,26 +96,29 @@ def test_a_complete_daily_run_never_imports_tensorflow(daily_run: DailyRun) -> N
 
 def test_its_forecast_equals_the_tensorflow_forecast_of_the_same_model(daily_run: DailyRun) -> None:
     folder = daily_run.store / daily_run.result["run_folder"]
-    published = pd.read_csv(folder / "forecasted_data.csv", parse_dates=["date"])
+    forecast = pd.read_csv(folder / "forecasted_data.csv", parse_dates=["date"])
     actuals = pd.read_csv(folder / "actuals.csv", parse_dates=["date"])
-    levels = actuals.pivot(index="date", columns="series_id", values="value")[list(daily_run.settings.series)]
-    levels.columns.name = None
+    published = actuals.pivot(index="date", columns="series_id", values="value")[list(daily_run.settings.series)]
+    # The daily flow fetched more than it publishes (the classical members' estimation window):
+    # the same sessions, from the same demo world the FRED server served.
+    start = daily_fetch_start(DAILY_AS_OF, lookback_sessions=365, settings=daily_run.settings)
+    raw = {sid: values.loc[pd.Timestamp(start) :] for sid, values in generate_demo_series(Settings().series, DAILY_AS_OF).items()}
+    levels = align_sessions(raw, start=start, as_of=DAILY_AS_OF, max_fill=3, max_stale=5).levels
+    np.testing.assert_array_equal(levels.loc[published.index].to_numpy(), published.to_numpy())
 
     storage = resolve_storage(None, str(daily_run.store))
     pointer = read_champion_pointer(storage, timeout=10)
     assert pointer is not None and pointer.version == daily_run.result["model_version"]
     files, card = load_model_files(storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=10)
-    with_tensorflow = forecast_sessions(
-        predictor_for(model_from_bytes(files[MODEL_FILE])),
-        Scaler.from_json(files["scaler.json"]),
-        levels,
-        sequence_length=daily_run.settings.sequence_length,
-        level_window=daily_run.settings.level_window,
-        horizon=daily_run.settings.forecast_horizon,
-        z_quantiles=card.interval_quantiles(),
+    # The same ensemble (members, weights, bands) with the network run by TensorFlow.
+    ensemble = Ensemble.from_model_card(
+        predictor_for(model_from_bytes(files[MODEL_FILE])), Scaler.from_json(files["scaler.json"]), card
     )
-    assert len(published) == len(with_tensorflow) == 30 * len(daily_run.settings.series)
-    merged = published.merge(with_tensorflow, on=["series_id", "horizon"], suffixes=("", "_tf"), validate="one_to_one")
+    with_tensorflow = forecast_sessions(
+        ensemble, levels, horizon=daily_run.settings.forecast_horizon, z_quantiles=card.interval_quantiles()
+    )
+    assert len(forecast) == len(with_tensorflow) == 30 * len(daily_run.settings.series)
+    merged = forecast.merge(with_tensorflow, on=["series_id", "horizon"], suffixes=("", "_tf"), validate="one_to_one")
     assert (merged["date"] == merged["date_tf"]).all()
     for column in BAND_COLUMNS:
         np.testing.assert_allclose(merged[column], merged[f"{column}_tf"], rtol=1e-5, err_msg=column)

@@ -126,6 +126,11 @@ def test_model_version_folder_has_model_scaler_and_a_card_with_matching_hashes(d
     assert card["settings"]["epochs"] == 2 and {"tensorflow", "keras", "numpy", "pandas", "prefect"} <= set(card["library_versions"]) | {"tensorflow"}
     assert {m["series_id"] for m in card["metrics_test"]} == set(Settings().series)
     assert len(card["backtest"]) == 4 * 5 and card["champion_gate"]["promoted"] is True
+    assert card["format"] == "market-forecast-model-card/2"
+    weights = card["ensemble"]["weights"]
+    assert {(w["series_id"], w["horizon"]) for w in weights} == {(s, h) for s in Settings().series for h in (1, 5, 10, 20, 30)}
+    assert all(abs(sum(w["weights"].values()) - 1.0) < 1e-9 for w in weights)
+    assert set(card["mase_scale"]) == set(Settings().series) and all(v > 0 for v in card["mase_scale"].values())
     champion = json.loads((out / "models" / "champion.json").read_text())
     assert champion["version"] == result["model_version"]
     assert champion["training_run_folder"] == card["training_run_folder"] == result["run_folder"]
@@ -142,8 +147,8 @@ def test_predictions_mark_which_rows_the_model_trained_on(demo_run: tuple[Path, 
     metrics = pd.read_csv(run_folder(out) / "model_metrics.csv")
     test = predicted[predicted["split"] == "test"]
     sp = test[test["series_id"] == "SP500"]
-    mase = np.mean(np.abs(sp["actual"] - sp["predicted"])) / np.mean(np.abs(sp["actual"] - sp["naive"]))
-    assert metrics.set_index("series_id").loc["SP500", "mase"] == pytest.approx(mase)
+    rel_mae = np.mean(np.abs(sp["actual"] - sp["predicted"])) / np.mean(np.abs(sp["actual"] - sp["naive"]))
+    assert metrics.set_index("series_id").loc["SP500", "rel_mae"] == pytest.approx(rel_mae)
 
 
 def test_training_progress_and_artifacts_reach_the_prefect_ui(demo_run: tuple[Path, dict]) -> None:
@@ -169,7 +174,8 @@ def test_the_summary_shows_the_published_pngs_inline(demo_run: tuple[Path, dict]
 def test_artifact_tables_show_rounded_figures(demo_run: tuple[Path, dict]) -> None:
     out, _ = demo_run
     backtest = json.loads(run_artifact(out, "train-model-backtest").data)
-    assert all(re.fullmatch(r"\d+\.\d{3}", row["mase"]) for row in backtest)
+    assert all(re.fullmatch(r"\d+\.\d{3}", row["rel_mae"]) for row in backtest)
+    assert all(re.fullmatch(r"\d+\.\d{3}", row["dm_pvalue"]) for row in backtest if row["dm_pvalue"] is not None)
     assert all(re.fullmatch(r"\d+%", row["coverage_80"]) for row in backtest if row["coverage_80"] is not None)
     forecast = json.loads(run_artifact(out, "train-model-forecast").data)
     assert all(re.fullmatch(r"\d+\.\d{2}", row["forecast"]) for row in forecast)  # the demo series have 2 decimals
@@ -222,13 +228,14 @@ def fred_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FredServer]:
         yield server
 
 
-def test_with_a_fred_key_the_flow_trains_on_fred_and_reports_mase_per_series(
+def test_with_a_fred_key_the_flow_trains_on_fred_and_reports_rel_mae_and_mase_per_series(
     prefect_harness: None, fred_env: FredServer, tmp_path: Path
 ) -> None:
     result = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path))
     metrics = pd.read_csv(run_folder(tmp_path) / "model_metrics.csv")
     assert result["data_source"] == "fred" and set(metrics["data_source"]) == {"fred"}
     assert set(metrics["series_id"]) == set(Settings().series)
+    assert metrics["rel_mae"].notna().all() and (metrics["rel_mae"] > 0).all()
     assert metrics["mase"].notna().all() and (metrics["mase"] > 0).all()
     assert {r.series_id for r in fred_env.requests()} == set(Settings().series)
 

@@ -39,7 +39,7 @@ def tiny_settings(**overrides: object) -> Settings:
 
 def promoting_settings(**overrides: object) -> Settings:
     """Tiny settings whose 2-epoch model always passes the champion gate (the gate is unit-tested)."""
-    return tiny_settings(champion_gate=ChampionGateSettings(max_mase=100), **overrides)
+    return tiny_settings(champion_gate=ChampionGateSettings(max_rel_mae=100), **overrides)
 
 
 

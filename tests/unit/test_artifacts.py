@@ -83,7 +83,8 @@ def metrics_frame() -> pd.DataFrame:
             "n": [120, 120],
             "mae": [33.13657407407384, 0.8123456789],
             "naive_mae": [33.5, 0.81],
-            "mase": [0.98765432, 1.0028],
+            "rel_mae": [0.98765432, 1.0028],
+            "mase": [0.51234567, 3.1],
             "r2": [float("nan"), 0.5],
             "coverage_80": [0.84374, 0.79],
             "date": pd.to_datetime(["2026-11-23", "2026-11-24"]),
@@ -102,7 +103,8 @@ def test_levels_get_the_series_precision_ratios_three_decimals_and_coverage_a_pe
     table = artifacts.readable_table(metrics_frame(), {"SP500": 2, "VIXCLS": 4})
     assert table["mae"].tolist() == ["33.14", "0.8123"]
     assert table["naive_mae"].tolist() == ["33.50", "0.8100"]
-    assert table["mase"].tolist() == ["0.988", "1.003"]
+    assert table["rel_mae"].tolist() == ["0.988", "1.003"]
+    assert table["mase"].tolist() == ["0.512", "3.100"]
     assert table["r2"].tolist() == [None, "0.500"]
     assert table["coverage_80"].tolist() == ["84%", "79%"]
     assert table["date"].tolist() == ["2026-11-23", "2026-11-24"]

@@ -9,16 +9,14 @@ import pytest
 from tasks.core.backtest import BACKTEST_COLUMNS, run_backtest
 from tasks.core.intervals import expanding_coverage, interval_log_bounds
 from tasks.core.features import Scaler, make_features
-from tests.unit.test_evaluate_forecast import ZeroPredictor
+from tests.unit.test_evaluate_forecast import ZeroPredictor, lstm_alone
 
 
 @pytest.fixture(scope="module")
 def random_walk_result(levels: pd.DataFrame) -> object:
     features = make_features(levels, 20)
     scaler = Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4))
-    return run_backtest(
-        ZeroPredictor(), scaler, levels, test_start_row=400, sequence_length=5, level_window=20, horizons=(1, 5, 20)
-    )
+    return run_backtest(lstm_alone(ZeroPredictor(), scaler), levels, test_start_row=400, horizons=(1, 5, 20))
 
 
 def test_backtest_scores_every_series_and_horizon(random_walk_result: object) -> None:
@@ -29,9 +27,22 @@ def test_backtest_scores_every_series_and_horizon(random_walk_result: object) ->
     assert n_by_h[1] > n_by_h[5] > n_by_h[20]  # later horizons lose the origins whose target is past the data
 
 
-def test_the_random_walk_scores_mase_one_against_itself(random_walk_result: object) -> None:
-    np.testing.assert_allclose(random_walk_result.metrics["mase"], 1.0)
+def test_the_random_walk_scores_rel_mae_one_against_itself(random_walk_result: object) -> None:
+    np.testing.assert_allclose(random_walk_result.metrics["rel_mae"], 1.0)
     np.testing.assert_allclose(random_walk_result.metrics["mae"], random_walk_result.metrics["naive_mae"])
+    # The same forecast as the baseline: no difference for the Diebold-Mariano test to find.
+    assert (random_walk_result.metrics["dm_pvalue"] == 1.0).all()
+
+
+def test_mase_scales_by_the_training_parts_one_session_naive_mae(random_walk_result: object, levels: pd.DataFrame) -> None:
+    offset = len(levels) - len(make_features(levels, 20))
+    training = levels.iloc[: offset + 400]
+    metrics = random_walk_result.metrics.set_index(["series_id", "horizon"])
+    for sid in levels.columns:
+        scale = np.mean(np.abs(np.diff(training[sid].to_numpy())))
+        assert metrics.loc[(sid, 5), "mase"] == pytest.approx(metrics.loc[(sid, 5), "mae"] / scale)
+    # One session ahead the random walk's test MAE is near the training one; further ahead MASE grows.
+    assert (metrics.xs(20, level="horizon")["mase"] > metrics.xs(1, level="horizon")["mase"]).all()
 
 
 def test_drift_baseline_differs_from_the_random_walk(random_walk_result: object) -> None:
@@ -64,16 +75,13 @@ def test_progress_is_reported_after_every_refit_block(levels: pd.DataFrame) -> N
     scaler = Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4))
     reports: list[tuple[int, int]] = []
     result = run_backtest(
-        ZeroPredictor(),
-        scaler,
+        lstm_alone(ZeroPredictor(), scaler),
         levels,
         test_start_row=400,
-        sequence_length=5,
-        level_window=20,
         horizons=(1, 5),
         origin_step=2,
         refit_every=40,
-        refit=lambda history: (ZeroPredictor(), scaler),
+        refit=lambda history: lstm_alone(ZeroPredictor(), scaler),
         on_progress=lambda done, total: reports.append((done, total)),
     )
     assert len(reports) > 2  # one per block of 40 sessions (20 origins)

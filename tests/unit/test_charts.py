@@ -52,7 +52,7 @@ def backtest_table(series: tuple[str, ...] = SERIES) -> pd.DataFrame:
             {
                 "series_id": sid,
                 "horizon": h,
-                "mase": 1 - 0.002 * h,
+                "rel_mae": 1 - 0.002 * h,
                 "naive_mae": 2.0,
                 "drift_mae": 2.0 + 0.01 * h,
                 "coverage_80": 0.8,

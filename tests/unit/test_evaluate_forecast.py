@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.metrics import METRIC_COLUMNS, score_predictions
+from tasks.core.contracts import EnsembleCard
+from tasks.core.ensemble import Ensemble
+from tasks.core.metrics import METRIC_COLUMNS, insample_naive_mae, mase, score_predictions
 from tasks.core.features import Scaler, make_features
 from tasks.core.features import SplitDates
 from tasks.core.forecast import forecast_levels, forecast_table, one_step_predictions
 from tasks.core.calendar import sessions_after
 
 
-def test_mase_is_model_mae_over_random_walk_mae_on_the_same_rows() -> None:
+def test_rel_mae_is_model_mae_over_random_walk_mae_on_the_same_rows() -> None:
     predictions = pd.DataFrame(
         {
             "series_id": "A",
@@ -28,9 +30,21 @@ def test_mase_is_model_mae_over_random_walk_mae_on_the_same_rows() -> None:
     row = score_predictions(predictions).iloc[0]
     assert list(score_predictions(predictions).columns) == METRIC_COLUMNS
     assert row["mae"] == pytest.approx(0.25) and row["naive_mae"] == pytest.approx(1.0)
-    assert row["mase"] == pytest.approx(0.25)
+    assert row["rel_mae"] == pytest.approx(0.25)
     assert row["mse"] == pytest.approx(0.125) and row["naive_mse"] == pytest.approx(1.0)
     assert row["n"] == 4
+    assert np.isnan(row["mase"])  # no training scale given: unknown, never the ratio above
+
+
+def test_mase_scales_by_the_in_sample_naive_mae_of_the_training_part() -> None:
+    insample = [1.0, 2.0, 4.0, 7.0]  # naive errors 1, 2, 3: scale 2
+    assert insample_naive_mae(insample) == pytest.approx(2.0)
+    assert mase([10.0, 12.0], [11.0, 12.0], insample) == pytest.approx(0.5 / 2.0)
+    predictions = pd.DataFrame(
+        {"series_id": "A", "split": "test", "actual": [10.0, 12.0], "predicted": [11.0, 12.0], "naive": [9.0, 10.0]}
+    )
+    row = score_predictions(predictions, mase_scale={"A": 2.0}).iloc[0]
+    assert row["mase"] == pytest.approx(0.25) and row["rel_mae"] == pytest.approx(0.5 / 1.5)
 
 
 def test_metrics_are_grouped_by_series_and_split() -> None:
@@ -67,22 +81,26 @@ class ZeroPredictor:
         return np.zeros((x.shape[0], 4), dtype=np.float32)
 
 
+def lstm_alone(predictor: object, scaler: Scaler, *, sequence_length: int = 5, level_window: int = 20) -> Ensemble:
+    """The network alone as the model (what a format-1 model card describes)."""
+    return Ensemble(predictor, scaler, EnsembleCard.lstm_only(scaler.series), sequence_length, level_window)
+
+
 def test_a_model_with_zero_shrinkage_is_exactly_the_random_walk(levels: pd.DataFrame) -> None:
     scaler = Scaler.fit(make_features(levels, 20).iloc[:300]).with_shrinkage(np.zeros(4))
     split = SplitDates(date(2024, 1, 2), date(2024, 6, 3), levels.index[-1].date())
-    predictions = one_step_predictions(ZeroPredictor(), scaler, levels, sequence_length=5, level_window=20, split_dates=split)
+    model = lstm_alone(ZeroPredictor(), scaler)
+    predictions = one_step_predictions(model, levels, split_dates=split)
     np.testing.assert_allclose(predictions["predicted"], predictions["naive"])
-    assert (score_predictions(predictions)["mase"] == 1.0).all()
-    path = forecast_levels(ZeroPredictor(), scaler, levels, sequence_length=5, level_window=20, horizon=30)
+    assert (score_predictions(predictions)["rel_mae"] == 1.0).all()
+    path = forecast_levels(model, levels, horizon=30)
     np.testing.assert_allclose(path, np.tile(levels.to_numpy()[-1], (30, 1)))
 
 
 def test_one_step_predictions_pair_each_date_with_the_previous_actual(levels: pd.DataFrame) -> None:
     scaler = Scaler.fit(make_features(levels, 20).iloc[:300]).with_shrinkage(np.zeros(4))
     split = SplitDates(date(2024, 1, 2), date(2024, 6, 3), levels.index[-1].date())
-    predictions = one_step_predictions(
-        ZeroPredictor(), scaler, levels, sequence_length=5, level_window=20, split_dates=split, first_date=date(2025, 1, 2)
-    )
+    predictions = one_step_predictions(lstm_alone(ZeroPredictor(), scaler), levels, split_dates=split, first_date=date(2025, 1, 2))
     sp = predictions[predictions["series_id"] == "SP500"].set_index("date")
     assert sp.index[0] == pd.Timestamp("2025-01-02")
     day = sp.index[3]

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from tasks.adapters.model_store import model_from_bytes, model_to_bytes, read_lstm_weights
+from tasks.core.contracts import EnsembleCard
+from tasks.core.ensemble import Ensemble
 from tasks.core.errors import ModelStoreError
 from tasks.core.features import make_features, window_inputs
 from tasks.core.forecast import forecast_levels
@@ -52,8 +54,9 @@ def test_the_30_session_forecast_agrees_on_every_series(
     # With the fitted shrinkage a series without skill is the random walk either way; without
     # shrinkage every series carries the network's own forecast.
     scaler = trained.scaler if shrinkage == "fitted" else trained.scaler.with_shrinkage(np.ones(levels.shape[1]))
+    lstm_alone = EnsembleCard.lstm_only(tuple(levels.columns))
     paths = [
-        forecast_levels(predict, scaler, levels, sequence_length=settings.sequence_length, level_window=settings.level_window, horizon=30)
+        forecast_levels(Ensemble(predict, scaler, lstm_alone, settings.sequence_length, settings.level_window), levels, horizon=30)
         for predict in both
     ]
     assert paths[0].shape == (30, levels.shape[1])

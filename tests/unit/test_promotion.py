@@ -7,35 +7,54 @@ from datetime import date, datetime, timezone
 import pandas as pd
 import pytest
 
-from tasks.core.contracts import CardDataRange, ModelCard
+from tasks.core.contracts import CARD_FORMAT_1, CardDataRange, EnsembleCard, MemberWeights, ModelCard
 from tasks.core.errors import ModelMismatchError
 from tasks.core.promotion import check_model_card, gate_decision, settings_for_model
 from tests.harness.settings import tiny_settings
 
 
-def card(series: list[str], *, source: str = "fred", mase: float = 0.99, level_window: int = 20) -> ModelCard:
+HORIZONS = (1, 5, 10, 20, 30)
+
+
+def card(
+    series: list[str], *, source: str = "fred", rel_mae: float = 0.99, level_window: int = 20, card_format: int = 2
+) -> ModelCard:
+    """A model card; format 1 as an earlier version wrote it (no ensemble, `mase` meaning today's rel_mae)."""
     day = date(2024, 1, 2)
-    return ModelCard(
-        version="v1",
-        created_utc=datetime(2024, 1, 2, tzinfo=timezone.utc),
-        as_of=day,
-        data_source=source,
-        series=tuple(series),
-        sequence_length=10,
-        architecture="test",
-        data=CardDataRange(start=day, validation_start=day, test_start=day, end=day),
-        shrinkage={},
-        settings={"level_window": level_window},
-        metrics_test=[],
-        backtest=[{"series_id": s, "horizon": 1, "mase": mase} for s in series],
-        interval_z_quantiles=[],
-        library_versions={},
-        files={},
+    column = "rel_mae" if card_format == 2 else "mase"
+    fields: dict[str, object] = {
+        "version": "v1",
+        "created_utc": datetime(2024, 1, 2, tzinfo=timezone.utc),
+        "as_of": day,
+        "data_source": source,
+        "series": tuple(series),
+        "sequence_length": 10,
+        "architecture": "test",
+        "data": CardDataRange(start=day, validation_start=day, test_start=day, end=day),
+        "shrinkage": {},
+        "settings": {"level_window": level_window},
+        "metrics_test": [],
+        "backtest": [{"series_id": s, "horizon": h, column: rel_mae} for s in series for h in HORIZONS],
+        "interval_z_quantiles": [],
+        "library_versions": {},
+        "files": {},
+    }
+    if card_format == 1:
+        return ModelCard(format=CARD_FORMAT_1, **fields)
+    ensemble = EnsembleCard(
+        members=("drift", "lstm"),
+        estimation_sessions=500,
+        min_estimation_sessions=100,
+        method="test",
+        weights=tuple(MemberWeights(series_id=s, horizon=1, weights={"random_walk": 1.0}) for s in series),
     )
+    return ModelCard(**fields, ensemble=ensemble, mase_scale={s: 1.0 for s in series})
 
 
-def backtest(values: dict[str, float], horizon: int = 1) -> pd.DataFrame:
-    return pd.DataFrame({"series_id": list(values), "horizon": horizon, "mase": list(values.values())})
+def backtest(values: dict[str, float], horizons: tuple[int, ...] = HORIZONS, **at: float) -> pd.DataFrame:
+    """rel_mae of each series at every horizon; `at` overrides one cell, e.g. SP500_5=1.02."""
+    rows = [{"series_id": s, "horizon": h, "rel_mae": at.get(f"{s}_{h}", v)} for s, v in values.items() for h in horizons]
+    return pd.DataFrame(rows)
 
 
 def test_gate_promotes_a_first_model_that_is_not_worse_than_the_random_walk() -> None:
@@ -44,31 +63,52 @@ def test_gate_promotes_a_first_model_that_is_not_worse_than_the_random_walk() ->
     assert decision.promoted and "first model" in decision.reason
 
 
-def test_gate_rejects_a_model_worse_than_the_random_walk_and_says_where() -> None:
+def test_gate_rejects_a_model_worse_than_the_random_walk_at_any_horizon_and_says_where() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
-    decision = gate_decision(backtest({"SP500": 1.02, "VIXCLS": 0.9}), None, settings, data_source="fred")
-    assert not decision.promoted and "SP500 1.020" in decision.reason and "VIXCLS" not in decision.reason.split("has")[-1]
+    decision = gate_decision(backtest({"SP500": 0.99, "VIXCLS": 0.9}, SP500_20=1.02), None, settings, data_source="fred")
+    assert not decision.promoted
+    assert "SP500 h=20 1.020" in decision.reason and "VIXCLS h=" not in decision.reason
 
 
-def test_gate_only_checks_the_configured_series() -> None:
-    settings = tiny_settings(series=["SP500", "VIXCLS"], champion_gate={"series": ["VIXCLS"]})
-    decision = gate_decision(backtest({"SP500": 1.5, "VIXCLS": 0.9}), None, settings, data_source="fred")
+def test_gate_tolerates_noise_up_to_the_stated_tolerance() -> None:
+    settings = tiny_settings(series=["SP500"])
+    assert gate_decision(backtest({"SP500": 0.99}, SP500_5=1.009), None, settings, data_source="fred").promoted
+    strict = tiny_settings(series=["SP500"], champion_gate={"tolerance": 0.0})
+    assert not gate_decision(backtest({"SP500": 0.99}, SP500_5=1.009), None, strict, data_source="fred").promoted
+
+
+def test_a_missing_gated_horizon_fails_the_gate() -> None:
+    settings = tiny_settings(series=["SP500"])
+    decision = gate_decision(backtest({"SP500": 0.9}, horizons=(1, 5)), None, settings, data_source="fred")
+    assert not decision.promoted and "SP500 h=10 nan" in decision.reason
+
+
+def test_gate_only_checks_the_configured_series_and_horizons() -> None:
+    settings = tiny_settings(series=["SP500", "VIXCLS"], champion_gate={"series": ["VIXCLS"], "horizons": [1, 5]})
+    decision = gate_decision(backtest({"SP500": 1.5, "VIXCLS": 0.9}, VIXCLS_30=1.5), None, settings, data_source="fred")
     assert decision.promoted
 
 
-def test_gate_keeps_a_better_champion() -> None:
+def test_gate_keeps_a_champion_better_on_the_mean() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     decision = gate_decision(
-        backtest({"SP500": 0.99, "VIXCLS": 0.99}), card(["SP500", "VIXCLS"], mase=0.95), settings, data_source="fred"
+        backtest({"SP500": 0.99, "VIXCLS": 0.99}), card(["SP500", "VIXCLS"], rel_mae=0.95), settings, data_source="fred"
     )
     assert not decision.promoted and "kept the old champion v1" in decision.reason
+
+
+def test_gate_reads_a_format_1_champions_mase_as_rel_mae() -> None:
+    settings = tiny_settings(series=["SP500", "VIXCLS"])
+    old = card(["SP500", "VIXCLS"], rel_mae=0.95, card_format=1)
+    assert not gate_decision(backtest({"SP500": 0.99, "VIXCLS": 0.99}), old, settings, data_source="fred").promoted
+    assert gate_decision(backtest({"SP500": 0.94, "VIXCLS": 0.94}), old, settings, data_source="fred").promoted
 
 
 def test_gate_ignores_a_champion_of_other_series_or_data() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     new = backtest({"SP500": 0.99, "VIXCLS": 0.99})
-    assert gate_decision(new, card(["SP500"], mase=0.5), settings, data_source="fred").promoted
-    assert gate_decision(new, card(["SP500", "VIXCLS"], source="demo", mase=0.5), settings, data_source="fred").promoted
+    assert gate_decision(new, card(["SP500"], rel_mae=0.5), settings, data_source="fred").promoted
+    assert gate_decision(new, card(["SP500", "VIXCLS"], source="demo", rel_mae=0.5), settings, data_source="fred").promoted
 
 
 def test_a_stored_model_for_other_series_or_data_is_refused_clearly() -> None:

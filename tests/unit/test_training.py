@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.core.ensemble import fit_ensemble
 from tasks.core.training import fit_lstm
 from tests.harness.settings import tiny_settings
 
@@ -43,6 +44,32 @@ def test_changing_the_training_part_does_change_the_model(levels: pd.DataFrame, 
     changed = levels.copy()
     changed.iloc[50:60] *= 1.1
     assert not weights_equal(fit_lstm(changed, tiny_settings()), trained)
+
+
+def fit_weights(trained: object, levels: pd.DataFrame) -> object:
+    return fit_ensemble(trained.predictor, trained.scaler, levels, split=trained.split, settings=tiny_settings())
+
+
+def test_changing_the_test_part_changes_neither_the_ensemble_weights_nor_the_mase_scale(
+    levels: pd.DataFrame, trained: object
+) -> None:
+    before = fit_weights(trained, levels)
+    changed = levels.copy()
+    test_rows = changed.index >= pd.Timestamp(trained.split_dates.test_start)
+    changed.loc[test_rows] = changed.loc[test_rows].to_numpy() * np.random.default_rng(4).uniform(
+        0.5, 2.0, size=(test_rows.sum(), levels.shape[1])
+    )
+    after = fit_weights(trained, changed)
+    assert after.card == before.card  # members, weights and their rolling-origin skill
+    assert after.mase_scale == before.mase_scale
+
+
+def test_changing_the_training_part_changes_the_ensemble_weights(levels: pd.DataFrame, trained: object) -> None:
+    # The same network, other training data: the weights must follow (or the test above is vacuous).
+    before = fit_weights(trained, levels)
+    changed = levels.copy()
+    changed.iloc[100:300] = changed.iloc[100:300].to_numpy() * np.linspace(1.0, 1.3, 200)[:, None]
+    assert fit_weights(trained, changed).card.weights != before.card.weights
 
 
 def test_history_has_one_row_per_epoch_with_train_and_validation_loss(trained: object) -> None:

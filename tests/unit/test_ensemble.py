@@ -1,0 +1,76 @@
+"""The ensemble: weights fitted on the training part only, combined per series and horizon."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.core.contracts import EnsembleCard, MemberWeights
+from tasks.core.ensemble import Ensemble, combine, fit_ensemble, slope_weight, weight_arrays
+from tasks.core.training import TrainedModel, fit_lstm
+from tests.harness.settings import tiny_settings
+
+
+@pytest.fixture(scope="module")
+def trained(levels: pd.DataFrame) -> TrainedModel:
+    return fit_lstm(levels, tiny_settings())
+
+
+@pytest.fixture(scope="module")
+def ensemble(trained: TrainedModel, levels: pd.DataFrame) -> Ensemble:
+    return fit_ensemble(trained.predictor, trained.scaler, levels, split=trained.split, settings=tiny_settings())
+
+
+def test_every_series_and_horizon_has_weights_summing_to_one(ensemble: Ensemble) -> None:
+    settings = tiny_settings()
+    assert {(w.series_id, w.horizon) for w in ensemble.card.weights} == {
+        (s, h) for s in settings.series for h in settings.backtest.horizons
+    }
+    for row in ensemble.card.weights:
+        assert sum(row.weights.values()) == pytest.approx(1.0) and min(row.weights.values()) > 0
+
+
+def test_a_mean_reverting_series_leans_on_the_mean_reversion_member(ensemble: Ensemble) -> None:
+    # The demo VIX reverts to its mean; its rolling-origin evidence says so at long horizons.
+    vix = {w.horizon: w for w in ensemble.card.weights if w.series_id == "VIXCLS"}
+    assert vix[30].weights.get("mean_reversion", 0.0) > 0.5 and vix[30].skill < 0.9
+
+
+def test_without_validated_skill_the_weight_stays_on_the_random_walk() -> None:
+    rng = np.random.default_rng(0)
+    departure, error = rng.normal(size=500), rng.normal(size=500)  # a member unrelated to what happens
+    assert slope_weight(departure, error, lags=0, skill_z=1.0) == (0.0, 1.0)
+    weight, ratio = slope_weight(departure, 0.8 * departure + 0.3 * error, lags=0, skill_z=1.0)
+    assert 0.7 < weight < 0.8 and ratio < 0.3
+
+
+def test_weights_are_interpolated_between_fitted_horizons() -> None:
+    card = EnsembleCard(
+        members=("drift",), estimation_sessions=100, min_estimation_sessions=50, method="test",
+        weights=(
+            MemberWeights(series_id="A", horizon=1, weights={"random_walk": 1.0}),
+            MemberWeights(series_id="A", horizon=11, weights={"random_walk": 0.5, "drift": 0.5}),
+        ),
+    )  # fmt: skip
+    weights = weight_arrays(card, ("A",), 20)
+    assert weights["drift"][0, 0] == 0.0 and weights["drift"][5, 0] == pytest.approx(0.25)
+    assert weights["drift"][19, 0] == 0.5  # beyond the last fitted horizon: its weights
+    np.testing.assert_allclose(weights["drift"] + weights["random_walk"], 1.0)
+
+
+def test_a_member_without_a_forecast_lends_its_weight_to_the_random_walk() -> None:
+    walk = np.zeros((2, 3, 1))
+    drift = np.array([np.nan, 1.0])[:, None, None] * np.ones((2, 3, 1))
+    weights = {"random_walk": np.full((3, 1), 0.5), "drift": np.full((3, 1), 0.5)}
+    combined = combine({"random_walk": walk, "drift": drift}, weights)
+    np.testing.assert_allclose(combined[0], 0.0)
+    np.testing.assert_allclose(combined[1], 0.5)
+
+
+def test_the_forecast_is_the_weighted_mean_of_the_members(ensemble: Ensemble, levels: pd.DataFrame) -> None:
+    origins = np.array([len(levels) - 1])
+    members = ensemble.member_paths(levels, origins, 30)
+    weights = ensemble.weights(30)
+    expected = sum(weights[m][None] * members[m] for m in weights)
+    np.testing.assert_allclose(ensemble.paths(levels, origins, 30), expected)
