@@ -7,6 +7,7 @@ validation slice (the last `validation_fraction` of it). The test part is left f
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -28,6 +29,11 @@ from tasks.core.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
+
+# Keras seeds initial weights and dropout from process-wide random state, which set_determinism
+# resets: one fit at a time per process, so a model depends only on its data and seed, whichever
+# thread fits it and whatever runs beside it (model groups trained by a task runner's threads).
+_FIT_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -71,25 +77,26 @@ def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCal
     train = training_arrays(scaled, n_series, split, "train")
     validation = training_arrays(scaled, n_series, split, "validation")
 
-    set_determinism(settings.seed)
-    model = build_model(
-        sequence_length=settings.sequence_length,
-        n_features=scaled.shape[1],
-        n_outputs=n_series,
-        units=settings.lstm_units,
-        learning_rate=settings.learning_rate,
-        dropout=settings.lstm_dropout,
-        loss=settings.loss,
-    )
-    history = train_network(
-        model,
-        train,
-        validation,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        on_epoch_end=on_epoch_end,
-    )
+    with _FIT_LOCK:
+        set_determinism(settings.seed)
+        model = build_model(
+            sequence_length=settings.sequence_length,
+            n_features=scaled.shape[1],
+            n_outputs=n_series,
+            units=settings.lstm_units,
+            learning_rate=settings.learning_rate,
+            dropout=settings.lstm_dropout,
+            loss=settings.loss,
+        )
+        history = train_network(
+            model,
+            train,
+            validation,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            on_epoch_end=on_epoch_end,
+        )
     mean, scale = scaler.return_moments()
     predicted = predictor_for(model)(validation[0]) * scale + mean
     actual = validation[1] * scale + mean
