@@ -65,12 +65,13 @@ bench-docker: install
 
 # Marker-aware locks valid on every Python 3.11.x (e.g. async-timeout only below 3.11.3). Versions
 # already in a lock are kept unless pyproject.toml needs others; to move one on purpose add
-# e.g. --upgrade-package prefect. The runtime lock (what the image installs: no test tools) is
-# compiled with the full lock as constraints, so both pin the same versions.
+# e.g. --upgrade-package prefect. The runtime lock (what the image installs: no test tools, the
+# `dask` extra included so the image can train on a Dask cluster) is compiled with the full lock as
+# constraints, so both pin the same versions.
 lock:
 	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra test $(LOCK_ARGS) -o requirements.lock
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml -c requirements.lock $(LOCK_ARGS) -o requirements-runtime.lock
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra dask -c requirements.lock $(LOCK_ARGS) -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) tests/azurite/node_modules .pytest_cache

@@ -30,9 +30,9 @@ from tasks.core.settings import Settings
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-# Keras seeds initial weights and dropout from process-wide random state, which set_determinism
-# resets: one fit at a time per process, so a model depends only on its data and seed, whichever
-# thread fits it and whatever runs beside it (model groups trained by a task runner's threads).
+# set_determinism resets process-wide random state (Python, NumPy, TensorFlow): one fit at a time
+# per process, so a fit in flight never has it reset under it (model groups trained by a task
+# runner's threads). The weights and dropout draw from seeds of their own (build_model's `seed`).
 _FIT_LOCK = threading.RLock()
 
 
@@ -87,6 +87,7 @@ def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCal
             learning_rate=settings.learning_rate,
             dropout=settings.lstm_dropout,
             loss=settings.loss,
+            seed=settings.seed,
         )
         history = train_network(
             model,
