@@ -67,12 +67,13 @@ bench-docker: install
 # Marker-aware locks valid on every Python 3.11.x (e.g. async-timeout only below 3.11.3). Versions
 # already in a lock are kept unless pyproject.toml needs others; to move one on purpose add
 # e.g. --upgrade-package prefect. The images' locks (no test tools; the daily one without
-# TensorFlow) are compiled with the full lock as constraints, so all pin the same versions.
+# TensorFlow; the training one with the `dask` extra, so it can train on a Dask cluster) are
+# compiled with the full lock as constraints, so all pin the same versions.
 lock:
 	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra test $(LOCK_ARGS) -o requirements.lock
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml -c requirements.lock $(LOCK_ARGS) -o requirements-daily.lock
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra train -c requirements.lock $(LOCK_ARGS) -o requirements-training.lock
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra train --extra dask -c requirements.lock $(LOCK_ARGS) -o requirements-training.lock
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) tests/azurite/node_modules .pytest_cache

@@ -7,6 +7,7 @@ docstring, and the pydantic fields of `Settings`), so the help can never drift f
     --as-of 2025-03-31 --output-dir data --storage-block T/N --fred-block fred   flow parameters
     --epochs 5 --series SP500 VIXCLS                                              settings
     --fetch.timeout-seconds 10 --backtest.horizons 1 5 10                         nested settings
+    --groups '{"equities": ["SP500", "DJIA"], "risk": ["VIXCLS"]}'               mappings, as JSON
 
 Values are validated by the same pydantic models as the flow's parameters, so a bad value fails
 with the message naming the field.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +40,14 @@ def _is_model(annotation: object) -> bool:
 def _is_sequence(annotation: object) -> bool:
     origins = {typing.get_origin(a) for a in (annotation, *typing.get_args(annotation))}
     return bool(origins & {tuple, list})
+
+
+def _json(text: str) -> object:
+    return cast(object, json.loads(text))
+
+
+def _is_mapping(annotation: object) -> bool:
+    return typing.get_origin(annotation) is dict
 
 
 def _setting_options(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, FieldInfo]]:
@@ -85,11 +95,12 @@ def build_parser(flow: Flow[..., Any]) -> tuple[argparse.ArgumentParser, list[tu
         nargs = "+" if _is_sequence(field.annotation) else None
         help_text = (field.description or path) + _default_text(field)
         metavar = path.rsplit(".", 1)[-1].upper()
+        value: dict[str, Any] = {"type": _json, "metavar": "JSON"} if _is_mapping(field.annotation) else {}
         group.add_argument(
             option,
             dest=dest,
             nargs=nargs,
-            metavar=metavar,
+            **({"metavar": metavar} | value),
             default=argparse.SUPPRESS,
             help=help_text.replace("%", "%%"),
         )

@@ -1,19 +1,22 @@
 """What the flows share: the run's clock, its code version, and the manifest header of a run.
 
-This is the edge where "now" is read (once per run) and handed down; no stage reads the clock.
+This is the edge where "now" is read (once per run) and handed down; no stage reads the clock. The
+environment is read here too: the Dask scheduler's address that a deployment's job variable sets.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from importlib import metadata
 from zoneinfo import ZoneInfo
 
 from prefect.runtime import flow_run
 
-from tasks.core.contracts import RunHeader, RunKind
+from tasks.core.contracts import GroupModel, RunHeader, RunKind, run_models
 from tasks.core.settings import Settings
+from tasks.stages.groups import dask_address_from
 
 MARKET_TZ = ZoneInfo("America/New_York")
 
@@ -44,6 +47,11 @@ def code_version() -> str:
     return f"{version}+{commit[:12]}" if commit else version
 
 
+def dask_scheduler_address(parameter: str | None) -> str | None:
+    """The Dask scheduler the training runs on: the flow parameter, else $MARKET_FORECAST_DASK_ADDRESS."""
+    return dask_address_from(parameter, os.environ)
+
+
 def run_header(
     *,
     kind: RunKind,
@@ -52,15 +60,16 @@ def run_header(
     data_source: str,
     data_start: date,
     data_through: date,
-    model_version: str,
-    model_training_run: str | None,
+    models: Mapping[str, GroupModel],
     run_folder: str,
     settings: Settings,
     forced: bool = False,
-    champion: bool | None = None,
-    champion_gate: str | None = None,
 ) -> RunHeader:
-    """What the run's manifest says about it (its files are added when they are published)."""
+    """What the run's manifest says about it (its files are added when they are published).
+
+    `models` are the run's model groups (one for a run without groups): run_models turns them into
+    the manifest's model fields.
+    """
     return RunHeader(
         kind=kind,
         created_utc=created_utc,
@@ -69,13 +78,10 @@ def run_header(
         demo_data=data_source == "demo",
         data_start=data_start,
         data_through=data_through,
-        model_version=model_version,
-        model_training_run=model_training_run,
         series=settings.series,
         code_version=code_version(),
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         run_folder=run_folder,
         forced=forced,
-        champion=champion,
-        champion_gate=champion_gate,
+        **run_models(models),
     )

@@ -2,7 +2,8 @@
 
 Scheduled every weekday; on a day the NYSE is closed it completes at once with a message saying
 why and writes nothing. It needs nothing on local disk: the champion model comes from the storage
-block, so a fresh container runs it. Each stage is a task; this module only wires them.
+block, so a fresh container runs it. Each model group's champion forecasts its own series; one run
+folder holds them all. Each stage is a task; this module only wires them.
 """
 
 from __future__ import annotations
@@ -19,16 +20,9 @@ from flows.cli import run_from_command_line
 from flows.common import run_header, run_name, today_in_new_york, utc_now
 from tasks.core.settings import Settings
 from tasks.ops.alerts import notify_run_failure
-from tasks.stages.data import (
-    align_sessions_task,
-    check_market_calendar_task,
-    daily_fetch_start_task,
-    fetch_all,
-    resolve_source_task,
-)
-from tasks.stages.models import load_champion_task
-from tasks.stages.predict import forecast_sessions_task, predict_history_task, score_predictions_task
-from tasks.stages.publish import build_outputs_task, free_run_folder_task, publish_outputs, resolve_storage_task
+from tasks.stages.data import check_market_calendar_task, resolve_source_task
+from tasks.stages.groups import forecast_group
+from tasks.stages.publish import free_run_folder_task, publish_outputs, resolve_storage_task
 
 
 @flow(name="daily-forecast", flow_run_name=lambda: run_name("daily"), log_prints=True, on_failure=[notify_run_failure])
@@ -47,7 +41,8 @@ def daily_forecast(
     Args:
         as_of: Reference date; no observation after it is used. Default: today in New York.
         force: Run even when the NYSE is closed on as_of.
-        settings: Pipeline settings; series and windows must match the champion model's.
+        settings: Pipeline settings; each model group's series must match its champion's (windows
+            are taken from the champion).
         lookback_sessions: Sessions predicted and scored before the forecast.
         output_dir: Local folder for models and runs when no storage_block is given.
         storage_block: A saved storage block, '<block-type-slug>/<name>'; None = output_dir.
@@ -64,34 +59,17 @@ def daily_forecast(
     created = utc_now()
     storage = resolve_storage_task(storage_block, output_dir)
     source = resolve_source_task(fred_block)
-    champion = load_champion_task(storage, settings, data_source=source.kind)
-    settings = champion.settings  # the champion's input windows
-    start = daily_fetch_start_task(as_of, lookback_sessions=lookback_sessions, settings=settings)
-    raw = fetch_all(source, settings, start=start, end=as_of)
-    aligned = align_sessions_task(raw, start=start, as_of=as_of, settings=settings)
-
-    predictions = predict_history_task(
-        champion.ensemble,
-        aligned.levels,
-        settings,
-        split_dates=champion.split_dates,
-        first_date=aligned.lookback_start(lookback_sessions),
-    )
-    metrics = score_predictions_task(predictions, mase_scale=champion.card.mase_scale)
-    forecast = forecast_sessions_task(
-        champion.ensemble, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
-    )
-    tables = build_outputs_task(
-        aligned,
-        predictions=predictions,
-        metrics=metrics,
-        forecast=forecast,
-        model_version=champion.version,
-        data_source=source.kind,
-        as_of=as_of,
-        settings=settings,
-        first_date=aligned.lookback_start(lookback_sessions),
-    )
+    groups = [
+        forecast_group(
+            name,
+            settings.for_group(name),
+            storage=storage,
+            source=source,
+            as_of=as_of,
+            lookback_sessions=lookback_sessions,
+        )
+        for name in settings.model_groups
+    ]
 
     folder = free_run_folder_task(storage, created, settings)
     header = run_header(
@@ -99,21 +77,20 @@ def daily_forecast(
         created_utc=created,
         as_of=as_of,
         data_source=source.kind,
-        data_start=aligned.lookback_start(lookback_sessions),
-        data_through=aligned.last_date,
-        model_version=champion.version,
-        model_training_run=champion.card.training_run_folder,
+        data_start=min(g.data_start for g in groups),
+        data_through=max(g.data_through for g in groups),
+        models={g.group: g.model() for g in groups},
         run_folder=folder,
         settings=settings,
         forced=force and not market.is_session,
     )
-    published = publish_outputs(storage, tables, header, move_latest=True, settings=settings)
+    published = publish_outputs(storage, [g.tables for g in groups], header, move_latest=True, settings=settings)
     return {
         "run_folder": folder,
         "location": published.location,
-        "model_version": champion.version,
+        "model_version": header.model_version,
         "data_source": source.kind,
-        "data_through": aligned.last_date.isoformat(),
+        "data_through": header.data_through.isoformat(),
     }
 
 

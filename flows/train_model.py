@@ -1,132 +1,127 @@
 """The training flow `train-model`: FRED -> aligned sessions -> LSTM -> honest evaluation -> model store.
 
-Run it on the embedded demo data with `python -m flows.train_model` (see README.md). Each stage is a
-task; this module only wires them.
+Run it on the embedded demo data with `python -m flows.train_model` (see README.md). Each model
+group (settings.groups; by default one group of every series) is trained as one task run, all at
+once, on Prefect's default task runner or, given a Dask scheduler address, on that cluster; the
+champions move only when every group has finished, and one run folder holds every group's tables.
+Each stage is a task; this module only wires them.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from flows.cli import run_from_command_line
-from flows.common import run_header, run_name, today_in_new_york, utc_now
+from flows.common import dask_scheduler_address, run_header, run_name, today_in_new_york, utc_now
 from tasks.core.settings import Settings
+from tasks.core.windows import short_groups
 from tasks.ops.alerts import notify_run_failure
-from tasks.stages.data import align_sessions_task, fetch_all, resolve_source_task
-from tasks.stages.models import promote_champion_task, read_champion_card_task, save_model_task, serialize_model_task
-from tasks.stages.predict import forecast_sessions_task, predict_history_task, score_predictions_task
-from tasks.stages.publish import build_outputs_task, free_run_folder_task, publish_outputs, resolve_storage_task
-from tasks.stages.train import (
-    backtest_task,
-    champion_gate_task,
-    describe_model_task,
-    fit_ensemble_task,
-    train_lstm_task,
-)
+from tasks.stages.data import resolve_source_task
+from tasks.stages.groups import promote_champions, train_groups
+from tasks.stages.models import read_champion_card_task
+from tasks.stages.publish import free_run_folder_task, publish_outputs, resolve_storage_task
+
+
+def _groups_hold_their_windows(settings: Settings, info: ValidationInfo) -> Settings:
+    """Parameter validation: every model group's history up to as_of (a parameter before it) is long enough."""
+    problems = short_groups(settings, as_of=info.data.get("as_of") or today_in_new_york())
+    if problems:
+        raise ValueError("; ".join(problems))
+    return settings
+
+
+TrainingSettings = Annotated[Settings, AfterValidator(_groups_hold_their_windows), Field(validate_default=True)]
 
 
 @flow(name="train-model", flow_run_name=lambda: run_name("train"), log_prints=True, on_failure=[notify_run_failure])
 def train_model(
     as_of: date | None = None,
     *,
-    settings: Settings = Settings(),
+    settings: TrainingSettings = Settings(),
     output_dir: str = "data",
     storage_block: str | None = None,
     fred_block: str | None = None,
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
-    """Train, evaluate on held-out data, backtest, forecast, and promote the model if it earns it.
+    """Train, evaluate on held-out data, backtest, forecast, and promote each group's model if it earns it.
 
     Args:
         as_of: Reference date; no observation after it is used. Default: today in New York.
-        settings: Pipeline settings (series, windows, epochs, split, ...).
+        settings: Pipeline settings (series and model groups, windows, epochs, split, ...).
         output_dir: Local folder for models and runs when no storage_block is given.
         storage_block: A saved storage block, '<block-type-slug>/<name>' (e.g.
             'azure-blob-storage-container/market-forecast'); None = output_dir.
         fred_block: Name of a saved FredCredentials block; None = FRED_API_KEY from the
             environment, or the offline demo data when that is not set.
+        dask_address: Dask scheduler (tcp://HOST:8786) whose workers train the model groups;
+            None = MARKET_FORECAST_DASK_ADDRESS, else this process.
 
     Returns:
-        A summary: run folder, model version, whether it was promoted and why.
+        A summary: run folder, model version, whether it was promoted and why (each group's under `groups`).
     """
     as_of = as_of or today_in_new_york()
     created = utc_now()
     storage = resolve_storage_task(storage_block, output_dir)
-    # Read the champion first: a storage problem (e.g. a missing container) fails before training.
-    champion_card = read_champion_card_task(storage, settings)
+    # Read the champions first: a storage problem (e.g. a missing container) fails before training.
+    champion_cards = {
+        name: read_champion_card_task(storage, settings.for_group(name), group=name) for name in settings.model_groups
+    }
     folder = free_run_folder_task(storage, created, settings)
     source = resolve_source_task(fred_block)
-    raw = fetch_all(source, settings, start=settings.history_start, end=as_of)
-    aligned = align_sessions_task(raw, start=settings.history_start, as_of=as_of, settings=settings)
-
-    trained = train_lstm_task(aligned.levels, settings)
-    ensemble = fit_ensemble_task(trained, aligned.levels, settings)
-    predictions = predict_history_task(ensemble, aligned.levels, settings, split_dates=trained.split_dates)
-    metrics = score_predictions_task(predictions, splits=("test",), mase_scale=ensemble.mase_scale)
-    backtest = backtest_task(trained, ensemble, aligned.levels, settings)
-    forecast = forecast_sessions_task(ensemble, aligned.levels, settings, z_quantiles=backtest.z_quantiles)
-    model = serialize_model_task(trained, created_utc=created)
-    tables = build_outputs_task(
-        aligned,
-        predictions=predictions,
-        metrics=metrics,
-        forecast=forecast,
-        history=trained.history,
-        backtest=backtest.metrics,
-        model_version=model.version,
-        data_source=source.kind,
+    groups = train_groups(
+        settings,
+        source=source,
+        storage=storage,
+        champion_cards=champion_cards,
         as_of=as_of,
-        settings=settings,
-    )
-
-    gate = champion_gate_task(backtest.metrics, champion_card, settings, data_source=source.kind)
-    card = describe_model_task(
-        trained,
-        ensemble,
-        backtest,
-        metrics=metrics,
-        version=model.version,
-        files=model.hashes(),
-        settings=settings,
         created_utc=created,
-        as_of=as_of,
-        data_source=source.kind,
-        training_run_folder=folder,
-        gate=gate,
+        run_folder=folder,
+        dask_address=dask_scheduler_address(dask_address),
     )
-    card_sha = save_model_task(storage, card, model.files, settings)
-    if gate.promoted:
-        promote_champion_task(storage, card, card_sha, promoted_utc=created, settings=settings)
+    promote_champions(storage, groups, promoted_utc=created)
 
     header = run_header(
         kind="training",
         created_utc=created,
         as_of=as_of,
         data_source=source.kind,
-        data_start=aligned.first_date,
-        data_through=aligned.last_date,
-        model_version=model.version,
-        model_training_run=folder,
+        data_start=min(g.data_start for g in groups.values()),
+        data_through=max(g.data_through for g in groups.values()),
+        models={name: g.model() for name, g in groups.items()},
         run_folder=folder,
         settings=settings,
-        champion=gate.promoted,
-        champion_gate=gate.reason,
     )
     # latest.json is what Power BI shows: daily forecasts only. A training run is found through
     # models/champion.json and the daily manifests' model_training_run.
     published = publish_outputs(
-        storage, tables, header, move_latest=False, settings=settings, note=f"Champion gate: {gate.reason}"
+        storage,
+        [g.tables for g in groups.values()],
+        header,
+        move_latest=False,
+        settings=settings,
+        note=f"Champion gate: {header.champion_gate}",
     )
     return {
         "run_folder": folder,
         "location": published.location,
-        "model_version": model.version,
-        "promoted": gate.promoted,
-        "reason": gate.reason,
+        "model_version": header.model_version,
+        "promoted": bool(header.champion),
+        "reason": header.champion_gate,
         "data_source": source.kind,
-        "data_through": aligned.last_date.isoformat(),
+        "data_through": header.data_through.isoformat(),
+        "groups": {
+            name: {
+                "model_version": g.card.version,
+                "promoted": bool(g.card.champion_gate and g.card.champion_gate.promoted),
+                "reason": g.card.champion_gate.reason if g.card.champion_gate else None,
+                "ran_in": g.ran_in,
+            }
+            for name, g in groups.items()
+        },
     }
 
 

@@ -4,7 +4,12 @@ A version is `models/<version>/` in the storage block: `lstm_model.keras` (Keras
 zip of JSON config and weights, no pickle), `scaler.json` and `model_card.json` (series, data
 range, settings, metrics, backtest, library versions, sha256 of the two other files).
 `models/champion.json` names the version the daily flow uses and records the card's sha256, so
-every file is checked before a model is used.
+every file is checked before a model is used. A version is complete once its card exists: the card
+is written last, and the files of a save that fails are removed.
+
+Each model group has its own folder: `models/<group>/<version>/` and `models/<group>/champion.json`;
+the group `default` (a run without groups) lives in `models/` itself, where the single model always
+was, so a store written before groups existed is the default group's store as it is.
 
 Training writes the `.keras` file with Keras; the champion is loaded for inference without
 TensorFlow: its weights are read from the same file (a zip holding `config.json` and
@@ -27,26 +32,36 @@ import numpy as np
 from prefect.filesystems import WritableFileSystem
 from pydantic import ValidationError
 
-from tasks.adapters.blob_store import describe_storage, read_bytes, read_optional, write_bytes
+from tasks.adapters.blob_store import delete_paths, describe_storage, read_bytes, read_optional, write_bytes
 from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
 from tasks.core.ensemble import Ensemble
-from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageNotFoundError
+from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageError, StorageNotFoundError
 from tasks.core.features import Scaler, SplitDates
 from tasks.core.lstm_numpy import LstmWeights, numpy_predictor
 from tasks.core.model import Predictor
 from tasks.core.promotion import check_model_card, settings_for_model
-from tasks.core.settings import Settings
+from tasks.core.settings import DEFAULT_GROUP, Settings
 from tasks.core.training import model_version_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
 MODELS = "models"
-CHAMPION = f"{MODELS}/champion.json"
 MODEL_FILE = "lstm_model.keras"
 SCALER_FILE = "scaler.json"
 MODEL_FILES = (MODEL_FILE, SCALER_FILE)
 MODEL_CARD = "model_card.json"
+CHAMPION_FILE = "champion.json"
+
+
+def group_folder(group: str = DEFAULT_GROUP) -> str:
+    """Where a model group's versions and champion pointer live: models/ or models/<group>."""
+    return MODELS if group == DEFAULT_GROUP else f"{MODELS}/{group}"
+
+
+def champion_path(group: str = DEFAULT_GROUP) -> str:
+    """The group's champion pointer: models/champion.json or models/<group>/champion.json."""
+    return f"{group_folder(group)}/{CHAMPION_FILE}"
 
 
 @dataclass(frozen=True)
@@ -170,20 +185,37 @@ def read_lstm_weights(content: bytes) -> LstmWeights:
 
 
 def save_model_version(
-    storage: WritableFileSystem, card: ModelCard, files: Mapping[str, bytes], *, timeout: float
+    storage: WritableFileSystem,
+    card: ModelCard,
+    files: Mapping[str, bytes],
+    *,
+    timeout: float,
+    group: str = DEFAULT_GROUP,
 ) -> str:
-    """Write models/<version>/ (model files first, the card last); returns the card's sha256."""
-    folder = f"{MODELS}/{card.version}"
-    for name, content in files.items():
-        write_bytes(storage, f"{folder}/{name}", content, timeout=timeout)
+    """Write the group's <version>/ folder (model files first, the card last); returns the card's sha256.
+
+    If a write fails, the files already written are removed where possible (a folder without its card
+    is never a model version) and the storage error is raised.
+    """
+    folder = f"{group_folder(group)}/{card.version}"
     card_bytes = card.to_bytes()
-    write_bytes(storage, f"{folder}/{MODEL_CARD}", card_bytes, timeout=timeout)
+    written: list[str] = []
+    for name, content in [*files.items(), (MODEL_CARD, card_bytes)]:
+        path = f"{folder}/{name}"
+        try:
+            write_bytes(storage, path, content, timeout=timeout)
+        except StorageError:
+            delete_paths(storage, [*written, path], timeout=timeout)
+            raise
+        written.append(path)
     return sha256_hex(card_bytes)
 
 
-def read_champion_pointer(storage: WritableFileSystem, *, timeout: float) -> ChampionPointer | None:
-    """models/champion.json, or None when no model was ever promoted."""
-    content = read_optional(storage, CHAMPION, timeout=timeout)
+def read_champion_pointer(
+    storage: WritableFileSystem, *, timeout: float, group: str = DEFAULT_GROUP
+) -> ChampionPointer | None:
+    """The group's champion.json, or None when no model of the group was ever promoted."""
+    content = read_optional(storage, champion_path(group), timeout=timeout)
     return None if content is None else ChampionPointer.from_bytes(content)
 
 
@@ -194,30 +226,36 @@ def promote_champion(
     *,
     promoted_utc: datetime,
     timeout: float,
+    group: str = DEFAULT_GROUP,
 ) -> ChampionPointer:
-    """Point models/champion.json at the card's version (and the run folder its training published)."""
+    """Point the group's champion.json at the card's version (and the run folder its training published)."""
     pointer = ChampionPointer(
         version=card.version,
-        model_card=f"{MODELS}/{card.version}/{MODEL_CARD}",
+        model_card=f"{group_folder(group)}/{card.version}/{MODEL_CARD}",
         model_card_sha256=card_sha256,
         training_run_folder=card.training_run_folder,
         promoted_utc=promoted_utc,
         reason=card.champion_gate.reason if card.champion_gate else "promoted",
     )
-    write_bytes(storage, CHAMPION, pointer.to_bytes(), timeout=timeout)
+    write_bytes(storage, champion_path(group), pointer.to_bytes(), timeout=timeout)
     return pointer
 
 
 def load_model_files(
-    storage: WritableFileSystem, version: str, *, card_sha256: str | None, timeout: float
+    storage: WritableFileSystem,
+    version: str,
+    *,
+    card_sha256: str | None,
+    timeout: float,
+    group: str = DEFAULT_GROUP,
 ) -> tuple[dict[str, bytes], ModelCard]:
-    """Read a model version's files and card, checking every sha256.
+    """Read a model version of the group, its files and card, checking every sha256.
 
     Raises:
         ModelStoreError: a file is missing or the card is not a model card this code can read.
         ModelIntegrityError: a hash does not match.
     """
-    folder = f"{MODELS}/{version}"
+    folder = f"{group_folder(group)}/{version}"
     try:
         card_bytes = read_bytes(storage, f"{folder}/{MODEL_CARD}", timeout=timeout)
         files = {name: read_bytes(storage, f"{folder}/{name}", timeout=timeout) for name in MODEL_FILES}
@@ -225,7 +263,7 @@ def load_model_files(
         raise ModelStoreError(f"Model version {version} is incomplete in {describe_storage(storage)}: {exc}") from None
     if card_sha256 is not None and sha256_hex(card_bytes) != card_sha256:
         raise ModelIntegrityError(
-            f"{folder}/{MODEL_CARD} does not match the sha256 recorded in {CHAMPION}: the card was "
+            f"{folder}/{MODEL_CARD} does not match the sha256 recorded in {champion_path(group)}: the card was "
             "changed after promotion. Retrain (run the train-model flow) or restore the file."
         )
     try:
@@ -246,17 +284,21 @@ def load_model_files(
     return files, card
 
 
-def read_champion_card(storage: WritableFileSystem, *, timeout: float) -> ModelCard | None:
-    """The champion's verified model card, or None when no model was ever promoted."""
-    pointer = read_champion_pointer(storage, timeout=timeout)
+def read_champion_card(storage: WritableFileSystem, *, timeout: float, group: str = DEFAULT_GROUP) -> ModelCard | None:
+    """The group champion's verified model card, or None when no model of the group was ever promoted."""
+    pointer = read_champion_pointer(storage, timeout=timeout, group=group)
     if pointer is None:
         return None
-    _, card = load_model_files(storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout)
+    _, card = load_model_files(
+        storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout, group=group
+    )
     return card
 
 
-def load_champion(storage: WritableFileSystem, settings: Settings, *, data_source: str) -> LoadedModel:
-    """Load and verify the champion model.
+def load_champion(
+    storage: WritableFileSystem, settings: Settings, *, data_source: str, group: str = DEFAULT_GROUP
+) -> LoadedModel:
+    """Load and verify the champion model of a group (`settings` are the group's: Settings.for_group).
 
     Raises:
         ModelStoreError: no champion was ever promoted, or its files are missing.
@@ -264,14 +306,17 @@ def load_champion(storage: WritableFileSystem, settings: Settings, *, data_sourc
         ModelMismatchError: the champion was trained for other series or another data source.
     """
     timeout = settings.storage.timeout_seconds
-    pointer = read_champion_pointer(storage, timeout=timeout)
+    pointer = read_champion_pointer(storage, timeout=timeout, group=group)
     if pointer is None:
+        of_group = "" if group == DEFAULT_GROUP else f" of model group {group!r}"
         raise ModelStoreError(
-            f"No champion model in {describe_storage(storage)} (models/champion.json is missing). "
-            "Run the train-model flow against the same storage first; if it ran, its summary says "
-            "why its model was not promoted."
+            f"No champion model{of_group} in {describe_storage(storage)} ({champion_path(group)} is missing). "
+            "Run the train-model flow with the same settings against the same storage first; if it ran, "
+            "its summary says why its model was not promoted."
         )
-    files, card = load_model_files(storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout)
+    files, card = load_model_files(
+        storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout, group=group
+    )
     check_model_card(card, settings, data_source=data_source)
     scaler = Scaler.from_json(files[SCALER_FILE])
     if scaler.series != settings.series:

@@ -12,6 +12,7 @@ documents exactly these fields.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import date
 from typing import Any, Final, Literal, Self
 
@@ -235,6 +236,46 @@ def manifest_files(files: dict[str, bytes], rows: dict[str, int]) -> tuple[Manif
     )
 
 
+class GroupModel(BaseModel):
+    """One model group of a run with several: its series and the model that served them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    series: tuple[str, ...] = Field(description="FRED series ids of the group.")
+    model_version: str = Field(description="The group's model (the model_version of its series' rows).")
+    model_training_run: str | None = Field(description="The training run folder of that model.")
+    champion: bool | None = Field(default=None, description="Training runs: whether the group's model was promoted.")
+    champion_gate: str | None = Field(default=None, description="Training runs: the group's champion gate reason.")
+
+
+def run_models(groups: Mapping[str, GroupModel]) -> dict[str, Any]:
+    """The manifest's model fields of a run made by `groups` (RunHeader keyword arguments).
+
+    One group: its model, exactly the fields a run had before groups existed, and no model_groups.
+    Several: model_version lists `<group>:<version>` of each, model_training_run is theirs when they
+    share it, champion says whether any was promoted, and model_groups has each group's.
+    """
+    if len(groups) == 1:
+        (only,) = groups.values()
+        return {
+            "model_version": only.model_version,
+            "model_training_run": only.model_training_run,
+            "champion": only.champion,
+            "champion_gate": only.champion_gate,
+            "model_groups": None,
+        }
+    training_runs = {g.model_training_run for g in groups.values()}
+    decided = [g.champion for g in groups.values() if g.champion is not None]
+    gates = [f"{name}: {g.champion_gate}" for name, g in groups.items() if g.champion_gate is not None]
+    return {
+        "model_version": ", ".join(f"{name}:{g.model_version}" for name, g in groups.items()),
+        "model_training_run": training_runs.pop() if len(training_runs) == 1 else None,
+        "champion": any(decided) if decided else None,
+        "champion_gate": "; ".join(gates) or None,
+        "model_groups": dict(groups),
+    }
+
+
 class RunHeader(StoredJson):
     """What a run's manifest says about the run, before its files are known."""
 
@@ -246,17 +287,32 @@ class RunHeader(StoredJson):
     demo_data: bool = Field(description="True when made from the generated demo data.")
     data_start: date = Field(description="First session in actuals.csv.")
     data_through: date = Field(description="Last session observed.")
-    model_version: str = Field(description="The model that made the predictions and the forecast.")
+    model_version: str = Field(
+        description="The model that made the predictions and the forecast (several model groups: "
+        "`<group>:<version>` of each, comma-separated)."
+    )
     model_training_run: str | None = Field(
-        description="The training run folder of that model (its model_history.csv and backtest_metrics.csv)."
+        description="The training run folder of that model (its model_history.csv and backtest_metrics.csv); "
+        "several model groups: the one they share, else null."
     )
     series: tuple[str, ...] = Field(description="FRED series ids in the run.")
     code_version: str = Field(description="Package version, plus the commit when known.")
     flow_run_id: str | None = Field(description="The Prefect flow run that published it.")
     run_folder: str = Field(description="runs/YYYYMMDD_HHMMSS.")
     forced: bool = Field(default=False, description="Daily runs: run with force=True on a day the NYSE was closed.")
-    champion: bool | None = Field(default=None, description="Training runs: whether its model was promoted.")
+    champion: bool | None = Field(
+        default=None, description="Training runs: whether its model (several groups: any group's) was promoted."
+    )
     champion_gate: str | None = Field(default=None, description="Training runs: the champion gate's reason.")
+    model_groups: dict[str, GroupModel] | None = Field(
+        default=None,
+        description="Runs of several model groups only: each group's series, model and (training runs) gate.",
+    )
+
+    def to_bytes(self) -> bytes:
+        """The file's content; without model_groups for a run of one group (as before groups existed)."""
+        exclude = {"model_groups"} if self.model_groups is None else None
+        return self.model_dump_json(indent=2, exclude=exclude).encode()
 
 
 class RunManifest(RunHeader):

@@ -161,3 +161,10 @@ class StorageNotFoundError(StorageError):
 
 class PublishError(StorageError):
     """A run could not be published completely; latest.json was left as it was."""
+
+
+# ---------------------------------------------------------------- where the work runs
+
+
+class TaskRunnerError(PipelineError):
+    """The model groups cannot be sent where they should run (a Dask cluster, or the local runner)."""

@@ -13,6 +13,7 @@ of origins costs as many calls as its longest horizon, not as many as its origin
 from __future__ import annotations
 
 import os
+import random
 import weakref
 from collections.abc import Callable
 from types import ModuleType
@@ -57,12 +58,33 @@ def build_model(
     learning_rate: float,
     dropout: float = 0.0,
     loss: str = "mse",
+    seed: int | None = None,
 ) -> keras.Model:
-    """Input(sequence_length, n_features) -> LSTM(units, dropout) -> Dense(n_outputs), Adam."""
+    """Input(sequence_length, n_features) -> LSTM(units, dropout) -> Dense(n_outputs), Adam.
+
+    With `seed`, the initial weights and the dropout masks depend on it alone. Keras would draw their
+    seeds from Python's process-wide `random`, which any thread of the process may advance meanwhile
+    (a Dask worker's or Prefect's own threads do); the same four seeds are drawn here from a private
+    generator seeded with `seed`, in Keras' order, so the model is the one `keras.utils.set_random_seed(seed)`
+    followed by the defaults would give in a quiet process.
+    """
     keras = keras_runtime()
+    init = keras.initializers
+    if seed is None:
+        lstm_seeds: dict[str, Any] = {}
+        dense_seeds: dict[str, Any] = {}
+    else:
+        draws = random.Random(seed)  # noqa: S311 - model seeds, not secrets
+        kernel, recurrent, dropout_seed, dense = (draws.randint(1, int(1e9)) for _ in range(4))
+        lstm_seeds = {
+            "kernel_initializer": init.GlorotUniform(seed=kernel),
+            "recurrent_initializer": init.Orthogonal(seed=recurrent),
+            "seed": dropout_seed,
+        }
+        dense_seeds = {"kernel_initializer": init.GlorotUniform(seed=dense)}
     inputs = keras.Input(shape=(sequence_length, n_features), name="window")
-    hidden = keras.layers.LSTM(units, dropout=dropout, name="lstm")(inputs)
-    outputs = keras.layers.Dense(n_outputs, name="next_returns")(hidden)
+    hidden = keras.layers.LSTM(units, dropout=dropout, name="lstm", **lstm_seeds)(inputs)
+    outputs = keras.layers.Dense(n_outputs, name="next_returns", **dense_seeds)(hidden)
     model = keras.Model(inputs, outputs, name="market_lstm")
     losses = {"huber": keras.losses.Huber, "mse": keras.losses.MeanSquaredError}
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses[loss]())

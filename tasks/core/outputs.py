@@ -8,6 +8,7 @@ so adding a series to the configuration adds rows, never columns.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 import numpy as np
@@ -172,3 +173,15 @@ def assemble_tables(
 def serialize_tables(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, bytes], dict[str, int]]:
     """(file name -> CSV bytes, file name -> data rows)."""
     return {name: to_csv_bytes(t) for name, t in tables.items()}, {name: len(t) for name, t in tables.items()}
+
+
+def combine_tables(parts: Sequence[Mapping[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """One run's tables from the tables of its model groups (each validated), group after group.
+
+    The tables are long, so the groups' rows simply follow each other; one group's tables are
+    returned as they are.
+    """
+    if len(parts) == 1:
+        return dict(parts[0])
+    names = [name for name in SCHEMAS if any(name in part for part in parts)]
+    return {name: pd.concat([part[name] for part in parts if name in part], ignore_index=True) for name in names}

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_SERIES: tuple[str, ...] = ("SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV")
+# The model group of a run without `groups`: all of `series`, stored where the one model always was.
+DEFAULT_GROUP = "default"
 
 # FRED series ids are upper-case letters, digits and underscores (e.g. "SP500", "BAMLH0A0HYM2").
 _SERIES_ID = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,39}$")
@@ -29,6 +31,40 @@ def _check_series_id(value: str) -> str:
 
 
 SeriesId = Annotated[str, AfterValidator(_check_series_id)]
+
+# Lower-case, starting with a letter: never a model version (those start with a digit), never a file.
+_GROUP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+def _check_group_name(value: str) -> str:
+    if not _GROUP_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a model group name: use lower-case letters, digits, '-' and '_', starting "
+            "with a letter (e.g. 'equities', 'rates')"
+        )
+    return value
+
+
+GroupName = Annotated[str, AfterValidator(_check_group_name)]
+
+
+class ModelGroup(BaseModel):
+    """A named group of series, trained, backtested, gated and stored as one model of its own.
+
+    Given as an object, or as a bare list of series ids (`["DGS10", "DGS2"]`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    series: tuple[SeriesId, ...] = Field(description="FRED series ids of the group, in the model's output order.")
+    history_start: date | None = Field(
+        default=None, description="First observation date used for this group's training; None = history_start."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _series_list(cls, value: object) -> object:
+        return {"series": value} if isinstance(value, list | tuple) else value
 
 
 class FetchSettings(BaseModel):
@@ -211,7 +247,18 @@ class Settings(BaseModel):
     series: tuple[SeriesId, ...] = Field(
         default=DEFAULT_SERIES,
         min_length=1,
-        description="FRED series ids to model together, in this order.",
+        description=(
+            "FRED series ids, in this order: modelled together, or, with groups, every group's series "
+            "(then it may be left out)."
+        ),
+    )
+    groups: dict[GroupName, ModelGroup] = Field(
+        default_factory=dict,
+        description=(
+            "Model groups, name -> series (or {series, history_start}): each is trained, backtested, gated and "
+            "stored as a model of its own (models/<group>/). Empty = one group 'default' holding series, "
+            "stored in models/ as always."
+        ),
     )
     history_start: date = Field(default=date(2020, 1, 1), description="First observation date used for training.")
     sequence_length: int = Field(default=10, ge=1, le=250, description="Sessions in one input window of the LSTM.")
@@ -284,6 +331,24 @@ class Settings(BaseModel):
     )
     charts: ChartSettings = Field(default_factory=ChartSettings, description="The charts published with every run.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _series_of_the_groups(cls, data: object) -> object:
+        """With groups and no series, series is every group's series, in group order."""
+        if not isinstance(data, dict) or data.get("series") is not None or not data.get("groups"):
+            return data
+        groups = data["groups"]
+        if not isinstance(groups, dict):
+            return data
+        series: list[object] = []
+        for group in groups.values():
+            members = group.series if isinstance(group, ModelGroup) else group
+            if isinstance(members, dict):
+                members = members.get("series", ())
+            if isinstance(members, list | tuple):
+                series += [s for s in members if s not in series]
+        return {**data, "series": tuple(series)} if series else data
+
     @field_validator("series")
     @classmethod
     def _series_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -291,6 +356,25 @@ class Settings(BaseModel):
         if duplicated:
             raise ValueError(f"series ids must be unique, repeated: {duplicated}")
         return value
+
+    @model_validator(mode="after")
+    def _groups_partition_the_series(self) -> Settings:
+        owner: dict[str, str] = {}
+        for name, group in self.groups.items():
+            if not group.series:
+                raise ValueError(f"model group {name!r} is empty: give it at least one series id")
+            for sid in group.series:
+                if sid in owner:
+                    raise ValueError(
+                        f"series {sid} is in model groups {owner[sid]!r} and {name!r}: a series belongs to one group"
+                    )
+                owner[sid] = name
+        if self.groups and set(owner) != set(self.series):
+            raise ValueError(
+                f"series {list(self.series)} differ from the series of the model groups {list(owner)}: "
+                "leave series out when you give groups (it is then every group's series)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _gate_series_configured(self) -> Settings:
@@ -323,3 +407,28 @@ class Settings(BaseModel):
     def gated_horizons(self) -> tuple[int, ...]:
         """Horizons the champion gate checks."""
         return self.champion_gate.horizons or self.backtest.horizons
+
+    @property
+    def model_groups(self) -> dict[str, ModelGroup]:
+        """The run's model groups: `groups`, or the one group 'default' holding every series."""
+        return dict(self.groups) or {DEFAULT_GROUP: ModelGroup(series=self.series)}
+
+    def for_group(self, name: str) -> Settings:
+        """The settings one group's model is trained and run with: its series, its history start.
+
+        The champion gate checks the gated series of the group, or all of its series when the gate
+        names none of them.
+
+        Raises:
+            KeyError: no such group.
+        """
+        group = self.model_groups[name]
+        gated = tuple(s for s in self.champion_gate.series or () if s in group.series) or None
+        return self.model_copy(
+            update={
+                "series": group.series,
+                "groups": {},
+                "history_start": group.history_start or self.history_start,
+                "champion_gate": self.champion_gate.model_copy(update={"series": gated}),
+            }
+        )

@@ -7,6 +7,7 @@ validation slice (the last `validation_fraction` of it). The test part is left f
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -29,6 +30,11 @@ from tasks.core.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
+
+# set_determinism resets process-wide random state (Python, NumPy, TensorFlow): one fit at a time
+# per process, so a fit in flight never has it reset under it (model groups trained by a task
+# runner's threads). The weights and dropout draw from seeds of their own (build_model's `seed`).
+_FIT_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -77,25 +83,27 @@ def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCal
     train = training_arrays(scaled, n_series, split, "train")
     validation = training_arrays(scaled, n_series, split, "validation")
 
-    set_determinism(settings.seed)
-    model = build_model(
-        sequence_length=settings.sequence_length,
-        n_features=scaled.shape[1],
-        n_outputs=n_series,
-        units=settings.lstm_units,
-        learning_rate=settings.learning_rate,
-        dropout=settings.lstm_dropout,
-        loss=settings.loss,
-    )
-    history = train_network(
-        model,
-        train,
-        validation,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        on_epoch_end=on_epoch_end,
-    )
+    with _FIT_LOCK:
+        set_determinism(settings.seed)
+        model = build_model(
+            sequence_length=settings.sequence_length,
+            n_features=scaled.shape[1],
+            n_outputs=n_series,
+            units=settings.lstm_units,
+            learning_rate=settings.learning_rate,
+            dropout=settings.lstm_dropout,
+            loss=settings.loss,
+            seed=settings.seed,
+        )
+        history = train_network(
+            model,
+            train,
+            validation,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            on_epoch_end=on_epoch_end,
+        )
     mean, scale = scaler.return_moments()
     predicted = predictor_for(model)(validation[0]) * scale + mean
     actual = validation[1] * scale + mean

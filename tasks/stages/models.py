@@ -1,6 +1,7 @@
 """Model store stages: read the champion, save a new version, promote it.
 
-Each is retried on transient storage failures.
+Each is retried on transient storage failures. Each works on one model group's models (`group`,
+default: the one group of a run without groups, stored in models/).
 """
 
 from __future__ import annotations
@@ -23,19 +24,24 @@ from tasks.adapters.model_store import (
 )
 from tasks.core.contracts import ModelCard
 from tasks.core.errors import ModelStoreError
-from tasks.core.settings import Settings
+from tasks.core.settings import DEFAULT_GROUP, Settings
 from tasks.core.training import TrainedModel
 from tasks.stages.retry import retry_options
 
 
+def _of_group(group: str) -> str:
+    return "" if group == DEFAULT_GROUP else f" of model group {group}"
+
+
 @task(name="load-champion-model", cache_policy=NO_CACHE)
-def _load_champion(storage: WritableFileSystem, settings: Settings, *, data_source: str) -> LoadedModel:
-    loaded = load_champion(storage, settings, data_source=data_source)
+def _load_champion(storage: WritableFileSystem, settings: Settings, *, data_source: str, group: str) -> LoadedModel:
+    loaded = load_champion(storage, settings, data_source=data_source, group=group)
     logger = get_run_logger()
     for note in loaded.adopted:
         logger.warning("Using %s", note)
     logger.info(
-        "Champion model %s (trained on %s data %s .. %s, test part from %s)",
+        "Champion model%s %s (trained on %s data %s .. %s, test part from %s)",
+        _of_group(group),
         loaded.version,
         loaded.card.data_source,
         loaded.card.data.start,
@@ -45,31 +51,37 @@ def _load_champion(storage: WritableFileSystem, settings: Settings, *, data_sour
     return loaded
 
 
-def load_champion_task(storage: WritableFileSystem, settings: Settings, *, data_source: str) -> LoadedModel:
-    """Load and verify the champion, and log which version it is.
+def load_champion_task(
+    storage: WritableFileSystem, settings: Settings, *, data_source: str, group: str = DEFAULT_GROUP
+) -> LoadedModel:
+    """Load and verify the group's champion, and log which version it is.
 
     The returned model's `settings` are the run's with the champion's input windows: use them for
     everything that computes the model's inputs.
     """
-    return _load_champion.with_options(**retry_options(settings.storage))(storage, settings, data_source=data_source)
+    return _load_champion.with_options(**retry_options(settings.storage))(
+        storage, settings, data_source=data_source, group=group
+    )
 
 
 @task(name="read-champion-card", cache_policy=NO_CACHE)
-def _read_champion_card(storage: WritableFileSystem, settings: Settings) -> ModelCard | None:
+def _read_champion_card(storage: WritableFileSystem, settings: Settings, group: str) -> ModelCard | None:
     logger = get_run_logger()
     try:
-        card = read_champion_card(storage, timeout=settings.storage.timeout_seconds)
+        card = read_champion_card(storage, timeout=settings.storage.timeout_seconds, group=group)
     except ModelStoreError as exc:
         logger.warning("The current champion cannot be used (%s); the new model is compared with nothing", exc)
         return None
     if card is None:
-        logger.info("No champion yet in %s", describe_storage(storage))
+        logger.info("No champion%s yet in %s", _of_group(group), describe_storage(storage))
     return card
 
 
-def read_champion_card_task(storage: WritableFileSystem, settings: Settings) -> ModelCard | None:
-    """The current champion's card (for the gate), or None if there is none or it is unusable."""
-    return _read_champion_card.with_options(**retry_options(settings.storage))(storage, settings)
+def read_champion_card_task(
+    storage: WritableFileSystem, settings: Settings, *, group: str = DEFAULT_GROUP
+) -> ModelCard | None:
+    """The group's current champion card (for the gate), or None if there is none or it is unusable."""
+    return _read_champion_card.with_options(**retry_options(settings.storage))(storage, settings, group)
 
 
 @task(name="serialize-model", cache_policy=NO_CACHE)
@@ -81,29 +93,52 @@ def serialize_model_task(trained: TrainedModel, *, created_utc: datetime) -> Ser
 
 
 @task(name="save-model-version", cache_policy=NO_CACHE)
-def _save_model(storage: WritableFileSystem, card: ModelCard, files: dict[str, bytes], settings: Settings) -> str:
-    card_sha = save_model_version(storage, card, files, timeout=settings.storage.timeout_seconds)
-    get_run_logger().info("Saved model version %s to %s", card.version, describe_storage(storage))
+def _save_model(
+    storage: WritableFileSystem, card: ModelCard, files: dict[str, bytes], settings: Settings, group: str
+) -> str:
+    card_sha = save_model_version(storage, card, files, timeout=settings.storage.timeout_seconds, group=group)
+    get_run_logger().info("Saved model version %s%s to %s", card.version, _of_group(group), describe_storage(storage))
     return card_sha
 
 
-def save_model_task(storage: WritableFileSystem, card: ModelCard, files: dict[str, bytes], settings: Settings) -> str:
-    """Write the model version (files, then its card); returns the card's sha256."""
-    return _save_model.with_options(**retry_options(settings.storage))(storage, card, files, settings)
+def save_model_task(
+    storage: WritableFileSystem,
+    card: ModelCard,
+    files: dict[str, bytes],
+    settings: Settings,
+    *,
+    group: str = DEFAULT_GROUP,
+) -> str:
+    """Write the group's model version (files, then its card); returns the card's sha256."""
+    return _save_model.with_options(**retry_options(settings.storage))(storage, card, files, settings, group)
 
 
 @task(name="promote-champion", cache_policy=NO_CACHE)
 def _promote(
-    storage: WritableFileSystem, card: ModelCard, card_sha256: str, *, promoted_utc: datetime, settings: Settings
+    storage: WritableFileSystem,
+    card: ModelCard,
+    card_sha256: str,
+    *,
+    promoted_utc: datetime,
+    settings: Settings,
+    group: str,
 ) -> None:
-    promote_champion(storage, card, card_sha256, promoted_utc=promoted_utc, timeout=settings.storage.timeout_seconds)
-    get_run_logger().info("Model %s is the champion now", card.version)
+    promote_champion(
+        storage, card, card_sha256, promoted_utc=promoted_utc, timeout=settings.storage.timeout_seconds, group=group
+    )
+    get_run_logger().info("Model %s is the champion%s now", card.version, _of_group(group))
 
 
 def promote_champion_task(
-    storage: WritableFileSystem, card: ModelCard, card_sha256: str, *, promoted_utc: datetime, settings: Settings
+    storage: WritableFileSystem,
+    card: ModelCard,
+    card_sha256: str,
+    *,
+    promoted_utc: datetime,
+    settings: Settings,
+    group: str = DEFAULT_GROUP,
 ) -> None:
-    """Point models/champion.json at the new version."""
+    """Point the group's champion.json at the new version."""
     _promote.with_options(**retry_options(settings.storage))(
-        storage, card, card_sha256, promoted_utc=promoted_utc, settings=settings
+        storage, card, card_sha256, promoted_utc=promoted_utc, settings=settings, group=group
     )

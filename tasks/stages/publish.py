@@ -5,6 +5,7 @@ The tail is shared by both flows: serialize, render the charts, manifest, publis
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 
 import pandas as pd
@@ -17,7 +18,7 @@ from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run
 from tasks.core.align import AlignedData
 from tasks.core.charts import render_charts
 from tasks.core.contracts import RunHeader, RunManifest
-from tasks.core.outputs import actuals_table, assemble_tables, serialize_tables, validate_outputs
+from tasks.core.outputs import actuals_table, assemble_tables, combine_tables, serialize_tables, validate_outputs
 from tasks.core.settings import Settings
 from tasks.ops.artifacts import post_artifacts_task
 from tasks.stages.retry import retry_options
@@ -116,7 +117,7 @@ def _publish_run(
 
 def publish_outputs(
     storage: WritableFileSystem,
-    tables: dict[str, pd.DataFrame],
+    parts: Sequence[Mapping[str, pd.DataFrame]],
     header: RunHeader,
     *,
     move_latest: bool,
@@ -130,12 +131,14 @@ def publish_outputs(
 
     Args:
         storage: the storage block.
-        tables: validated output tables, file name -> table.
+        parts: validated output tables (file name -> table) of each model group of the run; one
+            file each holds them all, group after group.
         header: what the manifest says about the run.
         move_latest: whether this run becomes what latest.json (Power BI) points at.
         settings: the run's settings (storage time limits and retries).
         note: a sentence for the summary (e.g. the champion gate's decision).
     """
+    tables = combine_tables(parts)
     csv_files, rows = serialize_tables(tables)
     charts = render_charts_task(tables, header, settings)
     files = {**csv_files, **charts}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.contracts import ChampionPointer, LatestPointer, ManifestFile, ModelCard, RunManifest
+from tasks.core.contracts import ChampionPointer, GroupModel, LatestPointer, ManifestFile, ModelCard, RunManifest
 from tasks.core.outputs import SCHEMAS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -32,6 +32,7 @@ def test_readme_quick_start_has_exactly_the_two_commands() -> None:
 STORED_JSON_SECTIONS = {
     "**`manifest.json`**": RunManifest,
     "Each entry of `files`": ManifestFile,
+    "Each entry of `model_groups`": GroupModel,
     "**`latest.json`**": LatestPointer,
     "**`models/champion.json`**": ChampionPointer,
     "**`models/<version>/model_card.json`**": ModelCard,

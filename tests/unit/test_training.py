@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +28,39 @@ def test_training_is_deterministic_for_a_seed(levels: pd.DataFrame, trained: obj
     assert weights_equal(trained, again)
     assert again.scaler == trained.scaler
     pd.testing.assert_frame_equal(again.history, trained.history)
+
+
+def test_training_is_the_same_while_other_threads_draw_from_pythons_random(
+    levels: pd.DataFrame, trained: object
+) -> None:
+    # A Dask worker's and Prefect's own threads use the process-wide `random` that Keras seeds from.
+    stop = threading.Event()
+
+    def draw() -> None:
+        while not stop.is_set():
+            random.random()
+            stop.wait(0.0001)
+
+    thread = threading.Thread(target=draw)
+    thread.start()
+    try:
+        again = fit_lstm(levels, tiny_settings())
+    finally:
+        stop.set()
+        thread.join()
+    assert weights_equal(trained, again)
+
+
+def test_training_threads_of_one_process_give_each_model_its_own_seeded_weights(
+    levels: pd.DataFrame, trained: object
+) -> None:
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(fit_lstm(levels, tiny_settings()))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and all(weights_equal(trained, r) for r in results)
 
 
 def test_changing_the_test_part_changes_neither_the_scaler_nor_the_model(levels: pd.DataFrame, trained: object) -> None:
