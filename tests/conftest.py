@@ -17,7 +17,13 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
 # A developer's own FRED key, Prefect server or Azure account must never be used by the tests.
-for _variable in ("FRED_API_KEY", "FRED_API_URL", "PREFECT_API_URL", "PREFECT_API_KEY", "AZURE_STORAGE_CONNECTION_STRING"):
+for _variable in (
+    "FRED_API_KEY",
+    "FRED_API_URL",
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+):
     os.environ.pop(_variable, None)
 
 from tasks.core.settings import Settings  # noqa: E402

@@ -23,16 +23,26 @@ from tasks.core.demo import generate_demo_series
 from tasks.core.settings import DEFAULT_SERIES
 
 TINY = [
-    "--epochs", "1",
-    "--history-start", "2023-06-01",
-    "--lookback", "40",
-    "--setting", "lstm_units=4",
-    "--setting", "batch_size=64",
-    "--setting", "level_window=20",
-    "--setting", "forecast_horizon=5",
-    "--setting", "backtest.horizons=[1,5]",
-    "--setting", "backtest.origin_step=5",
-    "--setting", "fetch.requests_per_minute=6000",
+    "--epochs",
+    "1",
+    "--history-start",
+    "2023-06-01",
+    "--lookback",
+    "40",
+    "--setting",
+    "lstm_units=4",
+    "--setting",
+    "batch_size=64",
+    "--setting",
+    "level_window=20",
+    "--setting",
+    "forecast_horizon=5",
+    "--setting",
+    "backtest.horizons=[1,5]",
+    "--setting",
+    "backtest.origin_step=5",
+    "--setting",
+    "fetch.requests_per_minute=6000",
 ]
 
 
@@ -87,15 +97,54 @@ def test_bench_replaces_no_project_code() -> None:
 def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     project = _child("project", train_seconds=4.0, daily_seconds=12.0, peak_rss_mb=900.0)
     project["backtest"] = [
-        {"series_id": "VIXCLS", "horizon": 1, "n": 50, "rel_mae": 0.99, "coverage_80": 0.78, "coverage_95": 0.91, "rel_pinball": 0.9},
-        {"series_id": "VIXCLS", "horizon": 20, "n": 30, "rel_mae": 0.89, "coverage_80": 0.80, "coverage_95": 0.95, "rel_pinball": 1.1},
+        {
+            "series_id": "VIXCLS",
+            "horizon": 1,
+            "n": 50,
+            "rel_mae": 0.99,
+            "coverage_80": 0.78,
+            "coverage_95": 0.91,
+            "rel_pinball": 0.9,
+        },
+        {
+            "series_id": "VIXCLS",
+            "horizon": 20,
+            "n": 30,
+            "rel_mae": 0.89,
+            "coverage_80": 0.80,
+            "coverage_95": 0.95,
+            "rel_pinball": 1.1,
+        },
         {"series_id": "VIXCLS", "horizon": 30, "n": 20, "rel_mae": 1.01, "coverage_80": math.nan, "coverage_95": 0.95},
     ]
-    peers = {"rel_mae": [
-        {"series_id": "VIXCLS", "horizon": 1, "drift": 1.0, "ar1_log_level": 0.98, "auto_ets": 1.0, "auto_arima": 1.0},
-        {"series_id": "VIXCLS", "horizon": 20, "drift": 1.0, "ar1_log_level": 0.95, "auto_ets": 1.0, "auto_arima": 1.0},
-        {"series_id": "VIXCLS", "horizon": 30, "drift": 1.0, "ar1_log_level": 0.90, "auto_ets": math.nan, "auto_arima": 1.0},
-    ]}
+    peers = {
+        "rel_mae": [
+            {
+                "series_id": "VIXCLS",
+                "horizon": 1,
+                "drift": 1.0,
+                "ar1_log_level": 0.98,
+                "auto_ets": 1.0,
+                "auto_arima": 1.0,
+            },
+            {
+                "series_id": "VIXCLS",
+                "horizon": 20,
+                "drift": 1.0,
+                "ar1_log_level": 0.95,
+                "auto_ets": 1.0,
+                "auto_arima": 1.0,
+            },
+            {
+                "series_id": "VIXCLS",
+                "horizon": 30,
+                "drift": 1.0,
+                "ar1_log_level": 0.90,
+                "auto_ets": math.nan,
+                "auto_arima": 1.0,
+            },
+        ]
+    }
     seed = _child("seed", train_seconds=10.0, daily_seconds=6.0, peak_rss_mb=600.0)
     config = {"settings": {"series": ["VIXCLS"]}, "horizons": [1, 20, 30]}
     report = build_report({"project": project, "seed": seed, "peers": peers}, config=config, machine={})
@@ -131,7 +180,16 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     assert main(["--data", str(data), "--out", str(out), "--parallel", *TINY]) == 0
 
     printed = capsys.readouterr().out
-    for heading in ("Headline (ratio = project / seed", "training seconds", "daily flow seconds", "peak RSS MB", "rel_mae on the walk-forward backtest", "Interval coverage", "Pinball loss", "Targets met:"):
+    for heading in (
+        "Headline (ratio = project / seed",
+        "training seconds",
+        "daily flow seconds",
+        "peak RSS MB",
+        "rel_mae on the walk-forward backtest",
+        "Interval coverage",
+        "Pinball loss",
+        "Targets met:",
+    ):
         assert heading in printed
     files = list(out.glob("bench-*.json"))
     assert len(files) == 1
@@ -144,8 +202,17 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     project, seed = report["project"], report["seed"]
     assert project["same_data_as_seed"] is True
     assert project["forecast_shape"] == [5, len(DEFAULT_SERIES)] and project["forecast_finite"]
-    for measured in (project["train_seconds"], project["forecast_ms_first"], project["forecast_ms_warm"], project["daily_seconds"], project["peak_rss_mb"],
-                     seed["train_seconds"], seed["forecast_ms"], seed["daily_seconds"], seed["peak_rss_mb"]):
+    for measured in (
+        project["train_seconds"],
+        project["forecast_ms_first"],
+        project["forecast_ms_warm"],
+        project["daily_seconds"],
+        project["peak_rss_mb"],
+        seed["train_seconds"],
+        seed["forecast_ms"],
+        seed["daily_seconds"],
+        seed["peak_rss_mb"],
+    ):
         assert measured > 0
 
     # Ratios are the children's own numbers divided, nothing else.
@@ -159,7 +226,9 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
         assert values["ratio"] == pytest.approx(ratios[name])
 
     # rel_mae for both designs and the peers (on the project's origins), and coverage, per series and horizon.
-    assert [(m["series_id"], m["horizon"]) for m in report["rel_mae"]] == [(s, h) for s in DEFAULT_SERIES for h in (1, 5)]
+    assert [(m["series_id"], m["horizon"]) for m in report["rel_mae"]] == [
+        (s, h) for s in DEFAULT_SERIES for h in (1, 5)
+    ]
     for row in report["rel_mae"]:
         assert row["project"] > 0 and row["seed"] > 0 and row["n_project"] > 0 and row["n_seed"] > 0
         assert row["n_peers"] == row["n_project"] and row["drift"] > 0 and row["ar1_log_level"] > 0

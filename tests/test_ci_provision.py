@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "provision"
-BINARIES = {"dockerd": "docker.io", "docker-registry": "docker-registry", "debootstrap": "debootstrap", "chromium": "chromium"}
+BINARIES = {
+    "dockerd": "docker.io",
+    "docker-registry": "docker-registry",
+    "debootstrap": "debootstrap",
+    "chromium": "chromium",
+}
 
 
 def _stub(folder: Path, name: str, body: str = "exit 0") -> None:
@@ -18,7 +23,9 @@ def _stub(folder: Path, name: str, body: str = "exit 0") -> None:
     path.chmod(0o755)
 
 
-def _provision(tmp_path: Path, present: list[str], *, uid: int = 0) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def _provision(
+    tmp_path: Path, present: list[str], *, uid: int = 0
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run the script with only `present` (and stubs of id and apt-get) on PATH; apt-get's calls."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
@@ -44,7 +51,10 @@ def test_nothing_is_installed_and_apt_is_not_updated_when_all_binaries_exist(tmp
 def test_a_fresh_machine_gets_all_four_packages_after_one_update(tmp_path: Path) -> None:
     proc, calls = _provision(tmp_path, [])
     assert proc.returncode == 0, proc.stderr
-    assert calls == ["update -qq", "install -y -qq --no-install-recommends docker.io docker-registry debootstrap chromium"]
+    assert calls == [
+        "update -qq",
+        "install -y -qq --no-install-recommends docker.io docker-registry debootstrap chromium",
+    ]
 
 
 @pytest.mark.parametrize("absent", list(BINARIES))

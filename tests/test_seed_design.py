@@ -43,9 +43,7 @@ def test_run_seed_design_shapes_and_metrics() -> None:
 
     assert list(result.metrics.columns) == ["mse", "mae", "r2", "naive_mae", "rel_mae"]
     assert list(result.metrics.index) == SERIES
-    np.testing.assert_allclose(
-        result.metrics["rel_mae"], result.metrics["mae"] / result.metrics["naive_mae"]
-    )
+    np.testing.assert_allclose(result.metrics["rel_mae"], result.metrics["mae"] / result.metrics["naive_mae"])
 
     assert list(result.history.columns) == ["epoch", "loss", "val_loss"]
     assert len(result.history) == 1
@@ -67,12 +65,25 @@ def test_seed_daily_run_predicts_the_lookback_forecasts_sessions_and_writes_four
 
     with FredServer({sid: levels[sid] for sid in SERIES}) as server:
         daily = run_seed_daily(
-            url=server.url, api_key=server.api_key, series=SERIES, as_of=as_of, lookback_sessions=40,
-            sequence_length=10, horizon=5, model_path=model_path, scaler_path=scaler_path, out_dir=tmp_path / "daily",
+            url=server.url,
+            api_key=server.api_key,
+            series=SERIES,
+            as_of=as_of,
+            lookback_sessions=40,
+            sequence_length=10,
+            horizon=5,
+            model_path=model_path,
+            scaler_path=scaler_path,
+            out_dir=tmp_path / "daily",
         )
 
     assert daily.predicted_sessions == 40 and daily.forecast_steps == 5 and daily.seconds > 0
-    assert sorted(p.name for p in (tmp_path / "daily").iterdir()) == ["actuals.csv", "forecasted_data.csv", "model_metrics.csv", "predicted.csv"]
+    assert sorted(p.name for p in (tmp_path / "daily").iterdir()) == [
+        "actuals.csv",
+        "forecasted_data.csv",
+        "model_metrics.csv",
+        "predicted.csv",
+    ]
     forecast = pd.read_csv(tmp_path / "daily" / "forecasted_data.csv", parse_dates=["date"])
     assert len(forecast) == 5 and forecast["date"].min().date() > as_of
     predicted = pd.read_csv(tmp_path / "daily" / "predicted.csv", parse_dates=["date"])

@@ -64,7 +64,9 @@ def clean_env(server: PrefectServer, **variables: str) -> dict[str, str]:
     return env
 
 
-def run_blocks_command(server: PrefectServer, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_blocks_command(
+    server: PrefectServer, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """`python -m blocks <args>` from the repository root, bound to the server."""
     return subprocess.run(
         [sys.executable, "-m", "blocks", *args],
@@ -110,7 +112,15 @@ class AlertStack:
     setup_output: str
     automations_output: str
 
-    def deploy(self, name: str, *, flow_name: str, entrypoint: str, pool: str = WORK_POOL, job_variables: dict[str, Any] | None = None) -> UUID:
+    def deploy(
+        self,
+        name: str,
+        *,
+        flow_name: str,
+        entrypoint: str,
+        pool: str = WORK_POOL,
+        job_variables: dict[str, Any] | None = None,
+    ) -> UUID:
         """A deployment of `entrypoint` run from this checkout (as `prefect deploy` records a process one)."""
         with self.server.client() as client:
             flow_id = client.create_flow_from_name(flow_name)
@@ -128,7 +138,9 @@ class AlertStack:
 
     def run(self, deployment: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         with self.server.client() as client:
-            return client.create_flow_run_from_deployment(self.deployments[deployment], parameters=parameters or {}, **kwargs)
+            return client.create_flow_run_from_deployment(
+                self.deployments[deployment], parameters=parameters or {}, **kwargs
+            )
 
 
 def settle_time(final_state_time: Any) -> float:

@@ -29,8 +29,7 @@ SMTP_PASSWORD = "smtp-Pa55word-9d1c"
 FRED_KEY = "0123456789abcdef0123456789abcdef"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 CONNECTION_STRING = (
-    "DefaultEndpointsProtocol=https;AccountName=mfprod;"
-    f"AccountKey={ACCOUNT_KEY};EndpointSuffix=core.windows.net"
+    f"DefaultEndpointsProtocol=https;AccountName=mfprod;AccountKey={ACCOUNT_KEY};EndpointSuffix=core.windows.net"
 )
 RUN_ID = "3f1c2d4e-0000-4000-8000-123456789abc"
 
@@ -81,7 +80,9 @@ def test_failure_alert_without_ui_url_has_no_link() -> None:
 
 
 def test_failure_alert_without_failed_task_shows_the_flow_error() -> None:
-    _, body = build_failure_alert(failure(failed_task=None, state_message="Flow run encountered an exception: KeyError: 'x'"))
+    _, body = build_failure_alert(
+        failure(failed_task=None, state_message="Flow run encountered an exception: KeyError: 'x'")
+    )
 
     assert "Failed task:  none recorded (the flow itself failed)" in body
     assert "KeyError: 'x'" in body
@@ -92,9 +93,15 @@ def test_failure_alert_contains_no_smtp_password_fred_key_or_connection_string_k
         f"urlopen https://api.stlouisfed.org/fred/series?series_id=SP500&api_key={FRED_KEY} failed; "
         f"client built from {CONNECTION_STRING}; smtp login {SMTP_PASSWORD} refused"
     )
-    secrets = environment_secrets({"AZURE_STORAGE_CONNECTION_STRING": CONNECTION_STRING, "FRED_API_KEY": FRED_KEY}, SMTP_PASSWORD)
+    secrets = environment_secrets(
+        {"AZURE_STORAGE_CONNECTION_STRING": CONNECTION_STRING, "FRED_API_KEY": FRED_KEY}, SMTP_PASSWORD
+    )
     subject, body = build_failure_alert(
-        failure(state_message=leaky, failed_task=FailedTask("fetch-SP500-0", "Failed", leaky), run_name=f"run {SMTP_PASSWORD}"),
+        failure(
+            state_message=leaky,
+            failed_task=FailedTask("fetch-SP500-0", "Failed", leaky),
+            run_name=f"run {SMTP_PASSWORD}",
+        ),
         secrets=secrets,
     )
 
@@ -119,7 +126,9 @@ def test_scrub_hides_key_value_secrets_it_was_not_told_about() -> None:
 
 
 def test_failure_automation_waits_for_the_hooks_event_per_flow_run() -> None:
-    automation = failure_automation(block_document_id="00000000-0000-4000-8000-000000000001", tag="mf", hook_grace=timedelta(seconds=60))
+    automation = failure_automation(
+        block_document_id="00000000-0000-4000-8000-000000000001", tag="mf", hook_grace=timedelta(seconds=60)
+    )
     trigger = automation.trigger
 
     assert automation.name == "mf: run failed, crashed or timed out"
@@ -128,12 +137,18 @@ def test_failure_automation_waits_for_the_hooks_event_per_flow_run() -> None:
     assert trigger.expect == {ALERT_SENT_EVENT}
     assert trigger.for_each == {"prefect.resource.id"}
     assert trigger.within == timedelta(seconds=60)
-    assert trigger.match_related.model_dump() == {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.mf"}
+    assert trigger.match_related.model_dump() == {
+        "prefect.resource.role": "tag",
+        "prefect.resource.id": "prefect.tag.mf",
+    }
 
 
 def test_deadline_automation_expects_a_final_state_after_late_or_running() -> None:
     automation = deadline_automation(
-        block_document_id="00000000-0000-4000-8000-000000000001", tag="mf", flow_name="daily-forecast", deadline=timedelta(minutes=90)
+        block_document_id="00000000-0000-4000-8000-000000000001",
+        tag="mf",
+        flow_name="daily-forecast",
+        deadline=timedelta(minutes=90),
     )
     trigger = automation.trigger
 
@@ -157,7 +172,9 @@ def test_email_alerts_rejects_a_malformed_recipient() -> None:
     from blocks.notifications import EmailAlerts
 
     with pytest.raises(ValidationError, match="'ops-at-example.org' is not an e-mail address"):
-        EmailAlerts(email_server_credentials=EmailServerCredentials(smtp_server="127.0.0.1"), recipients="ops-at-example.org")
+        EmailAlerts(
+            email_server_credentials=EmailServerCredentials(smtp_server="127.0.0.1"), recipients="ops-at-example.org"
+        )
 
 
 def test_email_alerts_notify_delivers_to_every_recipient_and_scrubs_secrets(smtp_sink: SmtpSink) -> None:
@@ -166,7 +183,9 @@ def test_email_alerts_notify_delivers_to_every_recipient_and_scrubs_secrets(smtp
     from blocks.notifications import EmailAlerts
 
     block = EmailAlerts(
-        email_server_credentials=EmailServerCredentials(smtp_server="127.0.0.1", smtp_port=smtp_sink.port, smtp_type="INSECURE"),
+        email_server_credentials=EmailServerCredentials(
+            smtp_server="127.0.0.1", smtp_port=smtp_sink.port, smtp_type="INSECURE"
+        ),
         recipients="a@example.org, b@example.org",
     )
     asyncio.run(block.notify(f"state message: api_key={FRED_KEY}", subject="unit-notify-5e1"))
@@ -233,7 +252,7 @@ def test_hook_sends_through_a_prefect_webhook_block_from_a_sync_flow(
     received: list[dict[str, str]] = []
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
             self.send_response(200)
             self.end_headers()

@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,19 @@ def launched(alert_stack: AlertStack, tmp_path_factory: pytest.TempPathFactory) 
     work = tmp_path_factory.mktemp("alert-runs")
     with stack.server.settings():
         EmailAlerts(
-            email_server_credentials=EmailServerCredentials(smtp_server="127.0.0.1", smtp_port=free_port(), smtp_type="INSECURE"),
+            email_server_credentials=EmailServerCredentials(
+                smtp_server="127.0.0.1", smtp_port=free_port(), smtp_type="INSECURE"
+            ),
             recipients=[RECIPIENT],
             timeout_seconds=5,
         ).save(SMTP_DOWN_BLOCK, overwrite=True)
     stack.deploy("daily", flow_name="daily-forecast", entrypoint="flows/daily_forecast.py:daily_forecast")
-    stack.deploy("daily-idle", flow_name="daily-forecast", entrypoint="flows/daily_forecast.py:daily_forecast", pool=IDLE_POOL)
-    stack.deploy("sleeping", flow_name="alerts-sample-sleeping", entrypoint="tests/alerts/sample_flows.py:sleeping_flow")
+    stack.deploy(
+        "daily-idle", flow_name="daily-forecast", entrypoint="flows/daily_forecast.py:daily_forecast", pool=IDLE_POOL
+    )
+    stack.deploy(
+        "sleeping", flow_name="alerts-sample-sleeping", entrypoint="tests/alerts/sample_flows.py:sleeping_flow"
+    )
     stack.deploy(
         "failing-smtp-down",
         flow_name="alerts-sample-failing",
@@ -82,8 +88,10 @@ def launched(alert_stack: AlertStack, tmp_path_factory: pytest.TempPathFactory) 
     pid_file = work / "sleeping.pid"
     return Launched(
         stack=stack,
-        failed=stack.run("daily", {"as_of": PAST_SESSION, "fred_block": "no-such-fred-block", "output_dir": str(work / "data")}),
-        late=stack.run("daily-idle", {"as_of": PAST_SESSION}, state=Scheduled(scheduled_time=datetime.now(timezone.utc))),
+        failed=stack.run(
+            "daily", {"as_of": PAST_SESSION, "fred_block": "no-such-fred-block", "output_dir": str(work / "data")}
+        ),
+        late=stack.run("daily-idle", {"as_of": PAST_SESSION}, state=Scheduled(scheduled_time=datetime.now(UTC))),
         killed=stack.run("sleeping", {"pid_file": str(pid_file)}),
         smtp_down=stack.run("failing-smtp-down", {"as_of": PAST_SESSION}),
         pid_file=pid_file,

@@ -87,7 +87,9 @@ def setup_twice(setup_server: Any) -> SetupRuns:
 def test_first_setup_creates_every_block_from_the_variables(setup_twice: SetupRuns) -> None:
     for reference in DEFAULT_BLOCKS:
         assert f"created    {reference}" in setup_twice.first.stdout
-    assert "Registered block types: fred-credentials, email-alerts, email-server-credentials" in setup_twice.first.stdout
+    assert (
+        "Registered block types: fred-credentials, email-alerts, email-server-credentials" in setup_twice.first.stdout
+    )
     new_documents = setup_twice.before_second.keys() - setup_twice.before_first.keys()
     # Exactly the five named documents: the nested SMTP and Azure credentials are references to
     # the saved blocks, not anonymous copies.
@@ -110,7 +112,9 @@ def test_setup_creates_the_shared_fred_budget_once(setup_twice: SetupRuns, setup
     assert limit.slot_decay_per_second == pytest.approx(FRED_REQUESTS_PER_MINUTE / 60)
 
 
-def test_read_environment_takes_a_dotenv_file_and_the_environment_wins(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_environment_takes_a_dotenv_file_and_the_environment_wins(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / ".env").write_text(f"FRED_API_KEY={FRED_KEY}\nEMAIL_HOST=from-dotenv.example.org\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EMAIL_HOST", "from-environment.example.org")
@@ -176,7 +180,14 @@ def test_setup_names_every_malformed_variable_and_saves_nothing(setup_server: An
     run = run_blocks_command(setup_server, "setup", env=env)
 
     assert run.returncode == 2
-    for variable in ("FRED_API_KEY", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_USER", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_CONTAINER_NAME"):
+    for variable in (
+        "FRED_API_KEY",
+        "EMAIL_HOST",
+        "EMAIL_PORT",
+        "EMAIL_USER",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_CONTAINER_NAME",
+    ):
         assert f"- {variable}" in run.stdout, variable
     assert "Nothing was saved" in run.stdout
     for secret in (SMTP_PASSWORD, ACCOUNT_KEY, FRED_KEY[:6]):
@@ -191,7 +202,10 @@ def test_setup_skips_blocks_whose_variables_are_absent_and_says_why(setup_server
     assert "fred-credentials/fred" in run.stdout
     assert "skipped    email-server-credentials/market-forecast-smtp: EMAIL_HOST is not set" in run.stdout
     assert "skipped    email-alerts/market-forecast-alerts: NOTIFICATION_EMAIL is not set" in run.stdout
-    assert "skipped    azure-blob-storage-credentials/market-forecast-azure: AZURE_STORAGE_CONNECTION_STRING is not set" in run.stdout
+    assert (
+        "skipped    azure-blob-storage-credentials/market-forecast-azure: AZURE_STORAGE_CONNECTION_STRING is not set"
+        in run.stdout
+    )
 
 
 def test_setup_create_container_creates_the_missing_container(setup_server: Any, azurite: Any) -> None:
@@ -200,7 +214,9 @@ def test_setup_create_container_creates_the_missing_container(setup_server: Any,
     container = "mf-setup-created"
     with azurite.blob_service_client() as client:
         assert not client.get_container_client(container).exists()
-    env = clean_env(setup_server, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, AZURE_CONTAINER_NAME=container)
+    env = clean_env(
+        setup_server, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, AZURE_CONTAINER_NAME=container
+    )
 
     first = run_blocks_command(setup_server, "setup", "--create-container", env=env)
     again = run_blocks_command(setup_server, "setup", "--create-container", env=env)
@@ -226,8 +242,16 @@ def test_setup_create_container_creates_the_missing_container(setup_server: Any,
         ("EMAIL_PORT", "99999", "EMAIL_PORT='99999' is malformed"),
         ("EMAIL_PORT", "2525", "EMAIL_PORT=2525 is not a standard SMTP port"),
         ("EMAIL_SMTP_TYPE", "TLS", "EMAIL_SMTP_TYPE='TLS' is malformed: use SSL, STARTTLS or INSECURE"),
-        ("NOTIFICATION_EMAIL", "ops.example.org", "NOTIFICATION_EMAIL is malformed: 'ops.example.org' is not an e-mail address"),
-        ("AZURE_STORAGE_CONNECTION_STRING", "AccountName=x", "AZURE_STORAGE_CONNECTION_STRING is malformed: it needs AccountName and AccountKey"),
+        (
+            "NOTIFICATION_EMAIL",
+            "ops.example.org",
+            "NOTIFICATION_EMAIL is malformed: 'ops.example.org' is not an e-mail address",
+        ),
+        (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AccountName=x",
+            "AZURE_STORAGE_CONNECTION_STRING is malformed: it needs AccountName and AccountKey",
+        ),
         ("AZURE_CONTAINER_NAME", "a", "AZURE_CONTAINER_NAME='a' is malformed"),
     ],
 )

@@ -10,9 +10,9 @@ tests/azure/stores.py has the helpers and the days.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,9 +53,7 @@ def trained(live_azurite: Azurite, prefect_harness: None, tmp_path_factory: pyte
     store = Store(live_azurite, container, save_block(container, container, live_azurite))
     settings = promoting_settings()
     with contextlib.chdir(tmp_path_factory.mktemp("train-cwd")):
-        result = train_model(
-            as_of=TRAIN_AS_OF, settings=settings, output_dir="never-used", storage_block=store.block
-        )
+        result = train_model(as_of=TRAIN_AS_OF, settings=settings, output_dir="never-used", storage_block=store.block)
     assert result["promoted"], f"the tiny model was not promoted: {result['reason']}"
     return Trained(store, settings, result, store.blobs("models/"))
 
@@ -83,7 +81,7 @@ def published(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Pub
         trained,
         state.result(),
         cwd,
-        sorted(os.listdir(cwd)),
+        sorted(p.name for p in Path(cwd).iterdir()),
         calls,
         state.state_details.flow_run_id,
     )

@@ -46,8 +46,7 @@ def blob_bytes(azurite: Azurite, container: str, prefix: str | None = None) -> d
     with azurite.blob_service_client(retry_total=0) as service:
         client = service.get_container_client(container)
         return {
-            blob.name: client.download_blob(blob.name).readall()
-            for blob in client.list_blobs(name_starts_with=prefix)
+            blob.name: client.download_blob(blob.name).readall() for blob in client.list_blobs(name_starts_with=prefix)
         }
 
 

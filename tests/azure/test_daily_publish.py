@@ -16,9 +16,9 @@ import pandas as pd
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
+from tasks.core.calendar import is_session, session_window_start
 from tasks.core.charts import render_charts
 from tasks.core.windows import FETCH_MARGIN_SESSIONS
-from tasks.core.calendar import is_session, session_window_start
 from tests.azure.stores import DAILY_AS_OF, DAILY_CHARTS, DAILY_FILES, TRAIN_AS_OF, Published
 
 
@@ -87,7 +87,9 @@ def test_manifest_records_model_version_data_range_as_of_and_code_version(publis
     assert manifest["created_utc"].endswith("Z")
     # The folder is named after the run's creation time in UTC.
     stamp = published.result["run_folder"].removeprefix("runs/")
-    assert manifest["created_utc"] == f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z"
+    assert (
+        manifest["created_utc"] == f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z"
+    )
 
 
 def test_latest_json_points_at_the_daily_run(published: Published) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -37,7 +37,7 @@ def test_closed_market_day_completes_with_a_message_and_writes_nothing(
 
 def _wait_for_next_utc_second(folder: str) -> None:
     """Run folders are named to the second; a same-second re-run would (rightly) be refused."""
-    while f"runs/{datetime.now(timezone.utc):%Y%m%d_%H%M%S}" <= folder:
+    while f"runs/{datetime.now(UTC):%Y%m%d_%H%M%S}" <= folder:
         time.sleep(0.05)
 
 
@@ -53,7 +53,9 @@ def test_rerun_of_the_same_day_creates_a_new_folder_and_keeps_the_old_one_intact
 
     assert second != first
     listing = store.listing()
-    assert {name: etag for name, etag in listing.items() if name.startswith(f"{first}/")} == first_blobs  # not rewritten
+    assert {
+        name: etag for name, etag in listing.items() if name.startswith(f"{first}/")
+    } == first_blobs  # not rewritten
     blobs = store.blobs(f"{first}/")
     manifest = json.loads(blobs[f"{first}/manifest.json"])
     for entry in manifest["files"]:

@@ -15,7 +15,9 @@ from tests.azure.stores import DAILY_AS_OF, TRAIN_AS_OF, Published
 def normalised(names: list[str], *, training_folder: str, daily_folder: str, version: str) -> set[str]:
     """File names with the run-specific parts (folder timestamps, model version) replaced by roles."""
     return {
-        name.replace(training_folder, "runs/<training>").replace(daily_folder, "runs/<daily>").replace(version, "<version>")
+        name.replace(training_folder, "runs/<training>")
+        .replace(daily_folder, "runs/<daily>")
+        .replace(version, "<version>")
         for name in names
     }
 
@@ -29,7 +31,9 @@ def local_runs(published: Published, tmp_path_factory: pytest.TempPathFactory) -
     return out, training, daily
 
 
-def test_local_default_publishes_the_same_files_as_azure(published: Published, local_runs: tuple[Path, dict, dict]) -> None:
+def test_local_default_publishes_the_same_files_as_azure(
+    published: Published, local_runs: tuple[Path, dict, dict]
+) -> None:
     out, training, daily = local_runs
     local = normalised(
         [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()],

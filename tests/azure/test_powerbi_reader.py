@@ -70,10 +70,13 @@ class PowerBIReader:
         self.sas_query = dict(parse_qsl(sas_token.lstrip("?"), keep_blank_values=True))
         self.requests: list[str] = []
 
-    def web_contents(self, relative_path: str, query: dict[str, str] | None = None, *, allow_404: bool = False) -> tuple[int, bytes]:
+    def web_contents(
+        self, relative_path: str, query: dict[str, str] | None = None, *, allow_404: bool = False
+    ) -> tuple[int, bytes]:
         """Web.Contents(StorageAccountUrl, [RelativePath=..., Query=SasQuery & query, ManualStatusHandling=...])."""
         self.requests.append(relative_path)
-        url = f"{self.account_url}/{quote(relative_path)}?{urlencode({**self.sas_query, **(query or {})}, quote_via=quote)}"
+        query_string = urlencode({**self.sas_query, **(query or {})}, quote_via=quote)
+        url = f"{self.account_url}/{quote(relative_path)}?{query_string}"
         try:
             with urlopen(url, timeout=10) as response:
                 return response.status, response.read()
@@ -124,7 +127,6 @@ class PowerBIReader:
         assert list(table.columns) == [column for column, _ in types], file_name
         return pd.DataFrame({column: apply_m_type(table[column], m_type) for column, m_type in types})
 
-
     def file_names(self, folder: str) -> list[str]:
         """The `files` of a run folder's manifest (the `FileNames` function of the `Charts` query)."""
         _, body = self.web_contents(f"{self.container}/{folder}/manifest.json")
@@ -155,7 +157,9 @@ def reader(published: Published) -> PowerBIReader:
     return PowerBIReader(store.azurite.blob_endpoint, store.container, sas_token(store.azurite, store.container))
 
 
-def test_reader_follows_latest_json_to_the_daily_run_without_listing(reader: PowerBIReader, published: Published) -> None:
+def test_reader_follows_latest_json_to_the_daily_run_without_listing(
+    reader: PowerBIReader, published: Published
+) -> None:
     reader.requests.clear()
     assert reader.get_latest_folder() == published.result["run_folder"]
     assert reader.requests == [f"{published.store.container}/latest.json"]
@@ -218,7 +222,9 @@ def test_reader_falls_back_to_the_newest_complete_folder_without_latest_json(
     store = champion_store("fallback")
     copy_blobs(published.store.blobs("runs/"), live_azurite, store.container)  # a training and a daily run
     copy_blobs({"runs/29991231_235959/actuals.csv": b"date\n"}, live_azurite, store.container)  # newer, incomplete
-    fallback_reader = PowerBIReader(live_azurite.blob_endpoint, store.container, sas_token(live_azurite, store.container))
+    fallback_reader = PowerBIReader(
+        live_azurite.blob_endpoint, store.container, sas_token(live_azurite, store.container)
+    )
 
     assert fallback_reader.get_latest_folder() == published.result["run_folder"]
     assert list(fallback_reader.get_data("forecasted_data.csv").columns) == SCHEMAS["forecasted_data.csv"]
@@ -239,7 +245,9 @@ def test_read_list_sas_cannot_write_or_delete(published: Published) -> None:
 
 def test_expired_sas_is_refused(published: Published) -> None:
     store = published.store
-    expired = PowerBIReader(store.azurite.blob_endpoint, store.container, sas_token(store.azurite, store.container, expiry_minutes=-5))
+    expired = PowerBIReader(
+        store.azurite.blob_endpoint, store.container, sas_token(store.azurite, store.container, expiry_minutes=-5)
+    )
     with pytest.raises(HTTPError) as refused:
         expired.get_latest_folder()
     assert refused.value.code == 403
@@ -279,9 +287,8 @@ def unbalanced(code: str) -> str | None:
             continue
         if char in "([{":
             stack.append(char)
-        elif char in ")]}":
-            if not stack or "([{"[")]}".index(char)] != stack.pop():
-                return f"unexpected {char!r} at {i}"
+        elif char in ")]}" and (not stack or "([{"[")]}".index(char)] != stack.pop()):
+            return f"unexpected {char!r} at {i}"
         i += 1
     return f"unclosed {stack}" if stack else None
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -41,16 +41,30 @@ FAST_FAILING = StorageSettings(attempts=2, timeout_seconds=2, retry_delay_second
 def manifest_matches_blobs(store: Store, folder: str) -> bool:
     blobs = store.blobs(f"{folder}/")
     manifest = json.loads(blobs[f"{folder}/manifest.json"])
-    return all(
-        hashlib.sha256(blobs[f"{folder}/{entry['name']}"]).hexdigest() == entry["sha256"] for entry in manifest["files"]
-    ) and len(blobs) == len(manifest["files"]) + 1
+    return (
+        all(
+            hashlib.sha256(blobs[f"{folder}/{entry['name']}"]).hexdigest() == entry["sha256"]
+            for entry in manifest["files"]
+        )
+        and len(blobs) == len(manifest["files"]) + 1
+    )
 
 
 def header_for(folder: str) -> RunHeader:
     return RunHeader(
-        kind="daily", created_utc=datetime(2026, 11, 23, tzinfo=timezone.utc), as_of=DAILY_AS_OF, data_source="demo",
-        demo_data=True, data_start=DAILY_AS_OF, data_through=DAILY_AS_OF, model_version="v1", model_training_run=None,
-        series=("SP500",), code_version="test", flow_run_id=None, run_folder=folder,
+        kind="daily",
+        created_utc=datetime(2026, 11, 23, tzinfo=UTC),
+        as_of=DAILY_AS_OF,
+        data_source="demo",
+        demo_data=True,
+        data_start=DAILY_AS_OF,
+        data_through=DAILY_AS_OF,
+        model_version="v1",
+        model_training_run=None,
+        series=("SP500",),
+        code_version="test",
+        flow_run_id=None,
+        run_folder=folder,
     )
 
 
@@ -84,7 +98,9 @@ def killed_upload(own_azurite: Azurite, champion_store: Callable[..., Store]) ->
     seen: dict[str, str] = {}
     real_publish_run = publish_stage.publish_run
 
-    def publish_run_killing_azurite(*args: Any, on_file: Callable[[str, int, int], None] | None = None, **kwargs: Any) -> Any:
+    def publish_run_killing_azurite(
+        *args: Any, on_file: Callable[[str, int, int], None] | None = None, **kwargs: Any
+    ) -> Any:
         seen["folder"] = args[2].run_folder
 
         def after_each_file(name: str, index: int, total: int) -> None:
@@ -145,7 +161,9 @@ def test_killed_upload_leaves_a_partial_folder_without_manifest(killed_upload: K
 def test_killed_upload_error_says_which_file_failed_and_where_latest_points(killed_upload: KilledUpload) -> None:
     # The first attempt's error (in the log, followed by Prefect's retry) says what was written and left.
     first = next(m for m in killed_upload.logs if f"failed at predicted.csv (2/{len(DAILY_FILES)})" in m)
-    assert f"Publishing {killed_upload.failed_folder} to Azure Blob container '{killed_upload.store.container}'" in first
+    assert (
+        f"Publishing {killed_upload.failed_folder} to Azure Blob container '{killed_upload.store.container}'" in first
+    )
     assert "Cannot connect to host" in first or "no answer within 2 s" in first
     assert f"could not be removed ({killed_upload.failed_folder}/actuals.csv" in first
     assert "the folder has no manifest.json, so it is not a complete run" in first
@@ -178,7 +196,9 @@ def test_upload_retries_through_a_short_outage_and_completes(
     restarted = threading.Thread(target=lambda: (time.sleep(1), own_azurite.restart()))
     real_publish_run = publish_stage.publish_run
 
-    def publish_run_with_outage(*args: Any, on_file: Callable[[str, int, int], None] | None = None, **kwargs: Any) -> Any:
+    def publish_run_with_outage(
+        *args: Any, on_file: Callable[[str, int, int], None] | None = None, **kwargs: Any
+    ) -> Any:
         def outage_after_first_file(name: str, index: int, total: int) -> None:
             if index == 1 and restarted.ident is None:
                 own_azurite.wait_persisted()

@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-from tests.deploy.deployments import PAST_SESSION, PROCESS_DEPLOYMENTS, PROCESS_POOL, REPO, TINY_SETTINGS, run_deployment
+from tests.deploy.deployments import (
+    PAST_SESSION,
+    PROCESS_DEPLOYMENTS,
+    PROCESS_POOL,
+    REPO,
+    TINY_SETTINGS,
+    run_deployment,
+)
 from tests.harness.prefect_server import PrefectServer, PrefectWorker
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import inspect
+import os
 import re
 import subprocess
 from datetime import datetime
@@ -26,23 +26,25 @@ from prefect.utilities.importtools import import_object
 from prefect.utilities.schema_tools.validation import validate
 from prefect.utilities.templating import apply_values, find_placeholders
 
-from tests.deploy.test_dockerfile import dockerfile_base_image_default, dockerfile_stages
-
 from tests.deploy.deployments import (
     DAILY_CRON,
-    REPO,
     DOCKER_DEPLOYMENTS,
     DOCKER_POOL,
     MARKET_TZ,
     PROCESS_DEPLOYMENTS,
     PROCESS_POOL,
+    REPO,
     WEEKLY_CRON,
     deployment_configs,
     load_prefect_yaml,
     origin_url_without_credentials,
 )
+from tests.deploy.test_dockerfile import dockerfile_base_image_default, dockerfile_stages
 
-ENTRYPOINT_FLOWS = {"daily-forecast": "flows/daily_forecast.py:daily_forecast", "train-model": "flows/train_model.py:train_model"}
+ENTRYPOINT_FLOWS = {
+    "daily-forecast": "flows/daily_forecast.py:daily_forecast",
+    "train-model": "flows/train_model.py:train_model",
+}
 # Environment variables the Docker deployments read at deploy time (documented in docs/deployment.md).
 DEPLOY_ENV = {"MARKET_FORECAST_IMAGE": "127.0.0.1:5000/market-forecast"}
 RESERVED_STEP_KEYS = {"id", "requires"}
@@ -53,7 +55,7 @@ def _steps(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _step(step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    (fqn, inputs), = step.items()
+    ((fqn, inputs),) = step.items()
     return fqn, dict(inputs)
 
 
@@ -70,7 +72,9 @@ def test_prefect_yaml_validates_with_prefects_own_model() -> None:
     known_top = set(PrefectYamlModel.model_fields) | {"prefect-version", "definitions"}
     assert set(raw) <= known_top, set(raw) - known_top
     for deployment in raw["deployments"]:
-        assert set(deployment) <= set(DeploymentConfig.model_fields), set(deployment) - set(DeploymentConfig.model_fields)
+        assert set(deployment) <= set(DeploymentConfig.model_fields), set(deployment) - set(
+            DeploymentConfig.model_fields
+        )
         assert set(deployment["work_pool"]) <= set(WorkPoolConfig.model_fields)
 
 
@@ -138,7 +142,11 @@ def test_daily_schedule_fires_at_0930_new_york_on_weekdays_across_dst() -> None:
 def test_weekly_schedule_fires_sunday_1800_new_york() -> None:
     from prefect.server.schemas.schedules import CronSchedule
 
-    dates = _run(CronSchedule(cron=WEEKLY_CRON, timezone=MARKET_TZ).get_dates(n=10, start=datetime(2027, 3, 1, tzinfo=ZoneInfo("UTC"))))
+    dates = _run(
+        CronSchedule(cron=WEEKLY_CRON, timezone=MARKET_TZ).get_dates(
+            n=10, start=datetime(2027, 3, 1, tzinfo=ZoneInfo("UTC"))
+        )
+    )
     local = [d.astimezone(ZoneInfo(MARKET_TZ)) for d in dates]
     assert {(d.weekday(), d.hour, d.minute) for d in local} == {(6, 18, 0)}
 
@@ -223,7 +231,13 @@ def docker_render(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
             outputs[step_id] = _run(run_shell_script(**inputs))
         else:
             image = f"{inputs['image_name']}:{inputs['tag']}"
-            outputs[step_id] = {"image_name": inputs["image_name"], "tag": inputs["tag"], "image": image, "image_id": "sha256:0", "additional_tags": []}
+            outputs[step_id] = {
+                "image_name": inputs["image_name"],
+                "tag": inputs["tag"],
+                "image": image,
+                "image_id": "sha256:0",
+                "additional_tags": [],
+            }
     push_inputs = apply_values({k: v for k, v in _step(config["push"][0])[1].items() if k != "requires"}, outputs)
     job_variables = apply_values(config["work_pool"]["job_variables"], outputs, skip_prefixes=["ctx."])
     return {
@@ -253,7 +267,9 @@ def test_image_name_tag_and_build_args_render(docker_render: dict[str, Any]) -> 
 
 
 def _base_image_step() -> dict[str, Any]:
-    step = next(s for s in deployment_configs()["daily-forecast-docker"]["build"] if _step(s)[1].get("id") == "base-image")
+    step = next(
+        s for s in deployment_configs()["daily-forecast-docker"]["build"] if _step(s)[1].get("id") == "base-image"
+    )
     _, inputs = _step(step)
     inputs.pop("id")
     return inputs
@@ -263,7 +279,9 @@ def test_base_image_defaults_to_the_dockerfiles_default(monkeypatch: pytest.Monk
     from prefect.deployments.steps import run_shell_script
 
     monkeypatch.delenv("MARKET_FORECAST_BASE_IMAGE", raising=False)
-    assert _run(run_shell_script(**_base_image_step()))["stdout"] == dockerfile_base_image_default() == "python:3.11-slim"
+    assert (
+        _run(run_shell_script(**_base_image_step()))["stdout"] == dockerfile_base_image_default() == "python:3.11-slim"
+    )
 
 
 def test_base_image_can_be_replaced_by_a_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -292,14 +310,19 @@ def test_process_job_variables_fit_the_process_worker_template() -> None:
 
     template = ProcessWorker.get_default_base_job_template()
     for name in PROCESS_DEPLOYMENTS:
-        validate(deployment_configs()[name]["work_pool"]["job_variables"], template["variables"], raise_on_error=True, ignore_required=True)
+        validate(
+            deployment_configs()[name]["work_pool"]["job_variables"],
+            template["variables"],
+            raise_on_error=True,
+            ignore_required=True,
+        )
 
 
 def test_missing_image_name_stops_the_build_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.deployments.steps import run_shell_script
 
     monkeypatch.delenv("MARKET_FORECAST_IMAGE", raising=False)
-    fqn, inputs = _step(deployment_configs()["daily-forecast-docker"]["build"][0])
+    _fqn, inputs = _step(deployment_configs()["daily-forecast-docker"]["build"][0])
     assert inputs.pop("id") == "check-image-name"
     with pytest.raises(RuntimeError, match="MARKET_FORECAST_IMAGE is not set"):
         _run(run_shell_script(**inputs))
@@ -310,10 +333,20 @@ def test_source_label_drops_credentials_from_the_remote_url(tmp_path: Path) -> N
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     subprocess.run(
-        ["git", "-C", str(tmp_path), "remote", "add", "origin", "https://ci-token:s3cret@example.invalid/acme/market-forecast.git"],
+        [
+            "git",
+            "-C",
+            str(tmp_path),
+            "remote",
+            "add",
+            "origin",
+            "https://ci-token:s3cret@example.invalid/acme/market-forecast.git",
+        ],
         check=True,
     )
-    step = next(s for s in deployment_configs()["daily-forecast-docker"]["build"] if _step(s)[1].get("id") == "source-url")
+    step = next(
+        s for s in deployment_configs()["daily-forecast-docker"]["build"] if _step(s)[1].get("id") == "source-url"
+    )
     _, inputs = _step(step)
     inputs.pop("id")
     result = _run(run_shell_script(**inputs, directory=str(tmp_path)))

@@ -48,7 +48,9 @@ def test_tiny_training_settings_are_valid_settings() -> None:
     ("name", "cron", "tag"),
     [("daily-forecast-process", DAILY_CRON, "daily"), ("train-model-process", WEEKLY_CRON, "training")],
 )
-def test_deploy_registers_schedule_in_new_york_time(process_deployments: dict[str, Any], name: str, cron: str, tag: str) -> None:
+def test_deploy_registers_schedule_in_new_york_time(
+    process_deployments: dict[str, Any], name: str, cron: str, tag: str
+) -> None:
     deployment = process_deployments[name]
     assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules] == [(cron, MARKET_TZ, True)]
     assert set(deployment.tags) == {"market-forecast", tag, "process"}
@@ -74,7 +76,15 @@ def test_deploy_registers_daily_parameters_and_schema(process_deployments: dict[
         "force": False,
     }
     properties = deployment.parameter_openapi_schema["properties"]
-    assert set(properties) == {"as_of", "force", "settings", "lookback_sessions", "output_dir", "storage_block", "fred_block"}
+    assert set(properties) == {
+        "as_of",
+        "force",
+        "settings",
+        "lookback_sessions",
+        "output_dir",
+        "storage_block",
+        "fred_block",
+    }
     assert properties["lookback_sessions"]["type"] == "integer"
     assert deployment.enforce_parameter_schema is True
 
@@ -92,17 +102,21 @@ def test_deploy_registers_training_parameters(process_deployments: dict[str, Any
         ("train-model-process", "flows/train_model.py:train_model"),
     ],
 )
-def test_deploy_points_the_worker_at_this_checkout(process_deployments: dict[str, Any], name: str, entrypoint: str) -> None:
+def test_deploy_points_the_worker_at_this_checkout(
+    process_deployments: dict[str, Any], name: str, entrypoint: str
+) -> None:
     deployment = process_deployments[name]
     assert deployment.work_pool_name == PROCESS_POOL
     assert deployment.entrypoint == entrypoint
-    assert deployment.pull_steps == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
-    ]
+    assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
 
 
-def test_daily_run_with_as_of_override_completes_and_publishes(prefect_server: Any, model_store: Path, process_worker: Any) -> None:
-    run = run_deployment(prefect_server, DAILY, {"as_of": PAST_SESSION, "output_dir": str(model_store), "settings": TINY_SETTINGS})
+def test_daily_run_with_as_of_override_completes_and_publishes(
+    prefect_server: Any, model_store: Path, process_worker: Any
+) -> None:
+    run = run_deployment(
+        prefect_server, DAILY, {"as_of": PAST_SESSION, "output_dir": str(model_store), "settings": TINY_SETTINGS}
+    )
 
     assert run.command.returncode == 0, f"{run.output[-4000:]}\n--- worker ---\n{process_worker.log_tail()}"
     assert "Flow run finished successfully in 'Completed'" in run.command.stdout

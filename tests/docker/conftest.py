@@ -118,7 +118,9 @@ def stack(
     try:
         setup = run_blocks_command(server, "setup", "--create-container", env=env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
-        automations = run_blocks_command(server, "automations", "--hook-grace-seconds", str(HOOK_GRACE_SECONDS), env=server.env())
+        automations = run_blocks_command(
+            server, "automations", "--hook-grace-seconds", str(HOOK_GRACE_SECONDS), env=server.env()
+        )
         assert automations.returncode == 0, automations.stdout + automations.stderr
         with server.settings():
             FredCredentials(api_key=keys.fred_api_key, api_url=fred_slow.url).save("fred-slow", overwrite=True)

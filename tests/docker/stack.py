@@ -10,7 +10,7 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -19,7 +19,7 @@ from uuid import UUID
 
 import pytest
 
-from tests.deploy.deployments import DOCKER_DEPLOYMENTS, DOCKER_POOL, REPO
+from tests.deploy.deployments import DOCKER_DEPLOYMENTS, REPO
 from tests.harness.docker_engine import DockerEngine
 from tests.harness.flow_runs import wait_for_state
 from tests.harness.fred_server import FredServer
@@ -154,7 +154,9 @@ class DockerStack:
 
     def container(self, flow_run_id: UUID) -> Any:
         found = self.containers(flow_run_id)
-        assert len(found) == 1, f"expected one container for flow run {flow_run_id}, found {len(found)}\n{self.worker_log()}"
+        assert len(found) == 1, (
+            f"expected one container for flow run {flow_run_id}, found {len(found)}\n{self.worker_log()}"
+        )
         return found[0]
 
     def worker_log(self, lines: int = 80) -> str:
@@ -208,7 +210,9 @@ def registered_and_paused(server: PrefectServer) -> dict[str, Any]:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     with server.client() as client:
-        registered = {name: client.read_deployment_by_name(f"{flow}/{name}") for name, flow in DOCKER_DEPLOYMENTS.items()}
+        registered = {
+            name: client.read_deployment_by_name(f"{flow}/{name}") for name, flow in DOCKER_DEPLOYMENTS.items()
+        }
         for deployment in registered.values():
             for schedule in deployment.schedules:
                 client.update_deployment_schedule(deployment.id, schedule.id, active=False)

@@ -129,7 +129,9 @@ def test_no_secret_in_any_containers_logs_or_inspect(stack: DockerStack, killed:
         text = container_text(container)
         # what is searched is the container's output and configuration
         assert "PREFECT_API_URL" in text and "Flow run " in text, f"{container.name}: {text[:2000]}"
-        leaks += [f"{what} in {container.name}" for what, value in stack.secrets.values().items() if value and value in text]
+        leaks += [
+            f"{what} in {container.name}" for what, value in stack.secrets.values().items() if value and value in text
+        ]
     assert leaks == []
 
 

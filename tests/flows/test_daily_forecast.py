@@ -55,7 +55,9 @@ def test_daily_run_publishes_a_complete_folder_and_moves_latest(store: Path) -> 
 
 
 def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store: Path) -> None:
-    result = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), lookback_sessions=120, output_dir=str(store))
+    result = daily_forecast(
+        as_of=DAILY_AS_OF, settings=promoting_settings(), lookback_sessions=120, output_dir=str(store)
+    )
     folder = store / result["run_folder"]
     predicted = pd.read_csv(folder / "predicted.csv", parse_dates=["date"])
     assert predicted["date"].nunique() == 120
@@ -93,7 +95,9 @@ def test_force_runs_on_a_closed_day(store: Path) -> None:
 
 
 def test_without_a_champion_the_error_says_to_train_first(prefect_harness: None, tmp_path: Path) -> None:
-    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
+    state = daily_forecast(
+        as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True
+    )
     assert state.is_failed() and "No champion model" in state.message and "train-model" in state.message
     assert not any(tmp_path.iterdir())
 

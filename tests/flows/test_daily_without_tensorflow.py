@@ -102,7 +102,10 @@ def test_its_forecast_equals_the_tensorflow_forecast_of_the_same_model(daily_run
     # The daily flow fetched more than it publishes (the classical members' estimation window):
     # the same sessions, from the same demo world the FRED server served.
     start = daily_fetch_start(DAILY_AS_OF, lookback_sessions=365, settings=daily_run.settings)
-    raw = {sid: values.loc[pd.Timestamp(start) :] for sid, values in generate_demo_series(Settings().series, DAILY_AS_OF).items()}
+    raw = {
+        sid: values.loc[pd.Timestamp(start) :]
+        for sid, values in generate_demo_series(Settings().series, DAILY_AS_OF).items()
+    }
     levels = align_sessions(raw, start=start, as_of=DAILY_AS_OF, max_fill=3, max_stale=5).levels
     np.testing.assert_array_equal(levels.loc[published.index].to_numpy(), published.to_numpy())
 

@@ -23,11 +23,11 @@ import pytest
 from PIL import Image
 
 from flows.train_model import train_model
+from tasks.core.charts import fan_chart_name, skill_chart_name
+from tasks.core.contracts import sha256_hex
 from tasks.core.demo import generate_demo_series
 from tasks.core.outputs import SCHEMAS
-from tasks.core.charts import fan_chart_name, skill_chart_name
 from tasks.core.settings import BacktestSettings, Settings
-from tasks.core.contracts import sha256_hex
 from tests.harness.flow_runs import flow_run_logs
 from tests.harness.fred_server import FredServer
 from tests.harness.settings import promoting_settings
@@ -66,7 +66,7 @@ def test_training_publishes_every_file_with_its_documented_columns(demo_run: tup
         assert list(table.columns) == columns, name
         assert len(table) > 0, name
     forecast = pd.read_csv(folder / "forecasted_data.csv")
-    assert forecast.groupby("series_id").size().to_dict() == {s: 30 for s in Settings().series}
+    assert forecast.groupby("series_id").size().to_dict() == dict.fromkeys(Settings().series, 30)
     assert set(pd.read_csv(folder / "model_metrics.csv")["split"]) == {"test"}
 
 
@@ -89,7 +89,9 @@ def test_manifest_and_latest_describe_the_complete_run(demo_run: tuple[Path, dic
     assert not (out / "latest.json").exists()
 
 
-def test_the_run_folder_holds_every_chart_and_the_manifest_lists_each_with_its_hash(demo_run: tuple[Path, dict]) -> None:
+def test_the_run_folder_holds_every_chart_and_the_manifest_lists_each_with_its_hash(
+    demo_run: tuple[Path, dict],
+) -> None:
     out, _ = demo_run
     folder = run_folder(out)
     listed = {f["name"]: f for f in json.loads((folder / "manifest.json").read_text())["files"]}
@@ -123,12 +125,16 @@ def test_model_version_folder_has_model_scaler_and_a_card_with_matching_hashes(d
         assert card["files"][name] == sha256_hex((version_dir / name).read_bytes())
     assert card["series"] == list(Settings().series) and card["data_source"] == "demo"
     assert card["data"]["start"] < card["data"]["validation_start"] < card["data"]["test_start"] <= card["data"]["end"]
-    assert card["settings"]["epochs"] == 2 and {"tensorflow", "keras", "numpy", "pandas", "prefect"} <= set(card["library_versions"]) | {"tensorflow"}
+    assert card["settings"]["epochs"] == 2 and {"tensorflow", "keras", "numpy", "pandas", "prefect"} <= set(
+        card["library_versions"]
+    ) | {"tensorflow"}
     assert {m["series_id"] for m in card["metrics_test"]} == set(Settings().series)
     assert len(card["backtest"]) == 4 * 5 and card["champion_gate"]["promoted"] is True
     assert card["format"] == "market-forecast-model-card/2"
     weights = card["ensemble"]["weights"]
-    assert {(w["series_id"], w["horizon"]) for w in weights} == {(s, h) for s in Settings().series for h in (1, 5, 10, 20, 30)}
+    assert {(w["series_id"], w["horizon"]) for w in weights} == {
+        (s, h) for s in Settings().series for h in (1, 5, 10, 20, 30)
+    }
     assert all(abs(sum(w["weights"].values()) - 1.0) < 1e-9 for w in weights)
     assert set(card["mase_scale"]) == set(Settings().series) and all(v > 0 for v in card["mase_scale"].values())
     champion = json.loads((out / "models" / "champion.json").read_text())
@@ -255,14 +261,18 @@ def test_a_bad_key_fails_with_freds_message_and_writes_nothing(
     assert_nothing_written(tmp_path)
 
 
-def test_an_unknown_series_fails_naming_it_and_writes_nothing(prefect_harness: None, fred_env: FredServer, tmp_path: Path) -> None:
+def test_an_unknown_series_fails_naming_it_and_writes_nothing(
+    prefect_harness: None, fred_env: FredServer, tmp_path: Path
+) -> None:
     settings = promoting_settings(series=["SP500", "NOSUCHSERIES"])
     state = train_model(as_of=AS_OF, settings=settings, output_dir=str(tmp_path), return_state=True)
     assert state.is_failed() and "NOSUCHSERIES" in state.message and "series does not exist" in state.message
     assert_nothing_written(tmp_path)
 
 
-def test_stale_data_fails_naming_the_series_and_writes_nothing(prefect_harness: None, fred_env: FredServer, tmp_path: Path) -> None:
+def test_stale_data_fails_naming_the_series_and_writes_nothing(
+    prefect_harness: None, fred_env: FredServer, tmp_path: Path
+) -> None:
     vix = generate_demo_series(("VIXCLS",), AS_OF)["VIXCLS"].loc[:"2025-05-30"]
     fred_env.set_series("VIXCLS", vix)
     state = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
@@ -271,7 +281,9 @@ def test_stale_data_fails_naming_the_series_and_writes_nothing(prefect_harness: 
     assert_nothing_written(tmp_path)
 
 
-def test_a_long_gap_fails_naming_series_and_dates_and_writes_nothing(prefect_harness: None, fred_env: FredServer, tmp_path: Path) -> None:
+def test_a_long_gap_fails_naming_series_and_dates_and_writes_nothing(
+    prefect_harness: None, fred_env: FredServer, tmp_path: Path
+) -> None:
     djia = generate_demo_series(("DJIA",), AS_OF)["DJIA"]
     djia.loc["2024-02-05":"2024-02-16"] = np.nan
     fred_env.set_series("DJIA", djia)

@@ -54,8 +54,13 @@ def run_two_at_once(server: Any, fred: FredServer, limit_name: str) -> list[floa
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.fred.budget_flow", limit_name, *SERIES],
-            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(2)
     ]
     try:

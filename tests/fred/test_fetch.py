@@ -19,17 +19,19 @@ from prefect import flow
 from pydantic import SecretStr
 
 from tasks.adapters import fred as fetch_module
+from tasks.adapters.fred import DemoSource, FredSource, fetch_fred_series, load_source, resolve_source
 from tasks.core.demo import generate_demo_series
 from tasks.core.errors import FredConfigurationError, FredRequestError, FredTransientError
-from tasks.adapters.fred import DemoSource, FredSource, fetch_fred_series, load_source, resolve_source
-from tasks.stages.data import fetch_task_for
 from tasks.core.settings import FetchSettings
+from tasks.stages.data import fetch_task_for
 from tests.harness.flow_runs import flow_run_logs
 from tests.harness.fred_server import Fault, FredServer
 
 KEY = "f1e2d3c4b5a697887766554433221100"  # looks like a real 32-hex FRED key, so a leak is findable
 START, END = date(2024, 1, 1), date(2024, 3, 28)
-FAST = FetchSettings(timeout_seconds=1.0, retries=3, retry_backoff_seconds=0.05, retry_jitter_factor=0, requests_per_minute=60000)
+FAST = FetchSettings(
+    timeout_seconds=1.0, retries=3, retry_backoff_seconds=0.05, retry_jitter_factor=0, requests_per_minute=60000
+)
 
 
 @pytest.fixture
@@ -180,7 +182,9 @@ def test_a_malformed_url_is_reported_without_the_key() -> None:
     assert "api_url must be an http(s) URL" in str(caught.value) and KEY not in str(caught.value)
 
 
-def test_a_saved_block_wins_and_a_missing_one_is_an_error(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_saved_block_wins_and_a_missing_one_is_an_error(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from blocks.fred import FredCredentials
 
     monkeypatch.setenv("FRED_API_KEY", "e" * 32)

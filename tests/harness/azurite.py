@@ -30,6 +30,7 @@ Requires node >= 18 and npm on ``PATH``. Linux/macOS only (process groups,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -67,9 +68,7 @@ AZURITE_DIR: Path = Path(__file__).resolve().parents[1] / "azurite"
 
 # The fixed development account every Azurite instance serves (public, documented).
 ACCOUNT_NAME = "devstoreaccount1"
-ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 LOG_FILE_NAME = "azurite.log"
 MIN_NODE_MAJOR = 18
 NPM_CI_TIMEOUT = 900.0
@@ -104,14 +103,11 @@ def _node() -> str:
 
 def _check_node_version(node: str) -> None:
     try:
-        out = subprocess.run(
-            [node, "--version"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout.strip()
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
         major = int(out.lstrip("v").split(".")[0])
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         raise AzuriteUnavailable(
-            f"Could not determine the node version with `{node} --version`: {exc}. "
-            f"{_fix_hint()}"
+            f"Could not determine the node version with `{node} --version`: {exc}. {_fix_hint()}"
         ) from exc
     if major < MIN_NODE_MAJOR:
         raise AzuriteUnavailable(f"node {out} at {node} is too old. {_fix_hint()}")
@@ -292,7 +288,7 @@ class Azurite(ManagedProcess):
         before = mtimes()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(now != then for now, then in zip(mtimes(), before)):
+            if all(now != then for now, then in zip(mtimes(), before, strict=False)):
                 return
             time.sleep(0.1)
 
@@ -304,18 +300,18 @@ class Azurite(ManagedProcess):
 
     def create_container(self, name: str) -> None:
         """Create a container; do nothing if it already exists."""
-        with self.blob_service_client(retry_total=1, connection_timeout=5) as client:
-            try:
-                client.create_container(name)
-            except ResourceExistsError:
-                pass
+        with (
+            self.blob_service_client(retry_total=1, connection_timeout=5) as client,
+            contextlib.suppress(ResourceExistsError),
+        ):
+            client.create_container(name)
 
     def container_sas_url(
         self,
         container: str,
         *,
         read: bool = True,
-        list: bool = True,  # noqa: A002 - name fixed by the harness API
+        list: bool = True,
         write: bool = False,
         expiry_minutes: int = 60,
     ) -> str:
@@ -323,7 +319,7 @@ class Azurite(ManagedProcess):
 
         A negative ``expiry_minutes`` yields an already expired SAS.
         """
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         sas = generate_container_sas(
             account_name=ACCOUNT_NAME,
             container_name=container,

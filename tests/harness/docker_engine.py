@@ -273,7 +273,9 @@ class DockerEngine:
     def manifest_pulls(self, repository: str, reference: str, *, since: int = 0) -> int:
         """How many times an engine resolved `repository:reference` here (a pull: HEAD or GET of
         the manifest by that tag, answered 200; the layers follow only when the engine lacks them)."""
-        pattern = re.compile(rf'"(?:HEAD|GET) /v2/{re.escape(repository)}/manifests/{re.escape(reference)} HTTP/[\d.]+" 200')
+        pattern = re.compile(
+            rf'"(?:HEAD|GET) /v2/{re.escape(repository)}/manifests/{re.escape(reference)} HTTP/[\d.]+" 200'
+        )
         return len(pattern.findall(self.registry_log(since)))
 
     def stop(self) -> None:
@@ -418,9 +420,9 @@ def host_apt_mirror(root: Path = Path("/")) -> str:
     for path in one_line:
         with contextlib.suppress(OSError):
             for line in path.read_text().splitlines():
-                line = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()  # drop [options]
-                if len(line) >= 4 and line[0] == "deb":
-                    entries.append(([line[1]], [line[2]], line[3:]))
+                fields = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()  # drop [options]
+                if len(fields) >= 4 and fields[0] == "deb":
+                    entries.append(([fields[1]], [fields[2]], fields[3:]))
     for path in sorted((apt / "sources.list.d").glob("*.sources")):
         with contextlib.suppress(OSError):
             for stanza in re.split(r"\n\s*\n", path.read_text()):
@@ -431,7 +433,13 @@ def host_apt_mirror(root: Path = Path("/")) -> str:
                     key, _, value = line.partition(":")
                     fields[key.strip().lower()] = value.strip()
                 if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes").lower() != "no":
-                    entries.append((fields.get("uris", "").split(), fields.get("suites", "").split(), fields.get("components", "").split()))
+                    entries.append(
+                        (
+                            fields.get("uris", "").split(),
+                            fields.get("suites", "").split(),
+                            fields.get("components", "").split(),
+                        )
+                    )
     for uris, suites, components in entries:
         if uris and "main" in components and any("-" not in suite and "/" not in suite for suite in suites):
             return uris[0]
@@ -445,7 +453,9 @@ def _apt_http_proxy() -> str | None:
     """Acquire::http::Proxy of the host's apt, if any (debootstrap honours http_proxy)."""
     if shutil.which("apt-config") is None:
         return None
-    proc = subprocess.run(["apt-config", "shell", "PROXY", "Acquire::http::Proxy"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["apt-config", "shell", "PROXY", "Acquire::http::Proxy"], capture_output=True, text=True, check=False
+    )
     found = re.search(r"PROXY='([^']+)'", proc.stdout)
     return found.group(1) if found else None
 
@@ -512,7 +522,9 @@ def _build_base_image(engine: DockerEngine, client: Any, reference: str, *, log:
     assert engine.root is not None
     debootstrap = _which("debootstrap")
     if debootstrap is None:
-        raise DockerUnavailable("`debootstrap` is not installed (Debian package debootstrap): it builds the stand-in base image")
+        raise DockerUnavailable(
+            "`debootstrap` is not installed (Debian package debootstrap): it builds the stand-in base image"
+        )
     if os.geteuid() != 0:
         raise DockerUnavailable("debootstrap needs root to build the stand-in base image")
     work = Path(tempfile.mkdtemp(prefix="base-", dir=engine.root))
@@ -528,7 +540,9 @@ def _build_base_image(engine: DockerEngine, client: Any, reference: str, *, log:
             BASE_SUITE, str(rootfs), host_apt_mirror(),
         ]  # fmt: skip
         with open(log_path, "ab") as out:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1200)
+            proc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1200
+            )
         if proc.returncode != 0:
             detail = tail_file(rootfs / "debootstrap" / "debootstrap.log", 20)
             raise DockerUnavailable(
@@ -540,13 +554,22 @@ def _build_base_image(engine: DockerEngine, client: Any, reference: str, *, log:
                 if path.is_file():
                     path.unlink()
         archive = work / "rootfs.tar"
-        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True, capture_output=True)
+        subprocess.run(
+            ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True, capture_output=True
+        )
         shutil.rmtree(rootfs)
         rootfs_reference = f"{BASE_REPOSITORY}-rootfs:{reference.rpartition(':')[2]}"
         repository, _, tag = rootfs_reference.rpartition(":")
         client.api.import_image_from_file(str(archive), repository=repository, tag=tag)
         archive.unlink()
-        _build(client, {"Dockerfile": BASE_DOCKERFILE.format(rootfs=rootfs_reference).encode(), "host-ca.crt": HOST_CA_BUNDLE.read_bytes()}, reference)
+        _build(
+            client,
+            {
+                "Dockerfile": BASE_DOCKERFILE.format(rootfs=rootfs_reference).encode(),
+                "host-ca.crt": HOST_CA_BUNDLE.read_bytes(),
+            },
+            reference,
+        )
         client.images.remove(rootfs_reference)  # untag only: the base's layers stay
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -563,7 +586,9 @@ def _build(client: Any, files: dict[str, bytes], tag: str) -> None:
             context.addfile(info, io.BytesIO(data))
     buffer.seek(0)
     output: list[str] = []
-    for event in client.api.build(fileobj=buffer, custom_context=True, tag=tag, network_mode="none", pull=False, rm=True, decode=True):
+    for event in client.api.build(
+        fileobj=buffer, custom_context=True, tag=tag, network_mode="none", pull=False, rm=True, decode=True
+    ):
         if "stream" in event:
             output.append(event["stream"])
         if "error" in event:

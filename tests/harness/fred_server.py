@@ -24,6 +24,7 @@ Command line (run from the project root so ``tests`` is importable)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import math
 import socket
@@ -109,9 +110,7 @@ class Fault:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if self.kind == "status":
             if self.status not in STATUS_MESSAGES:
-                raise ValueError(
-                    f"unsupported fault status {self.status!r}; expected one of {sorted(STATUS_MESSAGES)}"
-                )
+                raise ValueError(f"unsupported fault status {self.status!r}; expected one of {sorted(STATUS_MESSAGES)}")
         elif self.status is not None:
             raise ValueError(f"status is only meaningful for kind='status', not {self.kind!r}")
         if self.delay < 0:
@@ -207,7 +206,7 @@ def _html_error_body(status: int, reason: str) -> bytes:
         f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
         f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
         "</body>\r\n</html>\r\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _attrs(pairs: Sequence[tuple[str, str]]) -> str:
@@ -304,10 +303,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "FredTestServer/1.0"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Print nothing: the server is used inside test runs."""
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         """Answer a GET request, applying any queued fault first."""
         self.server.fred._handle(self)
 
@@ -551,7 +550,9 @@ class FredServer(Service):
     def _record(self, path: str, series_id: str | None, params: dict[str, str], status: int) -> None:
         redacted = {k: ("***" if k == "api_key" else v) for k, v in params.items()}
         with self._lock:
-            self._log.append(Request(path=path, series_id=series_id, params=redacted, status=status, at=time.monotonic()))
+            self._log.append(
+                Request(path=path, series_id=series_id, params=redacted, status=status, at=time.monotonic())
+            )
 
     def _handle(self, handler: _Handler) -> None:
         parts = urlsplit(handler.path)
@@ -563,10 +564,8 @@ class FredServer(Service):
         if fault is not None and fault.kind == "reset":
             self._record(path, series_id, params, STATUS_RESET)
             handler.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 handler.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
 
         if fault is not None and fault.kind == "status":
@@ -635,7 +634,7 @@ class FredServer(Service):
         rt = self._realtime
         rows = [
             f'<observation realtime_start="{rt}" realtime_end="{rt}" date="{d}" value="{v}"/>'
-            for d, v in zip(stored.dates, stored.values)
+            for d, v in zip(stored.dates, stored.values, strict=False)
             if start <= d <= end
         ]
         head = _attrs(

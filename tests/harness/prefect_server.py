@@ -229,7 +229,7 @@ class PrefectServer(ManagedProcess):
             )
         return proc
 
-    def create_work_pool(self, name: str, *, type: str = "process") -> None:  # noqa: A002 - CLI's word
+    def create_work_pool(self, name: str, *, type: str = "process") -> None:
         """Create a work pool (`prefect work-pool create --type <type> <name>`) unless it exists."""
         found = self.cli("work-pool", "inspect", name, check=False)
         if found.returncode != 0:
@@ -255,7 +255,9 @@ class PrefectServer(ManagedProcess):
         """
         log_path = self.home / f"worker-{pool}-{self._workers_started}.log"
         self._workers_started += 1
-        worker = PrefectWorker(self, pool, log_path=log_path, cwd=cwd, extra_env=extra_env, wait_registered=ready_timeout is not None)
+        worker = PrefectWorker(
+            self, pool, log_path=log_path, cwd=cwd, extra_env=extra_env, wait_registered=ready_timeout is not None
+        )
         self._workers.append(worker)
         worker.start(timeout=ready_timeout or 0)
         return worker

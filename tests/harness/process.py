@@ -155,7 +155,9 @@ class ManagedProcess(Service):
         return self._proc.pid if self.running and self._proc is not None else None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.describe()} {'running' if self.running else 'stopped'} log={self.log_path}>"
+        return (
+            f"<{type(self).__name__} {self.describe()} {'running' if self.running else 'stopped'} log={self.log_path}>"
+        )
 
     def log_since_start(self) -> str:
         """Everything the process wrote since its last start (with the start's header line)."""
@@ -297,4 +299,3 @@ class ManagedProcess(Service):
 
 def _address_in_use(output: str) -> bool:
     return "EADDRINUSE" in output or "address already in use" in output.lower()
-

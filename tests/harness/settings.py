@@ -29,7 +29,9 @@ def tiny_settings(**overrides: object) -> Settings:
         "lstm_units": 4,
         "batch_size": 64,
         "level_window": 20,
-        "fetch": FetchSettings(timeout_seconds=2, retries=2, retry_backoff_seconds=0.05, retry_jitter_factor=0, requests_per_minute=6000),
+        "fetch": FetchSettings(
+            timeout_seconds=2, retries=2, retry_backoff_seconds=0.05, retry_jitter_factor=0, requests_per_minute=6000
+        ),
         "storage": StorageSettings(attempts=2, timeout_seconds=10, retry_delay_seconds=0.1),
         "backtest": BacktestSettings(origin_step=5),
     }
@@ -40,7 +42,6 @@ def tiny_settings(**overrides: object) -> Settings:
 def promoting_settings(**overrides: object) -> Settings:
     """Tiny settings whose 2-epoch model always passes the champion gate (the gate is unit-tested)."""
     return tiny_settings(champion_gate=ChampionGateSettings(max_rel_mae=100), **overrides)
-
 
 
 def demo_levels(

@@ -1,8 +1,8 @@
 """An SMTP sink for tests: aiosmtpd on 127.0.0.1, in this process, keeping every e-mail it receives.
 
-    with SmtpSink() as sink:                       # or sink = SmtpSink().start() ... sink.stop()
-        send_to("127.0.0.1", sink.port)
-        mail = sink.wait_for("subject words", timeout=10)
+with SmtpSink() as sink:                       # or sink = SmtpSink().start() ... sink.stop()
+    send_to("127.0.0.1", sink.port)
+    mail = sink.wait_for("subject words", timeout=10)
 """
 
 from __future__ import annotations

@@ -92,9 +92,11 @@ def test_expired_sas_is_rejected_with_403(shared: Azurite) -> None:
     azurite.create_container(name)
 
     expired = azurite.container_sas_url(name, expiry_minutes=-5)
-    with ContainerClient.from_container_url(expired, retry_total=0) as reader:
-        with pytest.raises(HttpResponseError) as excinfo:
-            list(reader.list_blobs())
+    with (
+        ContainerClient.from_container_url(expired, retry_total=0) as reader,
+        pytest.raises(HttpResponseError) as excinfo,
+    ):
+        list(reader.list_blobs())
     assert excinfo.value.status_code == 403
     assert excinfo.value.error_code == "AuthorizationFailure"
 

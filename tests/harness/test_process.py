@@ -47,7 +47,9 @@ class TinyServer(ManagedProcess):
     stop_grace = 2.0
     probe_interval = 0.05
 
-    def __init__(self, folder: Path, *, port: int | None = None, delay: float = 0.0, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, folder: Path, *, port: int | None = None, delay: float = 0.0, extra: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(folder / "tiny.log", cwd=folder, port=port)
         self.delay = delay
         self.extra = extra
@@ -167,7 +169,10 @@ def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
 def test_stop_sends_sigkill_when_sigterm_is_ignored(tmp_path: Path) -> None:
     class Stubborn(TinyServer):
         def command(self) -> list[str]:
-            code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ign' + 'oring', flush=True); time.sleep(600)"
+            code = (
+                "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ign' + 'oring', flush=True); time.sleep(600)"
+            )
             return [sys.executable, "-u", "-c", code]
 
         def probe(self) -> str | None:
@@ -194,4 +199,3 @@ def test_log_tail_shows_the_last_lines(tmp_path: Path) -> None:
     with server:
         pass
     assert server.log_tail(1) == f"serving on {server.port}"
-

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from tasks.core.align import align_sessions
-from tasks.core.errors import DataGapError, InvalidValuesError, StaleDataError
 from tasks.core.calendar import sessions_in_range
+from tasks.core.errors import DataGapError, InvalidValuesError, StaleDataError
 
 START, AS_OF = date(2026, 10, 1), date(2026, 11, 30)
 
@@ -69,7 +69,9 @@ def test_non_positive_values_are_rejected_with_the_offending_rows() -> None:
     raw.loc["2026-10-21"] = 0.0
     with pytest.raises(InvalidValuesError) as caught:
         align({"NEG": raw})
-    assert "NEG" in str(caught.value) and "2026-10-20=-3.0" in str(caught.value) and "2026-10-21=0.0" in str(caught.value)
+    assert (
+        "NEG" in str(caught.value) and "2026-10-20=-3.0" in str(caught.value) and "2026-10-21=0.0" in str(caught.value)
+    )
     assert len(caught.value.rows) == 2
 
 

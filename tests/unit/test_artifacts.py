@@ -12,8 +12,8 @@ from uuid import uuid4
 import pandas as pd
 import pytest
 
-from tasks.ops import artifacts
 from tasks.core.contracts import RunManifest
+from tasks.ops import artifacts
 
 
 class Dashboard:

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from tasks.core.backtest import BACKTEST_COLUMNS, run_backtest
-from tasks.core.intervals import expanding_coverage, interval_log_bounds
 from tasks.core.features import Scaler, make_features
+from tasks.core.intervals import expanding_coverage, interval_log_bounds
 from tests.unit.test_evaluate_forecast import ZeroPredictor, lstm_alone
 
 
@@ -34,7 +34,9 @@ def test_the_random_walk_scores_rel_mae_one_against_itself(random_walk_result: o
     assert (random_walk_result.metrics["dm_pvalue"] == 1.0).all()
 
 
-def test_mase_scales_by_the_training_parts_one_session_naive_mae(random_walk_result: object, levels: pd.DataFrame) -> None:
+def test_mase_scales_by_the_training_parts_one_session_naive_mae(
+    random_walk_result: object, levels: pd.DataFrame
+) -> None:
     offset = len(levels) - len(make_features(levels, 20))
     training = levels.iloc[: offset + 400]
     metrics = random_walk_result.metrics.set_index(["series_id", "horizon"])

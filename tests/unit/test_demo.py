@@ -7,8 +7,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from tasks.core.demo import generate_demo_series
 from tasks.core.calendar import sessions_in_range
+from tasks.core.demo import generate_demo_series
 
 SERIES = ("SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV")
 
@@ -26,7 +26,7 @@ def test_a_longer_window_extends_the_history_without_changing_it() -> None:
     short = generate_demo_series(SERIES, date(2023, 3, 31))
     long = generate_demo_series(SERIES, date(2026, 11, 20))
     for sid in SERIES:
-        pd.testing.assert_series_equal(long[sid].loc[: "2023-03-31"], short[sid])
+        pd.testing.assert_series_equal(long[sid].loc[:"2023-03-31"], short[sid])
 
 
 def test_index_series_are_missing_on_nyse_holidays_like_fred() -> None:

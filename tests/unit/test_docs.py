@@ -28,7 +28,6 @@ def test_readme_quick_start_has_exactly_the_two_commands() -> None:
     assert commands == ["make demo", "make test"]
 
 
-
 STORED_JSON_SECTIONS = {
     "**`manifest.json`**": RunManifest,
     "Each entry of `files`": ManifestFile,

@@ -8,13 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.core.calendar import sessions_after
 from tasks.core.contracts import EnsembleCard
 from tasks.core.ensemble import Ensemble
-from tasks.core.metrics import METRIC_COLUMNS, insample_naive_mae, mase, score_predictions
-from tasks.core.features import Scaler, make_features
-from tasks.core.features import SplitDates
+from tasks.core.features import Scaler, SplitDates, make_features
 from tasks.core.forecast import forecast_levels, forecast_table, one_step_predictions
-from tasks.core.calendar import sessions_after
+from tasks.core.metrics import METRIC_COLUMNS, insample_naive_mae, mase, score_predictions
 
 
 def test_rel_mae_is_model_mae_over_random_walk_mae_on_the_same_rows() -> None:
@@ -58,7 +57,10 @@ def test_metrics_are_grouped_by_series_and_split() -> None:
         }
     )
     assert score_predictions(predictions)[["series_id", "split"]].values.tolist() == [
-        ["A", "train"], ["A", "test"], ["B", "train"], ["B", "test"]
+        ["A", "train"],
+        ["A", "test"],
+        ["B", "train"],
+        ["B", "test"],
     ]
 
 
@@ -70,7 +72,13 @@ def test_split_labels_follow_the_model_card_dates() -> None:
 
 def test_forecast_dates_are_the_next_nyse_sessions_skipping_holidays() -> None:
     dates = sessions_after(date(2026, 11, 24), 5)
-    assert [d.date().isoformat() for d in dates] == ["2026-11-25", "2026-11-27", "2026-11-30", "2026-12-01", "2026-12-02"]
+    assert [d.date().isoformat() for d in dates] == [
+        "2026-11-25",
+        "2026-11-27",
+        "2026-11-30",
+        "2026-12-01",
+        "2026-12-02",
+    ]
     assert len(sessions_after(date(2026, 11, 20), 30)) == 30
 
 
@@ -100,7 +108,9 @@ def test_a_model_with_zero_shrinkage_is_exactly_the_random_walk(levels: pd.DataF
 def test_one_step_predictions_pair_each_date_with_the_previous_actual(levels: pd.DataFrame) -> None:
     scaler = Scaler.fit(make_features(levels, 20).iloc[:300]).with_shrinkage(np.zeros(4))
     split = SplitDates(date(2024, 1, 2), date(2024, 6, 3), levels.index[-1].date())
-    predictions = one_step_predictions(lstm_alone(ZeroPredictor(), scaler), levels, split_dates=split, first_date=date(2025, 1, 2))
+    predictions = one_step_predictions(
+        lstm_alone(ZeroPredictor(), scaler), levels, split_dates=split, first_date=date(2025, 1, 2)
+    )
     sp = predictions[predictions["series_id"] == "SP500"].set_index("date")
     assert sp.index[0] == pd.Timestamp("2025-01-02")
     day = sp.index[3]
@@ -114,10 +124,26 @@ def test_forecast_table_is_long_with_ordered_bands() -> None:
     forecast = np.array([[100.0, 20.0], [101.0, 19.0]])
     dates = sessions_after(date(2026, 11, 20), 2)
     quantiles = pd.DataFrame(
-        {"series_id": ["A", "A", "B", "B"], "horizon": [1, 2, 1, 2], "q025": -0.02, "q10": -0.01, "q90": 0.01, "q975": 0.02}
+        {
+            "series_id": ["A", "A", "B", "B"],
+            "horizon": [1, 2, 1, 2],
+            "q025": -0.02,
+            "q10": -0.01,
+            "q90": 0.01,
+            "q975": 0.02,
+        }
     )
     table = forecast_table(forecast, ("A", "B"), dates, quantiles)
-    assert list(table.columns) == ["date", "series_id", "horizon", "forecast", "lower_95", "lower_80", "upper_80", "upper_95"]
+    assert list(table.columns) == [
+        "date",
+        "series_id",
+        "horizon",
+        "forecast",
+        "lower_95",
+        "lower_80",
+        "upper_80",
+        "upper_95",
+    ]
     assert table["series_id"].tolist() == ["A", "A", "B", "B"] and table["horizon"].tolist() == [1, 2, 1, 2]
     row = table.iloc[1]
     assert row["forecast"] == 101.0 and row["upper_95"] == pytest.approx(101.0 * np.exp(0.02))

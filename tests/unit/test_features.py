@@ -26,7 +26,9 @@ def test_features_are_log_returns_and_deviation_from_the_rolling_mean(levels: pd
     day = features.index[50]
     position = levels.index.get_loc(day)
     assert features.loc[day, "ret:SP500"] == pytest.approx(logs.iloc[position] - logs.iloc[position - 1])
-    assert features.loc[day, "lvl:SP500"] == pytest.approx(logs.iloc[position] - logs.iloc[position - 19 : position + 1].mean())
+    assert features.loc[day, "lvl:SP500"] == pytest.approx(
+        logs.iloc[position] - logs.iloc[position - 19 : position + 1].mean()
+    )
     assert not features.isna().any().any()
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from pathlib import Path
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ from tasks.core.training import fit_lstm
 from tests.harness.settings import tiny_settings
 from tests.unit.test_promotion import card as model_card
 
-CREATED = datetime(2025, 6, 30, 22, 0, tzinfo=timezone.utc)
+CREATED = datetime(2025, 6, 30, 22, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +49,17 @@ def test_its_forecast_is_what_the_earlier_version_published(champion: LoadedMode
     scaled = champion.scaler.transform(features.to_numpy())
     history = level_history(levels, features.index[-1:], settings.level_window)
     before = np.exp(
-        forecast_log_levels(champion.predictor, last_window(scaled, settings.sequence_length), history, champion.scaler, 30)[0]
+        forecast_log_levels(
+            champion.predictor, last_window(scaled, settings.sequence_length), history, champion.scaler, 30
+        )[0]
     )
     np.testing.assert_allclose(forecast_levels(champion.ensemble, levels, horizon=30), before, rtol=1e-12)
 
 
 def test_its_daily_metrics_have_rel_mae_and_an_empty_mase(champion: LoadedModel, levels: pd.DataFrame) -> None:
-    predictions = one_step_predictions(champion.ensemble, levels, split_dates=champion.split_dates, first_date=date(2025, 1, 2))
+    predictions = one_step_predictions(
+        champion.ensemble, levels, split_dates=champion.split_dates, first_date=date(2025, 1, 2)
+    )
     metrics = score_predictions(predictions, mase_scale=champion.card.mase_scale)
     assert metrics["rel_mae"].notna().all() and metrics["mase"].isna().all()
     labelled = label_table(metrics, "model_metrics.csv", model_version=champion.version, data_source="demo")

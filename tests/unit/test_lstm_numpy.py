@@ -56,7 +56,9 @@ def test_the_30_session_forecast_agrees_on_every_series(
     scaler = trained.scaler if shrinkage == "fitted" else trained.scaler.with_shrinkage(np.ones(levels.shape[1]))
     lstm_alone = EnsembleCard.lstm_only(tuple(levels.columns))
     paths = [
-        forecast_levels(Ensemble(predict, scaler, lstm_alone, settings.sequence_length, settings.level_window), levels, horizon=30)
+        forecast_levels(
+            Ensemble(predict, scaler, lstm_alone, settings.sequence_length, settings.level_window), levels, horizon=30
+        )
         for predict in both
     ]
     assert paths[0].shape == (30, levels.shape[1])

@@ -32,9 +32,9 @@ def test_default_architecture_is_input_lstm_dense() -> None:
 
 def test_same_seed_gives_identical_weights_and_another_seed_does_not() -> None:
     first, again, other = small_model(7), small_model(7), small_model(8)
-    for a, b in zip(first.get_weights(), again.get_weights()):
+    for a, b in zip(first.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, c) for a, c in zip(first.get_weights(), other.get_weights()))
+    assert any(not np.array_equal(a, c) for a, c in zip(first.get_weights(), other.get_weights(), strict=True))
 
 
 def test_recursive_forecast_matches_a_step_by_step_keras_predict(levels: pd.DataFrame) -> None:

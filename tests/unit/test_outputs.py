@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.core.calendar import sessions_after
 from tasks.core.errors import OutputValidationError
 from tasks.core.outputs import SCHEMAS, actuals_table, label_table, to_csv_bytes, validate_outputs
-from tasks.core.calendar import sessions_after
 
 LAST = date(2026, 11, 20)
 
@@ -90,7 +90,13 @@ def test_actuals_table_is_long_with_fill_flags() -> None:
 
 def test_csv_has_iso_dates_lowercase_booleans_and_full_precision() -> None:
     table = pd.DataFrame(
-        {"date": pd.to_datetime(["2026-11-20"]), "series_id": ["A"], "value": [1234.5678901234], "filled": [True], "data_source": ["demo"]}
+        {
+            "date": pd.to_datetime(["2026-11-20"]),
+            "series_id": ["A"],
+            "value": [1234.5678901234],
+            "filled": [True],
+            "data_source": ["demo"],
+        }
     )
     text = to_csv_bytes(table).decode()
     assert text == "date,series_id,value,filled,data_source\n2026-11-20,A,1234.5678901234,true,demo\n"
@@ -98,5 +104,10 @@ def test_csv_has_iso_dates_lowercase_booleans_and_full_precision() -> None:
 
 def test_every_published_file_has_a_schema() -> None:
     assert set(SCHEMAS) == {
-        "actuals.csv", "predicted.csv", "forecasted_data.csv", "model_metrics.csv", "model_history.csv", "backtest_metrics.csv"
+        "actuals.csv",
+        "predicted.csv",
+        "forecasted_data.csv",
+        "model_metrics.csv",
+        "model_history.csv",
+        "backtest_metrics.csv",
     }

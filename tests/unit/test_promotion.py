@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
@@ -11,7 +11,6 @@ from tasks.core.contracts import CARD_FORMAT_1, CardDataRange, EnsembleCard, Mem
 from tasks.core.errors import ModelMismatchError
 from tasks.core.promotion import check_model_card, gate_decision, settings_for_model
 from tests.harness.settings import tiny_settings
-
 
 HORIZONS = (1, 5, 10, 20, 30)
 
@@ -24,7 +23,7 @@ def card(
     column = "rel_mae" if card_format == 2 else "mase"
     fields: dict[str, object] = {
         "version": "v1",
-        "created_utc": datetime(2024, 1, 2, tzinfo=timezone.utc),
+        "created_utc": datetime(2024, 1, 2, tzinfo=UTC),
         "as_of": day,
         "data_source": source,
         "series": tuple(series),
@@ -48,12 +47,14 @@ def card(
         method="test",
         weights=tuple(MemberWeights(series_id=s, horizon=1, weights={"random_walk": 1.0}) for s in series),
     )
-    return ModelCard(**fields, ensemble=ensemble, mase_scale={s: 1.0 for s in series})
+    return ModelCard(**fields, ensemble=ensemble, mase_scale=dict.fromkeys(series, 1.0))
 
 
 def backtest(values: dict[str, float], horizons: tuple[int, ...] = HORIZONS, **at: float) -> pd.DataFrame:
     """rel_mae of each series at every horizon; `at` overrides one cell, e.g. SP500_5=1.02."""
-    rows = [{"series_id": s, "horizon": h, "rel_mae": at.get(f"{s}_{h}", v)} for s, v in values.items() for h in horizons]
+    rows = [
+        {"series_id": s, "horizon": h, "rel_mae": at.get(f"{s}_{h}", v)} for s, v in values.items() for h in horizons
+    ]
     return pd.DataFrame(rows)
 
 
@@ -65,7 +66,9 @@ def test_gate_promotes_a_first_model_that_is_not_worse_than_the_random_walk() ->
 
 def test_gate_rejects_a_model_worse_than_the_random_walk_at_any_horizon_and_says_where() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
-    decision = gate_decision(backtest({"SP500": 0.99, "VIXCLS": 0.9}, SP500_20=1.02), None, settings, data_source="fred")
+    decision = gate_decision(
+        backtest({"SP500": 0.99, "VIXCLS": 0.9}, SP500_20=1.02), None, settings, data_source="fred"
+    )
     assert not decision.promoted
     assert "SP500 h=20 1.020" in decision.reason and "VIXCLS h=" not in decision.reason
 
@@ -108,7 +111,9 @@ def test_gate_ignores_a_champion_of_other_series_or_data() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     new = backtest({"SP500": 0.99, "VIXCLS": 0.99})
     assert gate_decision(new, card(["SP500"], rel_mae=0.5), settings, data_source="fred").promoted
-    assert gate_decision(new, card(["SP500", "VIXCLS"], source="demo", rel_mae=0.5), settings, data_source="fred").promoted
+    assert gate_decision(
+        new, card(["SP500", "VIXCLS"], source="demo", rel_mae=0.5), settings, data_source="fred"
+    ).promoted
 
 
 def test_a_stored_model_for_other_series_or_data_is_refused_clearly() -> None:

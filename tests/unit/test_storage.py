@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from tests.unit.test_promotion import card as model_card
 
 TIMEOUT = 5.0
 FILES = {"actuals.csv": b"date,series_id\n", "forecasted_data.csv": b"date\n2026-11-23\n"}
-CREATED = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+CREATED = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
 
 
 def local(tmp_path: Path) -> LocalFileSystem:
@@ -41,9 +41,19 @@ class FailingStorage(LocalFileSystem):
 
 def manifest_for(folder: str) -> RunManifest:
     header = RunHeader(
-        kind="daily", created_utc=CREATED, as_of=date(2026, 11, 23), data_source="demo", demo_data=True,
-        data_start=date(2026, 1, 2), data_through=date(2026, 11, 23), model_version="v1", model_training_run=None,
-        series=("SP500",), code_version="test", flow_run_id=None, run_folder=folder,
+        kind="daily",
+        created_utc=CREATED,
+        as_of=date(2026, 11, 23),
+        data_source="demo",
+        demo_data=True,
+        data_start=date(2026, 1, 2),
+        data_through=date(2026, 11, 23),
+        model_version="v1",
+        model_training_run=None,
+        series=("SP500",),
+        code_version="test",
+        flow_run_id=None,
+        run_folder=folder,
     )
     return RunManifest.for_files(header, FILES, {"actuals.csv": 0, "forecasted_data.csv": 1})
 
@@ -107,7 +117,9 @@ def test_reading_a_missing_path_is_a_clear_not_found(tmp_path: Path) -> None:
 def stored_model(tmp_path: Path) -> LocalFileSystem:
     storage = local(tmp_path)
     files = {"lstm_model.keras": b"PK-model-bytes", "scaler.json": b"{}"}
-    card = model_card(["SP500"]).model_copy(update={"files": {name: sha256_hex(content) for name, content in files.items()}})
+    card = model_card(["SP500"]).model_copy(
+        update={"files": {name: sha256_hex(content) for name, content in files.items()}}
+    )
     card_sha = save_model_version(storage, card, files, timeout=TIMEOUT)
     promote_champion(storage, card, card_sha, promoted_utc=CREATED, timeout=TIMEOUT)
     return storage

@@ -15,7 +15,7 @@ from tests.harness.settings import tiny_settings
 
 
 def weights_equal(a: object, b: object) -> bool:
-    return all(np.array_equal(x, y) for x, y in zip(a.model.get_weights(), b.model.get_weights()))
+    return all(np.array_equal(x, y) for x, y in zip(a.model.get_weights(), b.model.get_weights(), strict=False))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,9 @@ def test_changing_the_test_part_changes_neither_the_scaler_nor_the_model(levels:
     changed = levels.copy()
     rng = np.random.default_rng(3)
     test_rows = changed.index >= test_start
-    changed.loc[test_rows] = changed.loc[test_rows].to_numpy() * rng.uniform(0.5, 2.0, size=(test_rows.sum(), levels.shape[1]))
+    changed.loc[test_rows] = changed.loc[test_rows].to_numpy() * rng.uniform(
+        0.5, 2.0, size=(test_rows.sum(), levels.shape[1])
+    )
     retrained = fit_lstm(changed, tiny_settings())
     assert retrained.split_dates == trained.split_dates
     assert retrained.scaler == trained.scaler  # mean, scale and shrinkage
