@@ -62,9 +62,10 @@ def trained(live_azurite: Azurite, prefect_harness: None, tmp_path_factory: pyte
 def published(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Published:
     """Run the daily flow on the trained store from a fresh empty directory, recording its fetches."""
     import flows.daily_forecast as daily_module
+    import tasks.stages.groups as groups_module  # each model group's daily work fetches there
 
     calls: list[dict[str, Any]] = []
-    real_fetch_all = daily_module.fetch_all
+    real_fetch_all = groups_module.fetch_all
 
     def recording_fetch_all(source: Any, settings: Settings, *, start: date, end: date) -> Any:
         calls.append({"start": start, "end": end})
@@ -72,7 +73,7 @@ def published(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Pub
 
     cwd = tmp_path_factory.mktemp("daily-cwd")
     with contextlib.chdir(cwd), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(daily_module, "fetch_all", recording_fetch_all)
+        patch.setattr(groups_module, "fetch_all", recording_fetch_all)
         state = daily_module.daily_forecast(
             as_of=DAILY_AS_OF, settings=trained.settings, storage_block=trained.store.block, return_state=True
         )
