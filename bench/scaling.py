@@ -13,7 +13,7 @@ invents values for the made-up series ids DEMO01_1, DEMO01_2, ...), each in its 
 2. `one-at-a-time`: the same groups, one `train_model` run per group, one after the other, in one
    process: the plain sequential cost, and the clean time of one group. (Limiting the default
    runner to one thread is no way to get it: a group's task submits its fetch tasks to the same
-   runner, which would then wait for itself.)
+   runner and would wait for the thread it holds itself; read from the code, not tried.)
 3. `dask`: `dask_address` of a real cluster started here with the test harness
    (tests/harness/dask_cluster.py): a `dask scheduler` and two `dask worker`s on 127.0.0.1, one
    thread each, no nanny. Before the run the workers import TensorFlow and Keras (a running
