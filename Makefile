@@ -4,6 +4,8 @@
 #   make lint   ruff, ruff format --check, mypy and the import contracts only
 #   make bench  the benchmark against the seed design (needs a folder of FRED CSVs, see bench/README.md)
 #   make bench-docker  image size and build/run times on a Docker engine (docs/deployment.md)
+#   make bench-scaling  10 model groups trained in one process, then on a 2-worker Dask cluster
+#               (docs/scaling.md; demo data, a few minutes)
 #   make lock   regenerate requirements.lock (tests) and the images' requirements-daily.lock and
 #               requirements-training.lock from pyproject.toml
 
@@ -26,7 +28,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # default to start on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: install demo lint test bench bench-docker lock clean
+.PHONY: install demo lint test bench bench-docker bench-scaling lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
@@ -63,6 +65,9 @@ bench: install
 
 bench-docker: install
 	$(BIN)/python -m bench.docker
+
+bench-scaling: install
+	$(BIN)/python -m bench.scaling
 
 # Marker-aware locks valid on every Python 3.11.x (e.g. async-timeout only below 3.11.3). Versions
 # already in a lock are kept unless pyproject.toml needs others; to move one on purpose add

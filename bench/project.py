@@ -158,7 +158,7 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_task_runs(flow_run_id: Any, *, wait_seconds: float = TASK_RUNS_WAIT_SECONDS) -> list[dict[str, Any]]:
-    """Task runs of a flow run from the Prefect API: name, seconds and state, in start order.
+    """Task runs of a flow run from the Prefect API: name, seconds, state, start and end (epoch seconds), in start order.
 
     Task run states reach the API as events, a moment after the flow returns: poll until every
     task run has ended and their number is stable, or `wait_seconds` have passed.
@@ -181,7 +181,15 @@ def read_task_runs(flow_run_id: Any, *, wait_seconds: float = TASK_RUNS_WAIT_SEC
     for run in sorted(runs, key=lambda r: (r.start_time is None, r.start_time or 0)):
         seconds = (run.end_time - run.start_time).total_seconds() if run.start_time and run.end_time else math.nan
         # Prefect names task runs "<task name>-<3 hex>": the name is what identifies the stage.
-        rows.append({"name": re.sub(r"-[0-9a-f]{3}$", "", run.name), "seconds": seconds, "state": run.state_name})
+        rows.append(
+            {
+                "name": re.sub(r"-[0-9a-f]{3}$", "", run.name),
+                "seconds": seconds,
+                "state": run.state_name,
+                "start": run.start_time.timestamp() if run.start_time else math.nan,
+                "end": run.end_time.timestamp() if run.end_time else math.nan,
+            }
+        )
     return rows
 
 

@@ -277,11 +277,11 @@ def summary_line(targets: Sequence[Mapping[str, Any]]) -> str:
     return f"Targets met: {passed} of {len(targets)}." + (f" Missed: {'; '.join(missed)}." if missed else "")
 
 
-def write_report(report: Mapping[str, Any], out: Path) -> Path:
-    """Write the report as JSON to out/bench-<UTC time>.json and return the path."""
+def write_report(report: Mapping[str, Any], out: Path, *, prefix: str = "bench") -> Path:
+    """Write the report as JSON to out/<prefix>-<UTC time>.json and return the path."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = report["created_utc"].replace("-", "").replace(":", "").replace("T", "_").rstrip("Z")
-    path = out / f"bench-{stamp}.json"
+    path = out / f"{prefix}-{stamp}.json"
     path.write_text(to_json(report) + "\n")
     return path
 

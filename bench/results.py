@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 # Columns holding counts: whole numbers in the JSON (or null), never floats.
@@ -22,6 +23,17 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def peak_rss_of_pid(pid: int) -> float:
+    """Peak resident set size of another running process, in MB: the kernel's VmHWM (Linux
+    /proc/<pid>/status), read while the process still runs. NaN where it cannot be read."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        (line,) = (line for line in status.splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return math.nan
 
 
 def process_age_seconds() -> float:

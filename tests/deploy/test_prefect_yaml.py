@@ -128,6 +128,28 @@ def test_schedule_and_concurrency(name: str, cron: str) -> None:
     assert config["description"] and config["tags"][0] == "market-forecast"
 
 
+@pytest.mark.parametrize("name", [*DOCKER_DEPLOYMENTS, *PROCESS_DEPLOYMENTS])
+def test_only_the_training_deployments_carry_an_empty_dask_address(name: str) -> None:
+    from tasks.stages.groups import DASK_ADDRESS_VARIABLE
+
+    config = deployment_configs()[name]
+    env = config["work_pool"]["job_variables"]["env"]
+    if config["entrypoint"] == ENTRYPOINT_FLOWS["train-model"]:
+        assert env[DASK_ADDRESS_VARIABLE] == "" and config["parameters"]["dask_address"] is None
+    else:
+        assert DASK_ADDRESS_VARIABLE not in env and "dask_address" not in config["parameters"]
+
+
+def test_training_deployments_keep_the_pools_other_job_variables() -> None:
+    configs = deployment_configs()
+    for daily, train in (("daily-forecast-docker", "train-model-docker"), ("daily-forecast-process", "train-model-process")):
+        daily_vars, train_vars = configs[daily]["work_pool"], configs[train]["work_pool"]
+        assert train_vars["name"] == daily_vars["name"]
+        train_jobs = dict(train_vars["job_variables"], env=dict(train_vars["job_variables"]["env"]))
+        train_jobs["env"].pop("MARKET_FORECAST_DASK_ADDRESS")
+        assert train_jobs == daily_vars["job_variables"]
+
+
 def test_daily_schedule_fires_at_0930_new_york_on_weekdays_across_dst() -> None:
     from prefect.server.schemas.schedules import CronSchedule
 
