@@ -49,7 +49,7 @@ $(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
 	cd tests/azurite && npm ci --no-audit --no-fund --silent
 
 # Lint and type gate: ruff (rules and formatting), mypy (strict on tasks/core), import-linter (layers).
-LINTED := flows tasks blocks tests
+LINTED := flows tasks blocks tests bench
 
 lint: install
 	$(BIN)/ruff check $(LINTED)

@@ -89,7 +89,8 @@ def check_series(available: Sequence[str], wanted: Sequence[str], folder: Path) 
     missing = [s for s in wanted if s not in available]
     if missing:
         raise BenchError(
-            f"data folder {folder} lacks series {', '.join(missing)}; it holds {', '.join(sorted(available)) or 'none'}. "
+            f"data folder {folder} lacks series {', '.join(missing)}; it holds "
+            f"{', '.join(sorted(available)) or 'none'}. "
             "Add their FRED CSVs (observation_date,<SERIES_ID>) or choose others with --series."
         )
 

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,9 @@ def _git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _build(workdir: Path, image: str, tag: str, base: str, log: Path, *, target: str, nocache: bool) -> tuple[float, str]:
+def _build(
+    workdir: Path, image: str, tag: str, base: str, log: Path, *, target: str, nocache: bool
+) -> tuple[float, str]:
     """prefect.yaml's build step (prefect-docker's build_docker_image) of `target` in `workdir`; seconds, output."""
     from prefect_docker.deployments.steps import build_docker_image
 
@@ -115,19 +117,42 @@ def _daily_in_container(engine: Any, clone: Path, base: str, work: Path) -> dict
     server.start()
     try:
         server.create_work_pool(DOCKER_POOL, type="docker")
-        env = server.env(MARKET_FORECAST_IMAGE=f"{engine.registry}/{IMAGE_REPOSITORY}", MARKET_FORECAST_BASE_IMAGE=base, **engine.env())
+        env = server.env(
+            MARKET_FORECAST_IMAGE=f"{engine.registry}/{IMAGE_REPOSITORY}",
+            MARKET_FORECAST_BASE_IMAGE=base,
+            **engine.env(),
+        )
         with open(work / "deploy.log", "w") as log:
             subprocess.run(
-                [server.prefect_executable, "--no-prompt", "deploy", "--name", "daily-forecast-docker", "--name", "train-model-docker"],
+                [
+                    server.prefect_executable, "--no-prompt", "deploy",
+                    "--name", "daily-forecast-docker", "--name", "train-model-docker",
+                ],
                 cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=1800,
             )  # fmt: skip
         server.start_worker(DOCKER_POOL, cwd=work, extra_env=engine.env(), ready_timeout=90)
-        job = ["--job-variable", f'volumes=["{VOLUME}:/opt/market-forecast/data"]', "--job-variable", "network_mode=\"host\""]
+        job = [
+            "--job-variable",
+            f'volumes=["{VOLUME}:/opt/market-forecast/data"]',
+            "--job-variable",
+            'network_mode="host"',
+        ]
         common = ["-p", "storage_block=null", "-p", "fred_block=null", "-p", f"as_of={AS_OF}", *job, "--watch"]
-        train = server.cli("deployment", "run", "train-model/train-model-docker", "-p", f"settings={json.dumps(TRAIN_SETTINGS)}", *common, timeout=900, check=False)
+        train = server.cli(
+            "deployment",
+            "run",
+            "train-model/train-model-docker",
+            "-p",
+            f"settings={json.dumps(TRAIN_SETTINGS)}",
+            *common,
+            timeout=900,
+            check=False,
+        )
         if train.returncode != 0:
             raise RuntimeError(f"training run failed:\n{train.stdout[-3000:]}\n{train.stderr[-3000:]}")
-        daily = server.cli("deployment", "run", "daily-forecast/daily-forecast-docker", *common, timeout=900, check=False)
+        daily = server.cli(
+            "deployment", "run", "daily-forecast/daily-forecast-docker", *common, timeout=900, check=False
+        )
         found = re.search(r"UUID:\s*([0-9a-f-]{36})", daily.stdout)
         if daily.returncode != 0 or not found:
             raise RuntimeError(f"daily run failed:\n{daily.stdout[-3000:]}\n{daily.stderr[-3000:]}")
@@ -153,7 +178,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     """Measure; returns the result written to `out_dir`."""
     from tests.harness.docker_engine import DockerEngine, ensure_base_image
 
-    began = datetime.now(timezone.utc)
+    began = datetime.now(UTC)
     with DockerEngine() as engine, tempfile.TemporaryDirectory(prefix="bench-docker-") as tmp:
         os.environ.update(engine.env())  # prefect-docker's build step reads DOCKER_HOST
         work = Path(tmp)
@@ -171,9 +196,21 @@ def run(out_dir: Path) -> dict[str, Any]:
 
         with open(clone / "tasks" / "core" / "settings.py", "a") as code:
             code.write("\n# bench.docker: a code-only change\n")
-        _git("-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "-am", "code-only change", cwd=clone)
+        _git(
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@localhost",
+            "commit",
+            "-q",
+            "-am",
+            "code-only change",
+            cwd=clone,
+        )
         changed = _git("rev-parse", "--short=12", "HEAD", cwd=clone)
-        rebuild_seconds, output = _build(clone, image, f"{changed}-training", base, log, target="training", nocache=False)
+        rebuild_seconds, output = _build(
+            clone, image, f"{changed}-training", base, log, target="training", nocache=False
+        )
 
         ratio = sizes["daily"] / sizes["training"]
         figures = {

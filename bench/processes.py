@@ -71,7 +71,9 @@ class Child(ManagedProcess):
     runs_to_completion = True
     stop_grace = STOP_GRACE_SECONDS
 
-    def __init__(self, role: str, spec_path: Path, result_path: Path, *, log_path: Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, role: str, spec_path: Path, result_path: Path, *, log_path: Path, env: Mapping[str, str]
+    ) -> None:
         super().__init__(log_path, cwd=REPO_ROOT)
         self.name = f"the {role} child"
         self.role, self.spec_path, self.result_path, self._env = role, spec_path, result_path, dict(env)
@@ -160,7 +162,8 @@ def finish_child(child: Child, *, timeout: float) -> dict[str, Any]:
         child.stop()  # and anything it left behind
     if code != 0:
         raise BenchError(
-            f"the {child.role} child failed (exit code {code}); end of its log ({child.log_path}):\n{child.log_tail(40)}"
+            f"the {child.role} child failed (exit code {code}); end of its log "
+            f"({child.log_path}):\n{child.log_tail(40)}"
         )
     result: dict[str, Any] = json.loads(child.result_path.read_text())
     return result

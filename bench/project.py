@@ -108,7 +108,8 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
     if promoted_by_bench:
         promote_for_daily_run(storage, summary["model_version"], settings)
         notes.append(
-            f"the champion gate kept the model out ({summary.get('reason')}); the benchmark promoted it to time the daily flow"
+            f"the champion gate kept the model out ({summary.get('reason')}); the benchmark promoted it to time "
+            "the daily flow"
         )
     champion = load_champion(storage, settings, data_source="fred")
     first_ms, warm_ms, path = time_forecast(champion.ensemble, levels, horizon=spec["forecast_sessions"])
@@ -158,7 +159,9 @@ def measure_project(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_task_runs(flow_run_id: Any, *, wait_seconds: float = TASK_RUNS_WAIT_SECONDS) -> list[dict[str, Any]]:
-    """Task runs of a flow run from the Prefect API: name, seconds, state, start and end (epoch seconds), in start order.
+    """Task runs of a flow run from the Prefect API, in start order.
+
+    Each: name, seconds, state, start and end (epoch seconds).
 
     Task run states reach the API as events, a moment after the flow returns: poll until every
     task run has ended and their number is stable, or `wait_seconds` have passed.
@@ -228,13 +231,13 @@ def promote_for_daily_run(storage: Any, version: str, settings: Any) -> None:
     reason = "benchmark: promoted by bench.run to time the daily flow (the champion gate kept it out)"
     card = card.model_copy(update={"champion_gate": GateDecision(promoted=True, reason=reason)})
     card_sha = save_model_version(storage, card, files, timeout=timeout)
-    promote_champion(
-        storage, card, card_sha, promoted_utc=datetime.now(UTC).replace(microsecond=0), timeout=timeout
-    )
+    promote_champion(storage, card, card_sha, promoted_utc=datetime.now(UTC).replace(microsecond=0), timeout=timeout)
 
 
 def time_forecast(ensemble: Any, levels: Any, *, horizon: int) -> tuple[float, list[float], Any]:
-    """Time `forecast_levels` (the ensemble: every member, the LSTM by NumPy) for `horizon` sessions from the end of `levels`.
+    """Time `forecast_levels` for `horizon` sessions from the end of `levels`.
+
+    The ensemble forecasts: every member, the LSTM by NumPy.
 
     Returns:
         The first call's milliseconds, the warm calls' milliseconds, and the forecast path

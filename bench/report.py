@@ -18,8 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.processes import REPO_ROOT
 from bench.daily import HEAVY_LIBRARIES
+from bench.processes import REPO_ROOT
 from bench.results import number, to_json
 from bench.targets import (
     COVERAGE_TOLERANCE,
@@ -135,17 +135,23 @@ def format_report(report: Mapping[str, Any]) -> str:
     targets = {t["id"]: t for t in report["targets"]}
     settings = config["settings"]
     lines = [
-        "Benchmark: project pipeline vs seed design and classical peers (issues 6, 11, 12), same data, same process tree",
+        "Benchmark: project pipeline vs seed design and classical peers (issues 6, 11, 12), same data, same "
+        "process tree",
         f"data      {config['data_folder']}: {', '.join(settings['series'])}",
-        f"          history from {settings['history_start']} to as_of {config['as_of']} ({config['sessions']} aligned sessions), "
-        f"last {settings['test_fraction']:.0%} test, {settings['epochs']} epochs, {config['forecast_sessions']}-session forecast",
-        f"machine   {machine['cpu_count']} CPUs (load {machine.get('load_before', 'n/a')} before, {machine.get('load_after', 'n/a')} after), "
-        f"Python {machine['python']}, TensorFlow {machine.get('tensorflow') or 'n/a'}, code HEAD {machine.get('git_commit') or 'n/a'}, "
+        f"          history from {settings['history_start']} to as_of {config['as_of']} ({config['sessions']} "
+        "aligned sessions), "
+        f"last {settings['test_fraction']:.0%} test, {settings['epochs']} epochs, "
+        f"{config['forecast_sessions']}-session forecast",
+        f"machine   {machine['cpu_count']} CPUs (load {machine.get('load_before', 'n/a')} before, "
+        f"{machine.get('load_after', 'n/a')} after), "
+        f"Python {machine['python']}, TensorFlow {machine.get('tensorflow') or 'n/a'}, code HEAD "
+        f"{machine.get('git_commit') or 'n/a'}, "
         f"sources sha256 {machine.get('code_sha256') or 'n/a'}",
     ]
     if config.get("parallel_children"):
         lines.append(
-            "NOTE      --parallel: both children ran at once and competed for the CPUs; timings and ratios are NOT comparable"
+            "NOTE      --parallel: both children ran at once and competed for the CPUs; timings and ratios are "
+            "NOT comparable"
         )
     if config.get("non_default_settings"):
         lines.append(f"NOTE      non-default settings, targets are for the defaults: {config['non_default_settings']}")
@@ -166,10 +172,14 @@ def format_report(report: Mapping[str, Any]) -> str:
             )
         )
     lines.append(
-        f"(info) project: imports {_fmt(project.get('import_seconds'), 1)} s, training flow {_fmt(project.get('train_flow_seconds'), 1)} s "
-        f"(Prefect server ready in {_fmt(config.get('prefect_server_start_seconds'), 1)} s, before the children), warm forecast min {_fmt(project.get('forecast_ms_warm_min'), 1)} ms of "
-        f"{len(project.get('forecast_ms_warm_calls') or [])} calls, RSS after imports {_fmt(project.get('rss_after_imports_mb'), 0)} MB;\n       "
-        f"seed: imports {_fmt(seed.get('import_seconds'), 1)} s, RSS after imports {_fmt(seed.get('rss_after_imports_mb'), 0)} MB"
+        f"(info) project: imports {_fmt(project.get('import_seconds'), 1)} s, training flow "
+        f"{_fmt(project.get('train_flow_seconds'), 1)} s "
+        f"(Prefect server ready in {_fmt(config.get('prefect_server_start_seconds'), 1)} s, before the children), "
+        f"warm forecast min {_fmt(project.get('forecast_ms_warm_min'), 1)} ms of "
+        f"{len(project.get('forecast_ms_warm_calls') or [])} calls, RSS after imports "
+        f"{_fmt(project.get('rss_after_imports_mb'), 0)} MB;\n       "
+        f"seed: imports {_fmt(seed.get('import_seconds'), 1)} s, RSS after imports "
+        f"{_fmt(seed.get('rss_after_imports_mb'), 0)} MB"
     )
     phases = []
     for label, child in (("project", project), ("seed", seed)):
@@ -182,7 +192,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     if phases:
         lines.append("(info) peak RSS MB after each phase: " + "; ".join(phases))
     alone = [
-        f"{role}: {', '.join(report[role].get('heavy_libraries_loaded') or []) or 'none of ' + ', '.join(HEAVY_LIBRARIES)}"
+        f"{role}: "
+        f"{', '.join(report[role].get('heavy_libraries_loaded') or []) or 'none of ' + ', '.join(HEAVY_LIBRARIES)}"
         for role in ("project-daily", "seed-daily")
         if role in report
     ]
@@ -192,14 +203,36 @@ def format_report(report: Mapping[str, Any]) -> str:
     peers_info = report.get("peers") or {}
     lines += [
         "",
-        "rel_mae on the walk-forward backtest (MAE / random-walk MAE on the same targets; < 1 beats 'tomorrow equals today').",
-        f"Peers fitted on the training part, forecasting from the project's test origins (statsforecast {peers_info.get('statsforecast') or 'n/a'}); "
-        f"dm p = the project's Diebold-Mariano p-value against the random walk; targets: <= {REL_MAE_MAX:.2f}, <= best peer"
-        + (f", {VIX_SERIES} <= {VIX_REL_MAE_MAX:.2f} at {', '.join(map(str, VIX_HORIZONS))}" if VIX_SERIES in settings["series"] else ""),
+        "rel_mae on the walk-forward backtest (MAE / random-walk MAE on the same targets; < 1 beats 'tomorrow "
+        "equals today').",
+        "Peers fitted on the training part, forecasting from the project's test origins (statsforecast "
+        f"{peers_info.get('statsforecast') or 'n/a'}); "
+        f"dm p = the project's Diebold-Mariano p-value against the random walk; targets: <= {REL_MAE_MAX:.2f}, <= "
+        "best peer"
+        + (
+            f", {VIX_SERIES} <= {VIX_REL_MAE_MAX:.2f} at {', '.join(map(str, VIX_HORIZONS))}"
+            if VIX_SERIES in settings["series"]
+            else ""
+        ),
     ]
     row = "{:<18} {:>3} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>13} {:>6} {:>5}  {:<5} {:<5} {}"
     lines.append(
-        row.format("series", "h", "project", "seed", "drift", "AR(1)", "ETS", "ARIMA", "best peer", "dm p", "n", "<=1", "peers", "VIX")
+        row.format(
+            "series",
+            "h",
+            "project",
+            "seed",
+            "drift",
+            "AR(1)",
+            "ETS",
+            "ARIMA",
+            "best peer",
+            "dm p",
+            "n",
+            "<=1",
+            "peers",
+            "VIX",
+        )
     )
     for item in report["rel_mae"]:
         sid, h = item["series_id"], item["horizon"]
@@ -222,7 +255,8 @@ def format_report(report: Mapping[str, Any]) -> str:
 
     lines += [
         "",
-        f"Interval coverage of the project's backtest (nominal 80% / 95%, target within {COVERAGE_TOLERANCE * 100:.0f} points)",
+        "Interval coverage of the project's backtest (nominal 80% / 95%, target within "
+        f"{COVERAGE_TOLERANCE * 100:.0f} points)",
     ]
     row = "{:<20} {:>3} {:>8} {:>8} {:>6}  {:<6} {:>11}"
     lines.append(row.format("series", "h", "cov 80", "cov 95", "n", "result", "rel pinball"))
@@ -245,7 +279,9 @@ def format_report(report: Mapping[str, Any]) -> str:
     if pinball:
         lines.append(
             "Pinball loss, mean over series of model / random walk with empirical bands (target <= 1.00): "
-            + ", ".join(f"h={t['id'].removeprefix('pinball_h')} {_fmt(t['measured'], 3)} {t['result']}" for t in pinball)
+            + ", ".join(
+                f"h={t['id'].removeprefix('pinball_h')} {_fmt(t['measured'], 3)} {t['result']}" for t in pinball
+            )
         )
 
     stages = project.get("stages") or {}

@@ -78,7 +78,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             levels_csv = workdir / "levels.csv"
             write_levels_csv(levels, levels_csv)
             _say(
-                f"aligned {levels.shape[1]} series on {len(levels)} sessions {levels.index[0].date()} .. {levels.index[-1].date()}"
+                f"aligned {levels.shape[1]} series on {len(levels)} sessions {levels.index[0].date()} .. "
+                f"{levels.index[-1].date()}"
             )
             spec = {
                 "settings": settings.model_dump(mode="json"),
@@ -91,7 +92,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             }
             with prefect_server(workdir, timeout=min(args.timeout, PREFECT_SERVER_TIMEOUT_SECONDS)) as prefect:
                 _say(
-                    f"Prefect server for the project's flows ready at {prefect.api_url} in {prefect.start_seconds:.0f} s"
+                    f"Prefect server for the project's flows ready at {prefect.api_url} in "
+                    f"{prefect.start_seconds:.0f} s"
                 )
                 results = run_children(
                     MEASUREMENTS,
@@ -146,7 +148,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options of the benchmark."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
-        description="Benchmark the project's pipeline against the seed design on a folder of FRED CSVs (see bench/README.md).",
+        description=(
+            "Benchmark the project's pipeline against the seed design on a folder of FRED CSVs (see bench/README.md)."
+        ),
     )
     parser.add_argument(
         "--data", required=True, type=Path, help="folder of FRED download CSVs, e.g. ../shared/data/fred"
@@ -191,7 +195,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--parallel",
         action="store_true",
-        help="run both children at once: faster, but they compete for the CPUs, so timings and ratios are not comparable (smoke tests only)",
+        help=(
+            "run both children at once: faster, but they compete for the CPUs, so timings and ratios are not "
+            "comparable (smoke tests only)"
+        ),
     )
     parser.add_argument(
         "--keep-work", action="store_true", help="keep the temporary work folder (child logs, outputs) for inspection"

@@ -79,6 +79,8 @@ def measure_seed(spec: Mapping[str, Any]) -> dict[str, Any]:
         },
         "epochs_run": len(result.history),
         "backtest": records(backtest, ["series_id", "horizon", "n", "mae", "naive_mae", "rel_mae"]),
-        "one_step_test": records(result.metrics.reset_index(), ["series_id", "mse", "mae", "r2", "naive_mae", "rel_mae"]),
+        "one_step_test": records(
+            result.metrics.reset_index(), ["series_id", "mse", "mae", "r2", "naive_mae", "rel_mae"]
+        ),
         "forecast_finite": bool(np.isfinite(result.forecast.to_numpy()).all()),
     }

@@ -230,7 +230,8 @@ def evaluate_targets(
         targets.append(
             _target(
                 f"pinball_h{h}",
-                f"pinball loss at {h} sessions (mean over series of model / random walk with empirical bands) <= {REL_PINBALL_MAX:.2f}",
+                f"pinball loss at {h} sessions (mean over series of model / random walk with empirical bands) <= "
+                f"{REL_PINBALL_MAX:.2f}",
                 mean,
                 REL_PINBALL_MAX,
                 mean <= REL_PINBALL_MAX,
@@ -244,7 +245,8 @@ def evaluate_targets(
                 targets.append(
                     _target(
                         f"{column}:{sid}:h{h}",
-                        f"{sid} {int(nominal * 100)}% interval coverage at {h} sessions within {COVERAGE_TOLERANCE * 100:.0f} points",
+                        f"{sid} {int(nominal * 100)}% interval coverage at {h} sessions within "
+                        f"{COVERAGE_TOLERANCE * 100:.0f} points",
                         cover,
                         nominal,
                         abs(cover - nominal) <= COVERAGE_TOLERANCE + 1e-12,

@@ -142,7 +142,10 @@ def test_only_the_training_deployments_carry_an_empty_dask_address(name: str) ->
 
 def test_training_deployments_keep_the_pools_other_job_variables() -> None:
     configs = deployment_configs()
-    for daily, train in (("daily-forecast-docker", "train-model-docker"), ("daily-forecast-process", "train-model-process")):
+    for daily, train in (
+        ("daily-forecast-docker", "train-model-docker"),
+        ("daily-forecast-process", "train-model-process"),
+    ):
         daily_vars, train_vars = configs[daily]["work_pool"], configs[train]["work_pool"]
         assert train_vars["name"] == daily_vars["name"]
         train_jobs = dict(train_vars["job_variables"], env=dict(train_vars["job_variables"]["env"]))

@@ -91,7 +91,12 @@ def test_deploy_registers_daily_parameters_and_schema(process_deployments: dict[
 
 def test_deploy_registers_training_parameters(process_deployments: dict[str, Any]) -> None:
     deployment = process_deployments["train-model-process"]
-    assert deployment.parameters == {"output_dir": "data", "storage_block": None, "fred_block": None, "dask_address": None}
+    assert deployment.parameters == {
+        "output_dir": "data",
+        "storage_block": None,
+        "fred_block": None,
+        "dask_address": None,
+    }
     # The Dask scheduler of the model groups, settable per run or in prefect.yaml: empty = the worker's process.
     assert deployment.job_variables["env"]["MARKET_FORECAST_DASK_ADDRESS"] == ""
     assert "lookback_sessions" not in deployment.parameter_openapi_schema["properties"]
