@@ -194,3 +194,19 @@ def test_a_saved_block_wins_and_a_missing_one_is_an_error(
     assert source.origin == "block 'fred-test'"
     with pytest.raises(FredConfigurationError, match="No FredCredentials block named 'missing'"):
         load_source("missing")
+
+
+def test_the_clients_date_parser_gives_what_fredapis_own_gives() -> None:
+    from fredapi import Fred
+
+    from tasks.adapters.fred import _FredClient
+
+    for text in ("2025-05-23", "1999-12-31", "2024-02-29"):
+        assert _FredClient._parse(None, text) == Fred._parse(None, text)  # type: ignore[arg-type]
+    for bad in ("2025-02-30", "23/05/2025"):
+        with pytest.raises(ValueError):
+            Fred._parse(None, bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            _FredClient._parse(None, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):  # fredapi's would give NaT: an observation without a date is refused
+        _FredClient._parse(None, "")  # type: ignore[arg-type]
