@@ -326,12 +326,13 @@ def forecast_group(
     raw = fetch_all(source, settings, start=start, end=as_of)
     aligned = align_sessions_task(raw, start=start, as_of=as_of, settings=settings)
     first_date = aligned.lookback_start(lookback_sessions)
+    ensemble = champion.ensemble  # built from the card once, for the predictions and the forecast
     predictions = predict_history_task(
-        champion.ensemble, aligned.levels, settings, split_dates=champion.split_dates, first_date=first_date
+        ensemble, aligned.levels, settings, split_dates=champion.split_dates, first_date=first_date
     )
     metrics = score_predictions_task(predictions, mase_scale=champion.card.mase_scale)
     forecast = forecast_sessions_task(
-        champion.ensemble, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
+        ensemble, aligned.levels, settings, z_quantiles=champion.card.interval_quantiles()
     )
     tables = build_outputs_task(
         aligned,
