@@ -32,6 +32,9 @@ CHART_FORMATS: Final[tuple[ChartFormat, ...]] = ("png", "svg")
 
 DPI: Final = 100
 FAN_SIZE_INCHES: Final = (9.0, 4.5)  # 900 x 450 pixels
+# The fan chart is one axes with a known set of labels: fixed margins (in figure fractions) leave
+# 0.8 inch for the value labels (7 digits at 10 points) and room for the title and the date axis.
+FAN_MARGINS: Final = {"left": 0.09, "right": 0.98, "bottom": 0.1, "top": 0.91}
 SKILL_PANEL_INCHES: Final = (3.2, 2.6)  # one panel; two panels (error, coverage) per series
 SKILL_COLUMNS: Final = 4  # series side by side before the grid wraps
 
@@ -57,21 +60,39 @@ def skill_chart_name(fmt: ChartFormat = "png") -> str:
     return f"{SKILL_CHART}.{fmt}"
 
 
-def _figure(width: float, height: float) -> Figure:
+def _figure(width: float, height: float, *, margins: dict[str, float] | None = None) -> Figure:
+    """A figure with fixed `margins` (subplot parameters), or laid out by matplotlib's constrained layout.
+
+    Fixed margins cost nothing; the constrained layout measures every text element first, which
+    costs about as much as drawing the figure: it is kept for the charts whose content varies.
+    """
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    if margins is None:
+        return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    figure.subplots_adjust(**margins)
+    return figure
 
 
-def _to_bytes(figure: Figure, fmt: ChartFormat) -> bytes:
+def _render(figure: Figure, formats: Iterable[ChartFormat]) -> dict[ChartFormat, bytes]:
+    """The figure's image file in each format (PNG as a palette PNG), drawn once per format.
+
+    The constrained layout is computed on the first drawing and then frozen: laying the figure out
+    again for each format would cost as much as the drawing itself.
+    """
     import matplotlib as mpl
 
-    buffer = io.BytesIO()
+    images: dict[ChartFormat, bytes] = {}
     # A constant salt: SVG element ids would otherwise be random, and the bytes differ per call.
     with mpl.rc_context({"svg.hashsalt": "market-forecast", "svg.fonttype": "path"}):
-        metadata = {"Date": None} if fmt == "svg" else {}
-        figure.savefig(buffer, format=fmt, dpi=DPI, metadata=metadata, facecolor="white")
-    return buffer.getvalue() if fmt == "svg" else _palette_png(buffer.getvalue())
+        for fmt in formats:
+            buffer = io.BytesIO()
+            metadata = {"Date": None} if fmt == "svg" else {}
+            figure.savefig(buffer, format=fmt, dpi=DPI, metadata=metadata, facecolor="white")
+            figure.set_layout_engine("none")
+            images[fmt] = buffer.getvalue() if fmt == "svg" else _palette_png(buffer.getvalue())
+    return images
 
 
 def _palette_png(rgba_png: bytes) -> bytes:
@@ -148,6 +169,21 @@ def fan_chart(
     Raises:
         ValueError: the tables hold no actuals or no forecast of `series_id`.
     """
+    figure = _fan_figure(
+        actuals, forecast, series_id=series_id, as_of=as_of, demo=demo, history_sessions=history_sessions
+    )
+    return _render(figure, (fmt,))[fmt]
+
+
+def _fan_figure(
+    actuals: pd.DataFrame,
+    forecast: pd.DataFrame,
+    *,
+    series_id: str,
+    as_of: date,
+    demo: bool,
+    history_sessions: int,
+) -> Figure:
     history = actuals.loc[actuals["series_id"] == series_id, ["date", "value"]].tail(history_sessions)
     ahead = forecast.loc[forecast["series_id"] == series_id]
     if history.empty or ahead.empty:
@@ -160,7 +196,7 @@ def fan_chart(
 
     dates = _date_numbers(pd.DatetimeIndex([last_date, *pd.to_datetime(ahead["date"])]))
     as_of_x = float(_date_numbers(pd.DatetimeIndex([pd.Timestamp(as_of)]))[0])
-    figure = _figure(*FAN_SIZE_INCHES)
+    figure = _figure(*FAN_SIZE_INCHES, margins=FAN_MARGINS)
     ax = figure.add_subplot()
     ax.fill_between(dates, from_last("lower_95"), from_last("upper_95"), color=FORECAST_COLOR, alpha=0.15, lw=0)
     ax.fill_between(dates, from_last("lower_80"), from_last("upper_80"), color=FORECAST_COLOR, alpha=0.3, lw=0)
@@ -196,7 +232,7 @@ def fan_chart(
     ax.set_title(f"{title} (demo data, not the market)" if demo else title, fontsize=12, loc="left")
     if demo:
         _watermark(figure)
-    return _to_bytes(figure, fmt)
+    return figure
 
 
 def _skill_axes(ax: Axes, rows: pd.DataFrame, series_id: str) -> None:
@@ -241,6 +277,11 @@ def skill_chart(backtest: pd.DataFrame, *, demo: bool, fmt: ChartFormat = "png")
     Raises:
         ValueError: the table is empty.
     """
+    figure = _skill_figure(backtest, demo=demo)
+    return _render(figure, (fmt,))[fmt]
+
+
+def _skill_figure(backtest: pd.DataFrame, *, demo: bool) -> Figure:
     if backtest.empty:
         raise ValueError("no backtest rows to draw")
     series = list(dict.fromkeys(backtest["series_id"]))
@@ -271,7 +312,7 @@ def skill_chart(backtest: pd.DataFrame, *, demo: bool, fmt: ChartFormat = "png")
     figure.suptitle(textwrap.fill(title, int(12 * (width * columns + 0.4))), fontsize=10)
     if demo:
         _watermark(figure)
-    return _to_bytes(figure, fmt)
+    return figure
 
 
 def render_charts(
@@ -298,18 +339,13 @@ def render_charts(
     actuals, forecast = tables["actuals.csv"], tables["forecasted_data.csv"]
     charts: dict[str, bytes] = {}
     for series_id in dict.fromkeys(forecast["series_id"]):
-        for fmt in chosen:
-            charts[fan_chart_name(series_id, fmt)] = fan_chart(
-                actuals,
-                forecast,
-                series_id=series_id,
-                as_of=as_of,
-                demo=demo,
-                history_sessions=history_sessions,
-                fmt=fmt,
-            )
+        figure = _fan_figure(
+            actuals, forecast, series_id=series_id, as_of=as_of, demo=demo, history_sessions=history_sessions
+        )
+        for fmt, image in _render(figure, chosen).items():
+            charts[fan_chart_name(series_id, fmt)] = image
     backtest = tables.get("backtest_metrics.csv")
     if backtest is not None and not backtest.empty:
-        for fmt in chosen:
-            charts[skill_chart_name(fmt)] = skill_chart(backtest, demo=demo, fmt=fmt)
+        for fmt, image in _render(_skill_figure(backtest, demo=demo), chosen).items():
+            charts[skill_chart_name(fmt)] = image
     return charts
