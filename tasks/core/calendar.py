@@ -15,14 +15,18 @@ import exchange_calendars as xcals
 import pandas as pd
 
 CALENDAR = "XNYS"
-# Calendar bounds are rounded to whole years so that nearby calls share one cached calendar.
 _EARLIEST = date(1990, 1, 1)
+# Building a calendar costs about 0.1 s whatever its span, and a daily run asks for several ranges
+# (the market day, the fetch window, the sessions to align, the forecast's dates): one calendar
+# from a fixed first year, its last year rounded up to a multiple of END_YEAR_STEP, serves them all.
+_FIRST_YEAR = _EARLIEST.year - 1
+END_YEAR_STEP = 5
 
 
 @lru_cache(maxsize=8)
-def _calendar(first_year: int, last_year: int) -> xcals.ExchangeCalendar:
+def _calendar(last_year: int) -> xcals.ExchangeCalendar:
     return xcals.get_calendar(
-        CALENDAR, start=date(first_year, 1, 1).isoformat(), end=date(last_year, 12, 31).isoformat()
+        CALENDAR, start=date(_FIRST_YEAR, 1, 1).isoformat(), end=date(last_year, 12, 31).isoformat()
     )
 
 
@@ -30,15 +34,15 @@ def nyse_calendar(start: date, end: date) -> xcals.ExchangeCalendar:
     """The XNYS calendar covering at least `start` .. `end` (whole years, cached).
 
     Args:
-        start: First date the caller needs.
+        start: First date the caller needs (the calendar starts in 1989 whatever it is).
         end: Last date the caller needs (forecasts need dates after as_of).
 
     Returns:
-        An exchange_calendars calendar pinned to whole years around the range.
+        An exchange_calendars calendar from 1989 to a year-end at least a year after `end`.
     """
-    start = max(start, _EARLIEST)
-    # A year of margin on each side: bounds that are holidays (1 January) stay inside the calendar.
-    return _calendar(start.year - 1, end.year + 1)
+    del start  # every calendar starts in _FIRST_YEAR
+    # A year of margin after `end`: a bound that is a holiday (31 December) stays inside the calendar.
+    return _calendar(-(-(end.year + 1) // END_YEAR_STEP) * END_YEAR_STEP)
 
 
 def _to_date(value: date | pd.Timestamp) -> date:
