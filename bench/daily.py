@@ -73,21 +73,15 @@ def measure_seed_daily(spec: Mapping[str, Any]) -> dict[str, Any]:
     import fredapi  # noqa: F401
     import keras  # noqa: F401
 
-    from bench.seed_design import SEED_MODEL_FILE, SEED_SCALER_FILE, run_seed_daily
+    from bench.seed import seed_daily
+    from bench.seed_design import SEED_MODEL_FILE, SEED_SCALER_FILE
 
     import_seconds = time.perf_counter() - started
     rss_after_imports = peak_rss_mb()
-    settings = spec["settings"]
     model_dir = Path(spec["children_root"]) / "seed" / "seed-model"
     t0 = time.perf_counter()
-    daily = run_seed_daily(
-        url=spec["fred_url"],
-        api_key=os.environ["FRED_API_KEY"],
-        series=settings["series"],
-        as_of=date.fromisoformat(spec["as_of"]),
-        lookback_sessions=spec["lookback_sessions"],
-        sequence_length=settings["sequence_length"],
-        horizon=spec["forecast_sessions"],
+    daily = seed_daily(
+        spec,
         model_path=model_dir / SEED_MODEL_FILE,
         scaler_path=model_dir / SEED_SCALER_FILE,
         out_dir=Path(spec["workdir"]) / "seed-daily",

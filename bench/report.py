@@ -11,14 +11,17 @@ import hashlib
 import math
 import os
 import platform
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from bench.daily import HEAVY_LIBRARIES
+from bench.errors import BenchError
 from bench.processes import REPO_ROOT
 from bench.results import number, to_json
 from bench.targets import (
@@ -311,6 +314,40 @@ def summary_line(targets: Sequence[Mapping[str, Any]]) -> str:
         if cells_missed:
             missed.append(f"{label} in {cells_missed} of {len(cells)} cells")
     return f"Targets met: {passed} of {len(targets)}." + (f" Missed: {'; '.join(missed)}." if missed else "")
+
+
+def run_main(
+    produce: Callable[[], Mapping[str, Any]],
+    formatter: Callable[[Mapping[str, Any]], str],
+    *,
+    out: Path,
+    prefix: str,
+    stopped: str,
+) -> int:
+    """A benchmark command: produce the report, print it, write its JSON; returns the exit status.
+
+    2 on a benchmark error (its message on stderr), 130 when interrupted (Ctrl-C or SIGTERM, after
+    `produce` has stopped what it started; `stopped` says what that was).
+    """
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        report = produce()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {stopped}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(formatter(report))
+    path = write_report(report, out, prefix=prefix)
+    print(f"\nJSON: {path}")
+    return 0
 
 
 def write_report(report: Mapping[str, Any], out: Path, *, prefix: str = "bench") -> Path:

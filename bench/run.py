@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -30,11 +29,10 @@ from typing import Any
 from bench.config import build_settings, non_default_settings
 from bench.daily import measure_project_daily, measure_seed_daily
 from bench.data import align_levels, check_series, fetch_series, serve_folder, summarize, write_levels_csv
-from bench.errors import BenchError
 from bench.peers import measure_peers
 from bench.processes import REPO_ROOT, Measurement, child_env, prefect_server, run_children
 from bench.project import measure_project
-from bench.report import build_report, format_report, load_average, machine_info, write_report
+from bench.report import build_report, format_report, load_average, machine_info, run_main
 from bench.seed import measure_seed
 
 LOOKBACK_SESSIONS = 365
@@ -212,25 +210,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (2 on a benchmark error, 130 when interrupted)."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        report = run_benchmark(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: children stopped, servers stopped", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(format_report(report))
-    path = write_report(report, args.out)
-    print(f"\nJSON: {path}")
-    return 0
+    return run_main(
+        lambda: run_benchmark(args),
+        format_report,
+        out=args.out,
+        prefix="bench",
+        stopped="children stopped, servers stopped",
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from bench.config import build_settings, non_default_settings
 from bench.errors import BenchError
 from bench.processes import REPO_ROOT, Measurement, prefect_server, run_children
-from bench.report import load_average, machine_info, write_report
+from bench.report import load_average, machine_info, run_main
 from bench.results import number, peak_rss_of_pid
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -455,18 +455,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (2 on a benchmark error, 130 when interrupted)."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        report = run_scaling(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: children, cluster and server stopped", file=sys.stderr)
-        return 130
-    print(format_scaling_report(report))
-    path = write_report(report, args.out, prefix="scaling")
-    print(f"\nJSON: {path}")
-    return 0
+    return run_main(
+        lambda: run_scaling(args),
+        format_scaling_report,
+        out=args.out,
+        prefix="scaling",
+        stopped="children, cluster and server stopped",
+    )
 
 
 if __name__ == "__main__":

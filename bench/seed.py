@@ -13,9 +13,12 @@ import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.results import peak_rss_mb, records
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.seed_design import SeedDaily
 
 
 def measure_seed(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -27,7 +30,7 @@ def measure_seed(spec: Mapping[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from bench.data import read_levels_csv
-    from bench.seed_design import backtest_seed_design, run_seed_daily, run_seed_design, save_seed_model
+    from bench.seed_design import backtest_seed_design, run_seed_design, save_seed_model
     from tasks.core.calendar import sessions_after
 
     import_seconds = time.perf_counter() - started
@@ -51,18 +54,7 @@ def measure_seed(spec: Mapping[str, Any]) -> dict[str, Any]:
     rss_checkpoints["after_backtest"] = peak_rss_mb()
 
     model_path, scaler_path = save_seed_model(result, workdir / "seed-model")
-    daily = run_seed_daily(
-        url=spec["fred_url"],
-        api_key=os.environ["FRED_API_KEY"],
-        series=settings["series"],
-        as_of=date.fromisoformat(spec["as_of"]),
-        lookback_sessions=spec["lookback_sessions"],
-        sequence_length=settings["sequence_length"],
-        horizon=spec["forecast_sessions"],
-        model_path=model_path,
-        scaler_path=scaler_path,
-        out_dir=workdir / "seed-daily",
-    )
+    daily = seed_daily(spec, model_path=model_path, scaler_path=scaler_path, out_dir=workdir / "seed-daily")
     rss_checkpoints["after_daily"] = peak_rss_mb()
     return {
         "role": "seed",
@@ -84,3 +76,22 @@ def measure_seed(spec: Mapping[str, Any]) -> dict[str, Any]:
         ),
         "forecast_finite": bool(np.isfinite(result.forecast.to_numpy()).all()),
     }
+
+
+def seed_daily(spec: Mapping[str, Any], *, model_path: Path, scaler_path: Path, out_dir: Path) -> SeedDaily:
+    """The seed's daily script (`run_seed_daily`) on a saved model, with the benchmark's FRED server and spec."""
+    from bench.seed_design import run_seed_daily
+
+    settings = spec["settings"]
+    return run_seed_daily(
+        url=spec["fred_url"],
+        api_key=os.environ["FRED_API_KEY"],
+        series=settings["series"],
+        as_of=date.fromisoformat(spec["as_of"]),
+        lookback_sessions=spec["lookback_sessions"],
+        sequence_length=settings["sequence_length"],
+        horizon=spec["forecast_sessions"],
+        model_path=model_path,
+        scaler_path=scaler_path,
+        out_dir=out_dir,
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import build_report, format_report
+from bench.report import build_report, format_report, run_main
 from bench.run import main
 from bench.targets import compute_ratios
 from tasks.core.demo import generate_demo_series
@@ -84,6 +84,22 @@ def test_malformed_csv_is_a_clear_error_naming_the_file(tmp_path: Path, capsys: 
     assert main(["--data", str(folder), "--series", "SP500"]) == 2
     err = capsys.readouterr().err
     assert "SP500.csv" in err and "observation_date,<SERIES_ID>" in err
+
+
+def test_a_benchmark_command_prints_its_report_writes_its_json_and_reports_an_interruption(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = {"created_utc": "2026-12-02T15:04:38Z", "rows": 3}
+    assert run_main(lambda: report, lambda r: f"table of {r['rows']}", out=tmp_path, prefix="x", stopped="-") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("table of 3\n") and "x-20261202_150438.json" in out
+    assert json.loads((tmp_path / "x-20261202_150438.json").read_text()) == report
+
+    def interrupted() -> dict:
+        raise KeyboardInterrupt
+
+    assert run_main(interrupted, str, out=tmp_path, prefix="x", stopped="cluster stopped") == 130
+    assert "interrupted: cluster stopped" in capsys.readouterr().err
 
 
 def test_bench_replaces_no_project_code() -> None:
