@@ -23,9 +23,11 @@ never trained on it), else every origin with enough history for the classical me
 re-estimated at each origin).
 Coverage and pinball loss are reported honestly: the band at a test origin uses only those errors
 and the test errors already realised before that origin (expanding calibration), never the error it
-is scored on. The pinball loss (mean over the four band quantiles, in the series' units) is compared
-with the random walk's with empirical bands: quantiles of the past h-session changes from the same
-origins, not scaled by volatility.
+is scored on, at quantile levels corrected by the misses realised so far (adaptive conformal
+inference, `tasks.core.intervals.adaptive_bands`); the published quantiles are those of every error
+at the levels reached at the end. The pinball loss (mean over the four band quantiles, in the
+series' units) is compared with the random walk's with empirical bands: quantiles of the past
+h-session changes from the same origins, not scaled by volatility.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import pandas as pd
 
 from tasks.core.ensemble import Ensemble
 from tasks.core.features import make_features
-from tasks.core.intervals import QUANTILES, band_coverage, expanding_bands, horizon_volatility
+from tasks.core.intervals import QUANTILES, adaptive_bands, band_coverage, expanding_bands, horizon_volatility
 from tasks.core.metrics import insample_naive_mae, mae, pinball_loss, relative_mae, rmse, scaled_mae
 from tasks.core.significance import diebold_mariano
 
@@ -139,7 +141,7 @@ def run_backtest(
             on_progress(int(block[-1]) + 1, len(origins))
 
     volatility = {h: horizon_volatility(all_log_levels, h) for h in horizons}
-    z_prior, change_prior = _calibration_errors(
+    z_prior, change_prior, prior_origins = _calibration_errors(
         ensemble, levels, log_levels, volatility, offset=offset, test_start_row=test_start_row,
         calibration_start_row=calibration_start_row, horizons=horizons, origin_step=origin_step,
     )  # fmt: skip
@@ -159,7 +161,7 @@ def run_backtest(
         drift = naive + h * drift_per_step[valid]
         scale = volatility[h][o + offset]
         z = (actual - forecast) / scale
-        bands = expanding_bands(z, o, h, prior=z_prior[h])
+        bands, next_levels = adaptive_bands(z, o, h, prior=z_prior[h], prior_origins=prior_origins[h])
         cover80, cover95, n_cover = band_coverage(bands, z)
         model_bands = np.exp(forecast[:, :, None] + bands * scale[:, :, None])
         walk_bands = np.exp(naive[:, :, None] + expanding_bands(actual - naive, o, h, prior=change_prior[h]))
@@ -193,8 +195,10 @@ def run_backtest(
                 }
             )
             finite = pooled[:, j][np.isfinite(pooled[:, j])]
+            # The published bands: every error, at the levels the adaptive correction has reached.
+            quantiles = np.quantile(finite, next_levels[j])
             quantile_rows.append(
-                {"series_id": sid, "horizon": h, **{k: float(np.quantile(finite, q)) for k, q in QUANTILES.items()}}
+                {"series_id": sid, "horizon": h, **dict(zip(QUANTILES, quantiles.tolist(), strict=True))}
             )
     metrics = pd.DataFrame(metric_rows, columns=BACKTEST_COLUMNS)
     return BacktestResult(metrics, pd.DataFrame(quantile_rows), len(origins))
@@ -211,15 +215,16 @@ def _calibration_errors(
     calibration_start_row: int | None,
     horizons: tuple[int, ...],
     origin_step: int,
-) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Per horizon, the ensemble's standardised errors and the random walk's log changes in calibration.
 
-    On the calibration origins inside the training part; NaN where a series' calibration has not begun.
+    On the calibration origins inside the training part (returned third); NaN where a series'
+    calibration has not begun.
     """
     n_series = levels.shape[1]
     empty = {h: np.empty((0, n_series)) for h in horizons}
     if calibration_start_row is None or calibration_start_row >= test_start_row:
-        return empty, dict(empty)
+        return empty, dict(empty), {h: np.empty(0, dtype=np.int64) for h in horizons}
     classical_first = max(0, ensemble.card.min_estimation_sessions - 1 - offset)
     uses_lstm = ensemble.uses_lstm
     first = np.array(
@@ -230,7 +235,7 @@ def _calibration_errors(
     )
     cal_origins = np.arange(max(int(first.min()), 0), test_start_row - 1, origin_step)
     cal_paths = ensemble.paths(levels, cal_origins + offset, max(horizons))
-    z_prior, change_prior = {}, {}
+    z_prior, change_prior, prior_origins = {}, {}, {}
     for h in horizons:
         inside = cal_origins + h < test_start_row  # targets still in the training part
         o = cal_origins[inside]
@@ -238,7 +243,8 @@ def _calibration_errors(
         z = (log_levels[o + h] - cal_paths[inside, h - 1, :]) / volatility[h][o + offset]
         z_prior[h] = np.where(outside, np.nan, z)
         change_prior[h] = np.where(outside, np.nan, log_levels[o + h] - log_levels[o])
-    return z_prior, change_prior
+        prior_origins[h] = o
+    return z_prior, change_prior, prior_origins
 
 
 def _pinball_pair(actual: np.ndarray, model_bands: np.ndarray, walk_bands: np.ndarray) -> tuple[float, float]:

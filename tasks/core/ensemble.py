@@ -16,15 +16,22 @@ For each member m and horizon h, the random walk's error u = x[o+h] - x[o] is re
 member's departure from the random walk d = m[o, h] - x[o] (through the origin): the slope says how
 much of the departure is borne out. Its standard error is HAC (h - 1 lags: the targets of
 neighbouring origins overlap); the weight is the slope minus `skill_z` standard errors, clipped to
-[0, 1], and the rest stays on the random walk. The member with the largest validated reduction of
-the squared error is kept; a series and horizon where no member shows validated skill is the
-random walk. The same rule as the LSTM's own shrinkage (`tasks.core.model.fit_shrinkage`), applied
-to every member and horizon.
+[0, 1]. The same rule as the LSTM's own shrinkage (`tasks.core.model.fit_shrinkage`), applied to
+every member and horizon.
+
+The members are combined stage by stage (`stagewise_weights`): the member with the largest validated
+reduction of the squared error takes its weight, then the rule is applied again to the error it
+left, for the members not yet chosen, until none shows validated skill on the remainder or the
+weights reach 1; the random walk holds the rest. The weights are non-negative and sum to 1, so the
+forecast is a convex combination of the members' forecasts, each weight shrunk by its own HAC
+standard error. A series and horizon where no member shows validated skill is the random walk.
+Choosing one member only would ignore, e.g., what the LSTM adds on top of the VIX's reversion.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,11 +45,14 @@ from tasks.core.model import Predictor, forecast_log_levels
 from tasks.core.settings import Settings
 from tasks.core.significance import long_run_variance
 
+# Below this the random walk holds nothing (the weights are sums of floats).
+_NOTHING_LEFT = 1e-12
 METHOD = (
-    "per series and horizon: the member whose departure from the random walk is best borne out on "
-    "rolling origins of the training part (classical members re-estimated at every origin; the LSTM on "
-    "its validation slice), weighted by its least-squares slope minus {z:g} HAC standard error(s), clipped "
-    "to 0..1; the rest on the random walk"
+    "per series and horizon, stage by stage on rolling origins of the training part (classical members "
+    "re-estimated at every origin; the LSTM on its validation slice): the member whose departure from the "
+    "random walk best explains the error still left takes its least-squares slope minus {z:g} HAC standard "
+    "error(s), clipped to what is left of 0..1, until no member shows validated skill; the rest on the "
+    "random walk"
 )
 
 
@@ -172,6 +182,60 @@ def slope_weight(departure: np.ndarray, error: np.ndarray, *, lags: int, skill_z
     return weight, ratio
 
 
+def stagewise_weights(
+    departures: Mapping[MemberName, np.ndarray], error: np.ndarray, *, lags: int, skill_z: float
+) -> tuple[dict[MemberName, float], float | None]:
+    """Weights of the members combined stage by stage on what the ones before left unexplained.
+
+    Each stage fits every member not yet chosen with `slope_weight` (its HAC-shrunk slope) on the
+    error still left, where that member has a forecast (NaN departures are left out: the LSTM has
+    them on its validation slice only), and keeps the one with the lowest MSE ratio; its weight is
+    capped at what the random walk still holds. Stages stop when no member shows validated skill on
+    the remainder or the random walk holds nothing. With one member this is `slope_weight` itself.
+
+    Args:
+        departures: member -> its forecast minus the random walk's, per origin (NaN: no forecast).
+        error: the random walk's error per origin (the target minus the level at the origin).
+        lags: HAC lags (horizon - 1: the targets of neighbouring origins overlap).
+        skill_z: standard errors taken off each slope.
+
+    Returns:
+        Member -> weight (the random walk included, only weights > 0; they sum to 1), and the MSE
+        of the combination over the random walk's on the origins where every chosen member forecasts
+        (None when the random walk holds everything).
+    """
+    error = np.asarray(error, dtype=np.float64)
+    remaining = error.copy()
+    chosen: dict[MemberName, float] = {}
+    left = 1.0
+    while left > _NOTHING_LEFT:
+        best: tuple[float, MemberName | None, float] = (1.0, None, 0.0)
+        for member, departure in departures.items():
+            if member in chosen or member == RANDOM_WALK:
+                continue
+            usable = np.isfinite(departure)
+            weight, ratio = slope_weight(departure[usable], remaining[usable], lags=lags, skill_z=skill_z)
+            if weight > 0 and ratio < best[0]:
+                best = (ratio, member, min(weight, left))
+        _, pick, weight = best
+        if pick is None:
+            break
+        chosen[pick] = weight
+        left = max(left - weight, 0.0)
+        # Where this member has no forecast, `combine` falls back on the random walk: nothing moves.
+        remaining = remaining - weight * np.nan_to_num(departures[pick], nan=0.0)
+    if not chosen:
+        return {RANDOM_WALK: 1.0}, None
+    common = np.logical_and.reduce([np.isfinite(departures[m]) for m in chosen])
+    combined = error[common].copy()
+    for member, weight in chosen.items():
+        combined -= weight * departures[member][common]
+    baseline = float(error[common] @ error[common])
+    skill = float(combined @ combined) / baseline if baseline > 0 else 1.0
+    weights: dict[MemberName, float] = {RANDOM_WALK: left, **chosen} if left > _NOTHING_LEFT else dict(chosen)
+    return weights, skill
+
+
 def fit_ensemble(
     predictor: Predictor, scaler: Scaler, levels: pd.DataFrame, *, split: Split, settings: Settings
 ) -> Ensemble:
@@ -234,25 +298,11 @@ def fit_ensemble(
             inside = classical_origins + h < end
             origins = classical_origins[inside]
             error = log_levels[origins + h, j] - log_levels[origins, j]
-            best: tuple[float, MemberName | None, float] = (1.0, None, 0.0)
-            for member in config.members:
-                departure = paths[member][inside, h - 1, j] - log_levels[origins, j]
-                usable = np.isfinite(departure)
-                weight, ratio = slope_weight(departure[usable], error[usable], lags=h - 1, skill_z=config.skill_z)
-                if weight > 0 and ratio < best[0]:
-                    best = (ratio, member, weight)
-            ratio, chosen, weight = best
-            weights: dict[MemberName, float] = {RANDOM_WALK: 1.0 - weight}
-            if chosen is not None:
-                weights[chosen] = weight
-            rows.append(
-                MemberWeights(
-                    series_id=sid,
-                    horizon=h,
-                    weights={m: w for m, w in weights.items() if w > 0},
-                    skill=ratio if chosen is not None else None,
-                )
-            )
+            departures: dict[MemberName, np.ndarray] = {
+                m: paths[m][inside, h - 1, j] - log_levels[origins, j] for m in config.members
+            }
+            weights, skill = stagewise_weights(departures, error, lags=h - 1, skill_z=config.skill_z)
+            rows.append(MemberWeights(series_id=sid, horizon=h, weights=weights, skill=skill))
     card = draft.card.model_copy(update={"weights": tuple(rows), "method": METHOD.format(z=config.skill_z)})
     return Ensemble(predictor, scaler, card, settings.sequence_length, settings.level_window, mase_scale)
 

@@ -8,7 +8,7 @@ import pytest
 
 from tasks.core.backtest import BACKTEST_COLUMNS, run_backtest
 from tasks.core.features import Scaler, make_features
-from tasks.core.intervals import expanding_coverage, interval_log_bounds
+from tasks.core.intervals import adaptive_bands, band_coverage, expanding_bands, expanding_coverage, interval_log_bounds
 from tests.unit.test_evaluate_forecast import ZeroPredictor, lstm_alone
 
 
@@ -62,6 +62,50 @@ def test_coverage_uses_only_errors_realised_before_each_origin() -> None:
     # A regime change the past could not know: bands calibrated on calm errors miss wild ones.
     z[200:] *= 5
     assert expanding_coverage(z, origins, 5)[0][0] < 0.7
+
+
+def test_without_adaptation_the_adaptive_bands_are_the_expanding_ones() -> None:
+    rng = np.random.default_rng(1)
+    z, prior = rng.standard_t(4, size=(300, 2)), rng.normal(size=(50, 2))
+    origins = np.arange(60, 360)
+    bands, levels = adaptive_bands(z, origins, 5, prior=prior, prior_origins=np.arange(5, 55), gamma=0.0)
+    np.testing.assert_allclose(bands, expanding_bands(z, origins, 5, prior=prior), equal_nan=True)
+    np.testing.assert_allclose(levels, [[0.025, 0.10, 0.90, 0.975]] * 2)
+
+
+def test_adaptive_bands_recover_coverage_after_a_regime_change() -> None:
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(1500, 1))
+    z[500:] *= 3  # the past cannot know; the misses that follow must widen the bands
+    origins = np.arange(1500)
+    late = slice(700, None)
+    fixed80 = band_coverage(expanding_bands(z, origins, 5)[late], z[late])[0][0]
+    adaptive = adaptive_bands(z, origins, 5, gamma=0.05)[0]
+    adapted80 = band_coverage(adaptive[late], z[late])[0][0]
+    assert fixed80 < 0.72 and abs(adapted80 - 0.8) < abs(fixed80 - 0.8)
+
+
+def test_bands_too_wide_narrow_and_bands_too_narrow_widen() -> None:
+    rng = np.random.default_rng(3)
+    calm = rng.normal(size=(400, 1))
+    wild = calm.copy()
+    wild[200:] *= 4
+    narrowed = adaptive_bands(calm[200:] / 4, np.arange(200, 400), 1, prior=calm[:200], prior_origins=np.arange(200))
+    widened = adaptive_bands(wild[200:], np.arange(200, 400), 1, prior=wild[:200], prior_origins=np.arange(200))
+    assert narrowed[1][0, 1] > 0.10 and narrowed[1][0, 3] < 0.975  # levels move towards the median
+    assert widened[1][0, 1] < 0.10 and widened[1][0, 3] > 0.975  # and towards the extremes
+
+
+def test_an_adaptive_band_uses_no_error_realised_after_its_origin() -> None:
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(200, 1))
+    origins = np.arange(200)
+    before = adaptive_bands(z, origins, 5, gamma=0.05)[0]
+    changed = z.copy()
+    changed[100] = 50.0  # realised at origin 105
+    after = adaptive_bands(changed, origins, 5, gamma=0.05)[0]
+    np.testing.assert_array_equal(before[:105], after[:105])
+    assert not np.array_equal(before[105:], after[105:])
 
 
 def test_interval_bounds_widen_with_the_horizon(random_walk_result: object, levels: pd.DataFrame) -> None:

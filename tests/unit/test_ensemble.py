@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tasks.core.contracts import EnsembleCard, MemberWeights
-from tasks.core.ensemble import Ensemble, combine, fit_ensemble, slope_weight, weight_arrays
+from tasks.core.ensemble import Ensemble, combine, fit_ensemble, slope_weight, stagewise_weights, weight_arrays
 from tasks.core.training import TrainedModel, fit_lstm
 from tests.harness.settings import tiny_settings
 
@@ -74,3 +74,55 @@ def test_the_forecast_is_the_weighted_mean_of_the_members(ensemble: Ensemble, le
     weights = ensemble.weights(30)
     expected = sum(weights[m][None] * members[m] for m in weights)
     np.testing.assert_allclose(ensemble.paths(levels, origins, 30), expected)
+
+
+def test_two_members_that_explain_different_parts_of_the_error_both_get_weight() -> None:
+    rng = np.random.default_rng(1)
+    a, b, noise = rng.normal(size=(3, 2000))
+    error = 0.4 * a + 0.3 * b + 0.2 * noise  # a and b each bear out part of their departure
+    weights, skill = stagewise_weights({"drift": a, "mean_reversion": b}, error, lags=0, skill_z=1.0)
+    assert weights["drift"] == pytest.approx(0.4, abs=0.03)
+    assert weights["mean_reversion"] == pytest.approx(0.3, abs=0.03)
+    assert weights["random_walk"] == pytest.approx(0.3, abs=0.05)
+    assert sum(weights.values()) == pytest.approx(1.0)
+    alone = min(slope_weight(d, error, lags=0, skill_z=1.0)[1] for d in (a, b))
+    assert skill is not None and skill < alone  # the combination beats the best single member
+
+
+def test_the_members_weights_never_sum_past_one() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(2, 2000))
+    error = 0.9 * a + 0.9 * b  # unconstrained, the slopes would sum to 1.8
+    weights, _ = stagewise_weights({"drift": a, "mean_reversion": b}, error, lags=0, skill_z=1.0)
+    assert "random_walk" not in weights
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert weights["drift"] > 0.8 or weights["mean_reversion"] > 0.8  # the first stage keeps its slope
+
+
+def test_a_member_with_part_of_the_origins_is_fitted_where_it_forecasts() -> None:
+    rng = np.random.default_rng(3)
+    reversion, lstm, noise = rng.normal(size=(3, 1000))
+    error = 0.5 * reversion + 0.4 * lstm + 0.1 * noise
+    lstm[:800] = np.nan  # like the LSTM: a forecast on the validation slice only
+    weights, _ = stagewise_weights({"mean_reversion": reversion, "lstm": lstm}, error, lags=0, skill_z=1.0)
+    assert weights["mean_reversion"] == pytest.approx(0.5, abs=0.05)
+    assert weights["lstm"] == pytest.approx(0.4, abs=0.1)
+
+
+def test_one_member_gets_the_same_weight_as_its_slope_rule() -> None:
+    rng = np.random.default_rng(4)
+    departure, noise = rng.normal(size=(2, 500))
+    error = 0.6 * departure + noise
+    weight, ratio = slope_weight(departure, error, lags=4, skill_z=1.0)
+    weights, skill = stagewise_weights({"drift": departure}, error, lags=4, skill_z=1.0)
+    assert weights == {"random_walk": pytest.approx(1 - weight), "drift": pytest.approx(weight)}
+    assert skill == pytest.approx(ratio)
+
+
+def test_members_without_validated_skill_leave_everything_on_the_random_walk() -> None:
+    rng = np.random.default_rng(5)
+    a, b, error = rng.normal(size=(3, 500))
+    assert stagewise_weights({"drift": a, "mean_reversion": b}, error, lags=0, skill_z=1.0) == (
+        {"random_walk": 1.0},
+        None,
+    )
