@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import datetime as dt
 import math
+import signal
 import socket
 import sys
 import threading
@@ -663,7 +664,7 @@ class FredServer(Service):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve a folder of FRED CSVs on loopback until interrupted (Ctrl-C).
+    """Serve a folder of FRED CSVs on loopback until interrupted (Ctrl-C or SIGTERM).
 
     Args:
         argv: Command-line arguments (defaults to ``sys.argv[1:]``).
@@ -685,6 +686,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # Ctrl-C and SIGTERM stop it however it was started: a shell passes a background job SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler of its own.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     server.start()
     try:
         ids = server.series_ids()
