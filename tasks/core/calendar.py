@@ -1,8 +1,8 @@
-"""The NYSE calendar (exchange-calendars' XNYS), pinned to an explicit date range (pure).
+"""The NYSE calendar (exchange-calendars' XNYS), pinned to explicit bounds (pure).
 
 `exchange_calendars.get_calendar("XNYS")` without bounds covers 20 years back to 1 year ahead of
-*today*, so its answers move with the clock. Every function here takes the range from its
-arguments instead, which keeps runs for a given `as_of` reproducible.
+*today*, so its answers move with the clock. Here a calendar starts in FIRST_YEAR and ends after the
+last date an argument needs, which keeps runs for a given `as_of` reproducible.
 """
 
 from __future__ import annotations
@@ -15,32 +15,30 @@ import exchange_calendars as xcals
 import pandas as pd
 
 CALENDAR = "XNYS"
-_EARLIEST = date(1990, 1, 1)
 # Building a calendar costs about 0.1 s whatever its span, and a daily run asks for several ranges
 # (the market day, the fetch window, the sessions to align, the forecast's dates): one calendar
 # from a fixed first year, its last year rounded up to a multiple of END_YEAR_STEP, serves them all.
-_FIRST_YEAR = _EARLIEST.year - 1
+FIRST_YEAR = 1989
 END_YEAR_STEP = 5
 
 
 @lru_cache(maxsize=8)
 def _calendar(last_year: int) -> xcals.ExchangeCalendar:
     return xcals.get_calendar(
-        CALENDAR, start=date(_FIRST_YEAR, 1, 1).isoformat(), end=date(last_year, 12, 31).isoformat()
+        CALENDAR, start=date(FIRST_YEAR, 1, 1).isoformat(), end=date(last_year, 12, 31).isoformat()
     )
 
 
-def nyse_calendar(start: date, end: date) -> xcals.ExchangeCalendar:
-    """The XNYS calendar covering at least `start` .. `end` (whole years, cached).
+def nyse_calendar(end: date) -> xcals.ExchangeCalendar:
+    """The XNYS calendar from FIRST_YEAR through at least `end` (cached).
 
     Args:
-        start: First date the caller needs (the calendar starts in 1989 whatever it is).
         end: Last date the caller needs (forecasts need dates after as_of).
 
     Returns:
-        An exchange_calendars calendar from 1989 to a year-end at least a year after `end`.
+        An exchange_calendars calendar from 1 January FIRST_YEAR to a year-end at least a year
+        after `end`.
     """
-    del start  # every calendar starts in _FIRST_YEAR
     # A year of margin after `end`: a bound that is a holiday (31 December) stays inside the calendar.
     return _calendar(-(-(end.year + 1) // END_YEAR_STEP) * END_YEAR_STEP)
 
@@ -51,20 +49,20 @@ def _to_date(value: date | pd.Timestamp) -> date:
 
 def is_session(day: date) -> bool:
     """Whether the NYSE holds a regular session on `day` (weekends and holidays are not)."""
-    return bool(nyse_calendar(day, day).is_session(pd.Timestamp(day)))
+    return bool(nyse_calendar(day).is_session(pd.Timestamp(day)))
 
 
 def sessions_in_range(start: date, end: date) -> pd.DatetimeIndex:
     """NYSE sessions from `start` to `end`, both included, as a tz-naive DatetimeIndex named "date"."""
     if end < start:
         return pd.DatetimeIndex([], name="date")
-    sessions = nyse_calendar(start, end).sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    sessions = nyse_calendar(end).sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
     return pd.DatetimeIndex(sessions, name="date").as_unit("ns")
 
 
 def last_session_on_or_before(day: date) -> date:
     """The latest NYSE session on or before `day`."""
-    cal = nyse_calendar(day - timedelta(days=30), day)
+    cal = nyse_calendar(day)
     return _to_date(cal.date_to_session(pd.Timestamp(day), direction="previous"))
 
 
@@ -80,7 +78,7 @@ def sessions_after(last: date, count: int) -> pd.DatetimeIndex:
     """
     # 30 sessions span about 45 calendar days; leave room for any horizon up to a few years.
     horizon_end = last + timedelta(days=int(count * 1.6) + 30)
-    cal = nyse_calendar(last, horizon_end)
+    cal = nyse_calendar(horizon_end)
     first = cal.date_to_session(pd.Timestamp(last + timedelta(days=1)), direction="next")
     return pd.DatetimeIndex(cal.sessions_window(first, count), name="date").as_unit("ns")
 
@@ -109,7 +107,7 @@ def market_day(day: date) -> MarketDay:
         return MarketDay(day, True, "a regular NYSE session")
     if day.weekday() >= 5:
         return MarketDay(day, False, f"a {day:%A}")
-    cal = nyse_calendar(day, day)
+    cal = nyse_calendar(day)
     stamp = pd.Timestamp(day)
     names = cal.regular_holidays.holidays(stamp, stamp, return_name=True)
     name = str(names.iloc[0]) if len(names) else "market closure"
