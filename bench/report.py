@@ -329,11 +329,8 @@ def run_main(
     2 on a benchmark error (its message on stderr), 130 when interrupted (Ctrl-C or SIGTERM, after
     `produce` has stopped what it started; `stopped` says what that was).
     """
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # SIGTERM as Ctrl-C: `produce` stops its children and servers on KeyboardInterrupt.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         report = produce()
     except BenchError as exc:
