@@ -87,23 +87,32 @@ def _render(figure: Figure, formats: Iterable[ChartFormat]) -> dict[ChartFormat,
     # A constant salt: SVG element ids would otherwise be random, and the bytes differ per call.
     with mpl.rc_context({"svg.hashsalt": "market-forecast", "svg.fonttype": "path"}):
         for fmt in formats:
-            buffer = io.BytesIO()
-            metadata = {"Date": None} if fmt == "svg" else {}
-            figure.savefig(buffer, format=fmt, dpi=DPI, metadata=metadata, facecolor="white")
+            images[fmt] = _palette_png(figure) if fmt == "png" else _svg(figure)
             figure.set_layout_engine("none")
-            images[fmt] = buffer.getvalue() if fmt == "svg" else _palette_png(buffer.getvalue())
     return images
 
 
-def _palette_png(rgba_png: bytes) -> bytes:
-    """The PNG with a 256-colour palette: the same picture in about a third of the bytes.
+def _svg(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", dpi=DPI, metadata={"Date": None}, facecolor="white")
+    return buffer.getvalue()
+
+
+def _palette_png(figure: Figure) -> bytes:
+    """The figure as a PNG with a 256-colour palette: the same picture in about a third of the bytes.
 
     A chart has few colours besides the anti-aliased edges; the summary in the dashboard carries
-    every fan chart inline, so its size matters.
+    every fan chart inline, so its size matters. The pixels are taken from the Agg canvas (saving
+    an RGBA PNG first would compress and decompress them once more for nothing).
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    with Image.open(io.BytesIO(rgba_png)) as image:
+    canvas = FigureCanvasAgg(figure)
+    figure.patch.set_facecolor("white")
+    canvas.draw()  # type: ignore[no-untyped-call]
+    pixels = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
+    with Image.frombuffer("RGBA", canvas.get_width_height(), pixels, "raw", "RGBA", 0, 1) as image:
         palette = image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     buffer = io.BytesIO()
     # zlib's default level: `optimize` (level 9 and a filter search) saves a tenth of the bytes but
@@ -231,7 +240,9 @@ def _fan_figure(
     ax.legend(loc="upper left", fontsize=9, frameon=False)
     horizon = len(ahead)
     title = f"{series_id}: {horizon}-session forecast as of {as_of.isoformat()}"
-    ax.set_title(f"{title} (demo data, not the market)" if demo else title, fontsize=12, loc="left")
+    # y given: matplotlib would otherwise measure the axes' decorations at every drawing to place
+    # the title above them, and nothing is drawn above this axes (no top ticks, no offset text).
+    ax.set_title(f"{title} (demo data, not the market)" if demo else title, fontsize=12, loc="left", y=1.0)
     if demo:
         _watermark(figure)
     return figure
