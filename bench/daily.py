@@ -1,68 +1,155 @@
 """Measures each design's daily run on its own, in a fresh process, as a worker (or cron) runs it.
 
-Phase 2 of a benchmark run: after the seed and project children trained their models, two more
-children start from nothing:
+After the seed and project children trained their models:
 
-- ``project-daily``: imports `flows.daily_forecast` and runs the `daily-forecast` flow on the
-  champion the project child published (its local model store), against the benchmark's Prefect
-  server (``PREFECT_API_URL``) and the local FRED server, as a process worker runs a deployment.
-  It never imports TensorFlow (the result says which heavy libraries were loaded).
-- ``seed-daily``: the old design's daily script (`bench.seed_design.run_seed_daily`) on the model
-  the seed child saved.
+- phase 2, ``daily-flow-runs``: registers a deployment of `daily-forecast` on the benchmark's
+  Prefect server (the flow's entrypoint, its code where it is, as the Docker image has it) and
+  creates its flow runs, on the champion the project child published; nothing here is timed.
+- phase 2, ``seed-daily``: the old design's daily script (`bench.seed_design.run_seed_daily`) on
+  the model the seed child saved.
+- phase 3, ``project-daily``: what a Prefect worker starts for a flow run, the deployment's command
+  (Prefect's default, the one prefect.yaml's deployments use): ``prefect flow-run execute <id>``.
+  That command is a supervisor: it reads the flow run and starts the engine
+  (``python -m prefect.engine``) in a second interpreter, which loads the flow and runs it. Its
+  peak RSS is the supervisor's plus the engine's (both live for the whole run).
+- phase 3, ``project-daily-engine``: the engine alone, ``python -m prefect.engine <id>``, in one
+  process (what a deployment whose ``command`` job variable names it would run), for comparison.
 
-Each reports the import time, the run time, the time from its process's start to the end of the
-run (read from the kernel: /proc/self/stat against /proc/uptime, so the interpreter's own start-up
-counts too) and its peak RSS.
+Each reports the time from its process's start to the end of the run (read from the kernel:
+/proc/self/stat against /proc/uptime, so the interpreter's own start-up counts too), its start-up
+(for the seed its imports; for the project the time until the flow run started Running: imports,
+the supervisor, loading the flow) and its peak RSS.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import runpy
 import sys
 import time
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.results import peak_rss_mb, process_age_seconds
 
 HEAVY_LIBRARIES = ("tensorflow", "keras", "jax", "torch", "sklearn")
+FLOW_RUNS_ROLE = "daily-flow-runs"
+DEPLOYMENT_NAME = "bench-daily"
+ENTRYPOINT = "flows/daily_forecast.py:daily_forecast"
+# One flow run per way of starting it (the roles of phase 3).
+STARTERS = ("project-daily", "project-daily-engine")
 
 
 def _loaded_heavy() -> list[str]:
     return sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY_LIBRARIES))
 
 
-def measure_project_daily(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The project's daily flow in a fresh process, on the project child's model store."""
-    started = time.perf_counter()
-    from flows.daily_forecast import daily_forecast
-    from tasks.core.settings import Settings
+def create_daily_flow_runs(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A deployment of the daily flow and one flow run of it per starter, on the project child's store."""
+    from prefect.client.orchestration import get_client
 
-    import_seconds = time.perf_counter() - started
-    rss_after_imports = peak_rss_mb()
+    from bench.processes import REPO_ROOT
+    from flows.daily_forecast import daily_forecast
+
     store = Path(spec["children_root"]) / "project" / "project-output"
-    t0 = time.perf_counter()
-    state = daily_forecast(
-        as_of=date.fromisoformat(spec["as_of"]),
-        force=True,
-        settings=Settings.model_validate(spec["settings"]),
-        lookback_sessions=spec["lookback_sessions"],
-        output_dir=str(store),
-        return_state=True,
-    )
-    run_seconds = time.perf_counter() - t0
-    if not state.is_completed():
-        raise RuntimeError(f"the daily flow ended {state.type.value}: {state.message}")
+    parameters = {
+        "as_of": spec["as_of"],
+        "force": True,
+        "settings": spec["settings"],
+        "lookback_sessions": spec["lookback_sessions"],
+        "output_dir": str(store),
+    }
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name(daily_forecast.name)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id,
+            name=DEPLOYMENT_NAME,
+            entrypoint=ENTRYPOINT,
+            # As the Docker deployments' pull step: the code is where the worker starts.
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}],
+            parameter_openapi_schema=daily_forecast.parameters.model_dump(mode="json"),
+        )
+        runs = {
+            role: str(client.create_flow_run_from_deployment(deployment_id, parameters=parameters).id)
+            for role in STARTERS
+        }
+    return {"role": FLOW_RUNS_ROLE, "deployment_id": str(deployment_id), "flow_runs": runs}
+
+
+def _flow_run_id(spec: Mapping[str, Any], role: str) -> str:
+    folder = Path(spec["children_root"]) / FLOW_RUNS_ROLE
+    created = json.loads((folder / f"{FLOW_RUNS_ROLE}-result.json").read_text())
+    return str(created["flow_runs"][role])
+
+
+def _finished_run(flow_run_id: str, *, process_started: float) -> dict[str, Any]:
+    """The flow run's final state and its start-up: from this process's start to the run's Running."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+    state = flow_run.state
+    if state is None or not state.is_completed():
+        raise RuntimeError(f"the daily flow run ended {state.type.value if state else 'without a state'}")
+    if flow_run.start_time is None or flow_run.end_time is None:
+        raise RuntimeError("the daily flow run has no start or end time")
+    startup = flow_run.start_time.timestamp() - process_started
+    return {
+        "flow_run_id": flow_run_id,
+        "flow_run_state": state.type.value,
+        "import_seconds": startup,
+        "run_seconds": flow_run.end_time.timestamp() - flow_run.start_time.timestamp(),
+    }
+
+
+def _process_started() -> float:
+    """This process's start, wall clock (the flow run's times are the wall clock)."""
+    return datetime.now(UTC).timestamp() - process_age_seconds()
+
+
+def measure_project_daily(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """`prefect flow-run execute <id>`, the worker's command, in this fresh process."""
+    started = _process_started()
+    flow_run_id = _flow_run_id(spec, "project-daily")
+    sys.argv = ["prefect", "flow-run", "execute", flow_run_id]
+    from prefect.cli import app
+
+    try:
+        app()
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):
+            raise RuntimeError(f"prefect flow-run execute exited with {exit_.code}") from None
+    process_seconds = process_age_seconds()
+    supervisor_mb = peak_rss_mb()
+    engine_mb = peak_rss_mb(children=True)  # the engine, reaped by the supervisor
     return {
         "role": "project-daily",
-        "import_seconds": import_seconds,
-        "run_seconds": run_seconds,
-        "process_seconds": process_age_seconds(),
-        "rss_after_imports_mb": rss_after_imports,
-        "heavy_libraries_loaded": _loaded_heavy(),
+        "command": "prefect flow-run execute",
+        "process_seconds": process_seconds,
+        "supervisor_peak_rss_mb": supervisor_mb,
+        "engine_peak_rss_mb": engine_mb,
+        "peak_rss_mb": supervisor_mb + engine_mb,
         "prefect_api": "server" if os.environ.get("PREFECT_API_URL") else "ephemeral",
+        **_finished_run(flow_run_id, process_started=started),
+    }
+
+
+def measure_project_daily_engine(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """`python -m prefect.engine <id>`, the flow engine alone, in this fresh process."""
+    started = _process_started()
+    flow_run_id = _flow_run_id(spec, "project-daily-engine")
+    sys.argv = ["prefect.engine", flow_run_id]
+    runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+    process_seconds = process_age_seconds()
+    return {
+        "role": "project-daily-engine",
+        "command": "python -m prefect.engine",
+        "process_seconds": process_seconds,
+        "heavy_libraries_loaded": _loaded_heavy(),
+        **_finished_run(flow_run_id, process_started=started),
     }
 
 

@@ -4,7 +4,8 @@ The parent side: the benchmark's Prefect server (the project's test harness, `te
 each child's environment, starting, awaiting and stopping the children. The child side is this
 module run as ``python -m bench.processes ROLE SPEC.json``: it imports only the standard library,
 then the measurement named in the spec (``module:function``), which imports its libraries after
-starting its own clock; it adds its peak RSS (`getrusage` at its end) and writes its result JSON.
+starting its own clock; it adds its peak RSS (`getrusage` at its end) unless the measurement
+reported one (a measurement of several processes), and writes its result JSON.
 
 A measurement is a function ``measure(spec) -> dict`` in a module of bench/; adding one is a module
 and a `Measurement` in bench/run.py, nothing here.
@@ -231,7 +232,7 @@ def child_main(argv: Sequence[str]) -> int:
     module, _, name = spec["measure"].partition(":")
     measure: Measure = getattr(importlib.import_module(module), name)
     result = measure(spec)
-    result["peak_rss_mb"] = peak_rss_mb()
+    result.setdefault("peak_rss_mb", peak_rss_mb())  # a measurement of several processes sets its own
     Path(spec["result_path"]).write_text(to_json(result))
     return 0
 

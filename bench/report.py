@@ -197,11 +197,18 @@ def format_report(report: Mapping[str, Any]) -> str:
     alone = [
         f"{role}: "
         f"{', '.join(report[role].get('heavy_libraries_loaded') or []) or 'none of ' + ', '.join(HEAVY_LIBRARIES)}"
-        for role in ("project-daily", "seed-daily")
+        for role in ("project-daily-engine", "seed-daily")
         if role in report
     ]
     if alone:
         lines.append("(info) daily run alone, heavy libraries loaded: " + "; ".join(alone))
+    deployed = report.get("project-daily") or {}
+    if deployed:
+        lines.append(
+            f"(info) daily run alone, project: `{deployed.get('command')}` (a worker's command) is a supervisor "
+            f"of {_fmt(deployed.get('supervisor_peak_rss_mb'), 0)} MB starting the engine in a second interpreter "
+            f"({_fmt(deployed.get('engine_peak_rss_mb'), 0)} MB); start-up = process start to the flow run's Running"
+        )
 
     peers_info = report.get("peers") or {}
     lines += [

@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import build_settings, non_default_settings
-from bench.daily import measure_project_daily, measure_seed_daily
+from bench.daily import (
+    FLOW_RUNS_ROLE,
+    create_daily_flow_runs,
+    measure_project_daily,
+    measure_project_daily_engine,
+    measure_seed_daily,
+)
 from bench.data import align_levels, check_series, fetch_series, serve_folder, summarize, write_levels_csv
 from bench.peers import measure_peers
 from bench.processes import REPO_ROOT, Measurement, child_env, prefect_server, run_children
@@ -45,9 +51,12 @@ MEASUREMENTS = (
     Measurement("project", measure_project, prefect_api=True),
     # Issue 12: what a user would pick instead, on the project's own test origins.
     Measurement("peers", measure_peers),
-    # Phase 2: each design's daily run on its own, in a fresh process, on the models phase 1 left.
+    # Phases 2-3: each design's daily run on its own, in a fresh process, on the models phase 1 left;
+    # the project's as a worker starts a flow run of its deployment (bench/daily.py).
     Measurement("seed-daily", measure_seed_daily, phase=2),
-    Measurement("project-daily", measure_project_daily, prefect_api=True, phase=2),
+    Measurement(FLOW_RUNS_ROLE, create_daily_flow_runs, prefect_api=True, phase=2),
+    Measurement("project-daily", measure_project_daily, prefect_api=True, phase=3),
+    Measurement("project-daily-engine", measure_project_daily_engine, prefect_api=True, phase=3),
 )
 
 

@@ -265,6 +265,19 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     assert report["summary"]["passed"] == sum(t["result"] == "PASS" for t in report["targets"])
     assert format_report(report).splitlines()[0] == printed.splitlines()[0]
 
+    # The daily runs alone; the project's as a worker starts a flow run of its deployment.
+    deployed, engine = report["project-daily"], report["project-daily-engine"]
+    assert deployed["flow_run_state"] == engine["flow_run_state"] == "COMPLETED"
+    assert deployed["command"] == "prefect flow-run execute" and deployed["flow_run_id"] != engine["flow_run_id"]
+    assert deployed["supervisor_peak_rss_mb"] > 50 and deployed["engine_peak_rss_mb"] > 100
+    assert deployed["peak_rss_mb"] == pytest.approx(deployed["supervisor_peak_rss_mb"] + deployed["engine_peak_rss_mb"])
+    assert engine["heavy_libraries_loaded"] == []  # no TensorFlow in the daily run
+    for run in (deployed, engine, report["seed-daily"]):
+        assert 0 < run["import_seconds"] < run["process_seconds"] and run["run_seconds"] > 0
+    assert ratios["daily_process_seconds"] == pytest.approx(
+        deployed["process_seconds"] / report["seed-daily"]["process_seconds"]
+    )
+
     # Metrics and timings only: no list long enough to hold a series (270 sessions here).
     assert _longest_list(report) < 100
 
