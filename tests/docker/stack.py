@@ -19,7 +19,7 @@ from uuid import UUID
 
 import pytest
 
-from tests.deploy.deployments import DOCKER_DEPLOYMENTS, REPO
+from tests.deploy.deployments import DOCKER_DEPLOYMENTS, REPO, TINY_SETTINGS
 from tests.harness.docker_engine import DockerEngine
 from tests.harness.flow_runs import wait_for_state
 from tests.harness.fred_server import FredServer
@@ -27,6 +27,8 @@ from tests.harness.prefect_server import PrefectServer
 from tests.harness.smtp import SmtpSink
 
 IMAGE_REPOSITORY = "market-forecast"
+TRAIN = "train-model/train-model-docker"
+DAILY = "daily-forecast/daily-forecast-docker"
 # The Dockerfile target each Docker deployment builds and runs (prefect.yaml's build steps).
 DEPLOYMENT_TARGETS = {"daily-forecast-docker": "daily", "train-model-docker": "training"}
 RECIPIENT = "ops@example.org"
@@ -136,6 +138,21 @@ class DockerStack:
         proc = self.server.cli(*args, cwd=REPO, check=False, timeout=RUN_TIMEOUT_SECONDS + 60)
         found = re.search(r"UUID:\s*([0-9a-f-]{36})", proc.stdout)
         return (UUID(found.group(1)) if found else None), proc
+
+    def start_slow_training(self, as_of: str) -> UUID:
+        """A training run (tiny settings) on the FRED server that never answers (block `fred-slow`):
+        it stays in its fetch stage (see `wait_until_fred_slow_asked`)."""
+        settings = {**TINY_SETTINGS, "fetch": {"timeout_seconds": 600}}
+        run_id, proc = self.run(TRAIN, {"as_of": as_of, "fred_block": "fred-slow", "settings": settings})
+        assert run_id is not None, proc.stdout + proc.stderr
+        return run_id
+
+    def wait_until_fred_slow_asked(self, *, beyond: int = 0, timeout: float = 300) -> None:
+        """Until the slow FRED server has more than `beyond` requests: a run is waiting in its fetch stage."""
+        deadline = time.monotonic() + timeout
+        while len(self.fred_slow.requests()) <= beyond:
+            assert time.monotonic() < deadline, f"the run never asked FRED\n{self.worker_log()}"
+            time.sleep(0.2)
 
     def wait_final(self, flow_run_id: UUID, timeout: float = RUN_TIMEOUT_SECONDS) -> Any:
         return wait_for_state(self.server, flow_run_id, lambda r: r.state.is_final(), timeout=timeout, what="final")

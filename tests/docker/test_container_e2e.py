@@ -20,12 +20,10 @@ import pytest
 
 from tasks.core.contracts import sha256_hex
 from tests.deploy.deployments import PAST_SESSION, TINY_SETTINGS
-from tests.docker.stack import AZURE_CONTAINER, IMAGE_REPOSITORY, DockerStack
+from tests.docker.stack import AZURE_CONTAINER, DAILY, IMAGE_REPOSITORY, TRAIN, DockerStack
 
 pytestmark = pytest.mark.timeout(2400)
 
-TRAIN = "train-model/train-model-docker"
-DAILY = "daily-forecast/daily-forecast-docker"
 RUNTIME_UID = 10001
 DAILY_FILES = {"actuals.csv", "predicted.csv", "forecasted_data.csv", "model_metrics.csv"}
 

@@ -15,7 +15,6 @@ container's `docker logs` or `docker inspect`, nor in the image's history or con
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -23,13 +22,10 @@ from uuid import UUID
 import pytest
 
 from tests.alerts.stack import settle_time, sleep_until
-from tests.deploy.deployments import TINY_SETTINGS
-from tests.docker.stack import FLOW_RUN_LABEL, HOOK_GRACE_SECONDS, DockerStack, container_text
+from tests.docker.stack import DAILY, FLOW_RUN_LABEL, HOOK_GRACE_SECONDS, DockerStack, container_text
 
 pytestmark = pytest.mark.timeout(2400)
 
-TRAIN = "train-model/train-model-docker"
-DAILY = "daily-forecast/daily-forecast-docker"
 KILLED_AS_OF = "2026-11-19"
 FAILED_AS_OF = "2026-11-18"
 AUTOMATION_MARK = "no alert came from inside the run"  # only the failure automation's body says this
@@ -50,9 +46,7 @@ class Killed:
 
 @pytest.fixture(scope="module")
 def launched(stack: DockerStack) -> Launched:
-    slow_settings = {**TINY_SETTINGS, "fetch": {"timeout_seconds": 600}}
-    killed_id, proc = stack.run(TRAIN, {"as_of": KILLED_AS_OF, "fred_block": "fred-slow", "settings": slow_settings})
-    assert killed_id is not None, proc.stdout + proc.stderr
+    killed_id = stack.start_slow_training(KILLED_AS_OF)
     quick_retries = {"fetch": {"retries": FETCH_RETRIES, "retry_backoff_seconds": 0.1, "retry_jitter_factor": 0}}
     failed_id, proc = stack.run(DAILY, {"as_of": FAILED_AS_OF, "fred_block": "fred-down", "settings": quick_retries})
     assert failed_id is not None, proc.stdout + proc.stderr
@@ -61,10 +55,7 @@ def launched(stack: DockerStack) -> Launched:
 
 @pytest.fixture(scope="module")
 def killed(stack: DockerStack, launched: Launched) -> Killed:
-    deadline = time.monotonic() + 300
-    while not stack.fred_slow.requests():  # the run is inside its fetch stage, waiting for FRED
-        assert time.monotonic() < deadline, f"the run never asked FRED\n{stack.worker_log()}"
-        time.sleep(0.2)
+    stack.wait_until_fred_slow_asked()
     container = stack.container(launched.killed_id)
     assert container.status == "running", container.status
     container.kill()  # docker kill: SIGKILL

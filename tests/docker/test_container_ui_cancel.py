@@ -17,24 +17,17 @@ import time
 import pytest
 
 from tests.alerts.stack import settle_time, sleep_until
-from tests.deploy.deployments import TINY_SETTINGS
 from tests.docker.stack import DockerStack
 
 pytestmark = pytest.mark.timeout(900)
 
-TRAIN = "train-model/train-model-docker"
 CANCELLED_AS_OF = "2026-11-16"
 
 
 def test_cancelling_a_running_container_run_ends_it_cancelled_without_an_alert(stack: DockerStack) -> None:
-    asked = len(stack.fred_slow.requests())
-    slow_settings = {**TINY_SETTINGS, "fetch": {"timeout_seconds": 600}}
-    run_id, proc = stack.run(TRAIN, {"as_of": CANCELLED_AS_OF, "fred_block": "fred-slow", "settings": slow_settings})
-    assert run_id is not None, proc.stdout + proc.stderr
-    deadline = time.monotonic() + 300
-    while len(stack.fred_slow.requests()) <= asked:  # the run is inside its fetch stage, waiting for FRED
-        assert time.monotonic() < deadline, f"the run never asked FRED\n{stack.worker_log()}"
-        time.sleep(0.2)
+    asked = len(stack.fred_slow.requests())  # by the runs of other modules
+    run_id = stack.start_slow_training(CANCELLED_AS_OF)
+    stack.wait_until_fred_slow_asked(beyond=asked)
     assert stack.container(run_id).status == "running"
 
     cancel = stack.server.cli("flow-run", "cancel", str(run_id), check=False)
