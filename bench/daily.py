@@ -29,7 +29,6 @@ import runpy
 import sys
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +106,7 @@ def _finished_run(flow_run_id: str, *, process_started: float) -> dict[str, Any]
 
 def _process_started() -> float:
     """This process's start, wall clock (the flow run's times are the wall clock)."""
-    return datetime.now(UTC).timestamp() - process_age_seconds()
+    return time.time() - process_age_seconds()
 
 
 def measure_project_daily(spec: Mapping[str, Any]) -> dict[str, Any]:
