@@ -9,16 +9,21 @@ After the seed and project children trained their models:
   the model the seed child saved.
 - phase 3, ``project-daily``: what a Prefect worker starts for a flow run, the deployment's command
   (Prefect's default, the one prefect.yaml's deployments use): ``prefect flow-run execute <id>``.
-  That command is a supervisor: it reads the flow run and starts the engine
-  (``python -m prefect.engine``) in a second interpreter, which loads the flow and runs it. Its
-  peak RSS is the supervisor's plus the engine's (both live for the whole run).
+  That command is a supervisor: it reads the flow run and watches it (e.g. for a cancellation from
+  the UI), and starts a second process, Prefect's workspace supervisor
+  (``python -m prefect.runner._workspace_supervisor``), which runs the pull step and then replaces
+  itself (exec, same process) with the engine (``python -m prefect.engine``), which loads the flow
+  and runs it: three Python start-ups with Prefect's import, one after the other. Its peak RSS is
+  the supervisor's plus the second process's (both live for the whole run).
 - phase 3, ``project-daily-engine``: the engine alone, ``python -m prefect.engine <id>``, in one
   process (what a deployment whose ``command`` job variable names it would run), for comparison.
 
-Each reports the time from its process's start to the end of the run (read from the kernel:
-/proc/self/stat against /proc/uptime, so the interpreter's own start-up counts too), its start-up
-(for the seed its imports; for the project the time until the flow run started Running: imports,
-the supervisor, loading the flow) and its peak RSS.
+Each reports the time from its process's start (read from the kernel: /proc/self/stat against
+/proc/uptime, so the interpreter's own start-up counts too) to its run's end, Completed (the seed:
+its script done; the project: the flow run's end time in the Prefect API), and to the end of the
+command (the project's engine exits after Completed: it flushes its logs and events and joins its
+heartbeat thread), its start-up (for the seed its imports; for the project the time until the flow
+run started Running: imports, the supervisor, loading the flow) and its peak RSS.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ def _flow_run_id(spec: Mapping[str, Any], role: str) -> str:
 
 
 def _finished_run(flow_run_id: str, *, process_started: float) -> dict[str, Any]:
-    """The flow run's final state and its start-up: from this process's start to the run's Running."""
+    """The flow run's final state, its start-up (process start to Running) and the process start to Completed."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -101,6 +106,7 @@ def _finished_run(flow_run_id: str, *, process_started: float) -> dict[str, Any]
         "flow_run_state": state.type.value,
         "import_seconds": startup,
         "run_seconds": flow_run.end_time.timestamp() - flow_run.start_time.timestamp(),
+        "completed_seconds": flow_run.end_time.timestamp() - process_started,
     }
 
 
@@ -172,10 +178,13 @@ def measure_seed_daily(spec: Mapping[str, Any]) -> dict[str, Any]:
         scaler_path=model_dir / SEED_SCALER_FILE,
         out_dir=Path(spec["workdir"]) / "seed-daily",
     )
+    run_seconds = time.perf_counter() - t0
+    completed_seconds = process_age_seconds()  # the script has written its files: its run is done
     return {
         "role": "seed-daily",
         "import_seconds": import_seconds,
-        "run_seconds": time.perf_counter() - t0,
+        "run_seconds": run_seconds,
+        "completed_seconds": completed_seconds,
         "process_seconds": process_age_seconds(),
         "rss_after_imports_mb": rss_after_imports,
         "heavy_libraries_loaded": _loaded_heavy(),

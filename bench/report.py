@@ -206,8 +206,9 @@ def format_report(report: Mapping[str, Any]) -> str:
     if deployed:
         lines.append(
             f"(info) daily run alone, project: `{deployed.get('command')}` (a worker's command) is a supervisor "
-            f"of {_fmt(deployed.get('supervisor_peak_rss_mb'), 0)} MB starting the engine in a second interpreter "
-            f"({_fmt(deployed.get('engine_peak_rss_mb'), 0)} MB); start-up = process start to the flow run's Running"
+            f"of {_fmt(deployed.get('supervisor_peak_rss_mb'), 0)} MB starting a second process (Prefect's "
+            f"workspace supervisor, then the engine, {_fmt(deployed.get('engine_peak_rss_mb'), 0)} MB); "
+            "s = process start to the flow run's Completed; start-up = to its Running"
         )
 
     peers_info = report.get("peers") or {}

@@ -188,6 +188,39 @@ def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     assert verdicts["pinball_h1"] == "PASS" and verdicts["pinball_h20"] == "MISS" and verdicts["pinball_h30"] == "MISS"
 
 
+def test_the_daily_run_alone_is_judged_from_process_start_to_completed() -> None:
+    """Issue 11's target is start to Completed; the time until the command exits is printed beside it."""
+    children = {
+        "project": _child("project"),
+        "seed": _child("seed"),
+        # The engine exits a second after Completed (log flush, heartbeat join); the seed's script is done.
+        "project-daily": {
+            "import_seconds": 2.0,
+            "run_seconds": 1.0,
+            "completed_seconds": 3.0,
+            "process_seconds": 4.0,
+            "peak_rss_mb": 300.0,
+        },
+        "seed-daily": {
+            "import_seconds": 4.0,
+            "run_seconds": 1.0,
+            "completed_seconds": 5.0,
+            "process_seconds": 5.0,
+            "peak_rss_mb": 700.0,
+        },
+    }
+    report = build_report(children, config={"settings": {"series": []}, "horizons": []}, machine={})
+
+    assert report["ratios"]["daily_completed_seconds"] == pytest.approx(0.6)
+    assert report["ratios"]["daily_process_seconds"] == pytest.approx(0.8)
+    verdicts = {t["id"]: t for t in report["targets"]}
+    assert verdicts["daily_process_ratio"]["measured"] == pytest.approx(0.6)
+    assert verdicts["daily_process_ratio"]["result"] == "PASS"  # 0.6 is the threshold, inclusive
+    assert verdicts["daily_rss_ratio"]["result"] == "PASS"
+    assert report["headline"]["daily_completed_seconds"]["project"] == 3.0
+    assert report["headline"]["daily_process_seconds"]["project"] == 4.0
+
+
 @pytest.mark.timeout(300)
 def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, out = tmp_path / "fred", tmp_path / "results"
@@ -273,10 +306,16 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     assert deployed["peak_rss_mb"] == pytest.approx(deployed["supervisor_peak_rss_mb"] + deployed["engine_peak_rss_mb"])
     assert engine["heavy_libraries_loaded"] == []  # no TensorFlow in the daily run
     for run in (deployed, engine, report["seed-daily"]):
-        assert 0 < run["import_seconds"] < run["process_seconds"] and run["run_seconds"] > 0
-    assert ratios["daily_process_seconds"] == pytest.approx(
-        deployed["process_seconds"] / report["seed-daily"]["process_seconds"]
+        assert 0 < run["import_seconds"] < run["completed_seconds"] <= run["process_seconds"]
+        assert run["run_seconds"] > 0
+    for run in (deployed, engine):  # start-up + run = start to Completed, all from the same flow run
+        assert run["import_seconds"] + run["run_seconds"] == pytest.approx(run["completed_seconds"])
+    seed_daily = report["seed-daily"]
+    assert ratios["daily_completed_seconds"] == pytest.approx(
+        deployed["completed_seconds"] / seed_daily["completed_seconds"]
     )
+    assert verdicts["daily_process_ratio"]["measured"] == pytest.approx(ratios["daily_completed_seconds"])
+    assert ratios["daily_process_seconds"] == pytest.approx(deployed["process_seconds"] / seed_daily["process_seconds"])
 
     # Metrics and timings only: no list long enough to hold a series (270 sessions here).
     assert _longest_list(report) < 100
