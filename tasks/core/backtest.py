@@ -24,8 +24,10 @@ re-estimated at each origin).
 Coverage and pinball loss are reported honestly: the band at a test origin uses only those errors
 and the test errors already realised before that origin (expanding calibration), never the error it
 is scored on, at quantile levels corrected by the misses realised so far (adaptive conformal
-inference, `tasks.core.intervals.adaptive_bands`); the published quantiles are those of every error
-at the levels reached at the end. The pinball loss (mean over the four band quantiles, in the
+inference, `tasks.core.intervals.adaptive_bands`), and held at least as wide as the same origin's band
+at the shorter horizons scored (`tasks.core.intervals.widen_with_horizon`, as the published
+forecast's bands are); the published quantiles are those of every error at the levels reached at
+the end. The pinball loss (mean over the four band quantiles, in the
 series' units) is compared with the random walk's with empirical bands: quantiles of the past
 h-session changes from the same origins, not scaled by volatility.
 """
@@ -41,7 +43,14 @@ import pandas as pd
 
 from tasks.core.ensemble import Ensemble
 from tasks.core.features import make_features
-from tasks.core.intervals import QUANTILES, adaptive_bands, band_coverage, expanding_bands, horizon_volatility
+from tasks.core.intervals import (
+    QUANTILES,
+    adaptive_bands,
+    band_coverage,
+    expanding_bands,
+    horizon_volatility,
+    widen_with_horizon,
+)
 from tasks.core.metrics import insample_naive_mae, mae, pinball_loss, relative_mae, rmse, scaled_mae
 from tasks.core.significance import diebold_mariano
 
@@ -125,6 +134,8 @@ def run_backtest(
     offset = len(levels) - len(features)
     log_levels = all_log_levels[offset:]
     n_rows, n_series = len(features), levels.shape[1]
+    if list(horizons) != sorted(set(horizons)):
+        raise ValueError(f"horizons must be distinct and increasing, got {horizons}")
     series = list(levels.columns)
     h_max = max(horizons)
     origins = np.arange(test_start_row - 1, n_rows - 1, origin_step)  # features row of each origin
@@ -152,6 +163,7 @@ def run_backtest(
     mase_scale = [insample_naive_mae(levels.iloc[: offset + test_start_row, j].to_numpy()) for j in range(n_series)]
 
     metric_rows, quantile_rows = [], []
+    shorter: np.ndarray | None = None  # band offsets of the horizon before, per origin (a prefix of these)
     for h in horizons:
         valid = origins + h < n_rows
         o = origins[valid]
@@ -161,9 +173,12 @@ def run_backtest(
         drift = naive + h * drift_per_step[valid]
         scale = volatility[h][o + offset]
         z = (actual - forecast) / scale
-        bands, next_levels = adaptive_bands(z, o, h, prior=z_prior[h], prior_origins=prior_origins[h])
-        cover80, cover95, n_cover = band_coverage(bands, z)
-        model_bands = np.exp(forecast[:, :, None] + bands * scale[:, :, None])
+        offsets, next_levels = _band_offsets(
+            z, o, h, scale, prior=z_prior[h], prior_origins=prior_origins[h], shorter=shorter
+        )
+        shorter = offsets
+        cover80, cover95, n_cover = band_coverage(offsets, actual - forecast)
+        model_bands = np.exp(forecast[:, :, None] + offsets)
         walk_bands = np.exp(naive[:, :, None] + expanding_bands(actual - naive, o, h, prior=change_prior[h]))
         overlap = math.ceil(h / origin_step)
         pooled = np.vstack([z_prior[h], z])
@@ -245,6 +260,29 @@ def _calibration_errors(
         change_prior[h] = np.where(outside, np.nan, log_levels[o + h] - log_levels[o])
         prior_origins[h] = o
     return z_prior, change_prior, prior_origins
+
+
+def _band_offsets(
+    z: np.ndarray,
+    origins: np.ndarray,
+    h: int,
+    scale: np.ndarray,
+    *,
+    prior: np.ndarray,
+    prior_origins: np.ndarray,
+    shorter: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bands at each origin as log offsets from the forecast, and the levels the next band would use.
+
+    The adaptive conformal bands of the standardised errors `z` (`adaptive_bands`), scaled back by
+    each origin's volatility, and never narrower than the `shorter` horizon's bands at the same
+    origins (the first len(origins) rows), as the published forecast's are (`widen_with_horizon`).
+    """
+    bands, next_levels = adaptive_bands(z, origins, h, prior=prior, prior_origins=prior_origins)
+    offsets = bands * scale[:, :, None]
+    if shorter is not None:
+        offsets = widen_with_horizon(np.stack([shorter[: len(origins)], offsets], axis=-3))[:, 1]
+    return offsets, next_levels
 
 
 def _pinball_pair(actual: np.ndarray, model_bands: np.ndarray, walk_bands: np.ndarray) -> tuple[float, float]:

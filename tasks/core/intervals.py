@@ -11,6 +11,12 @@ The quantile levels adapt as errors are realised (`adaptive_bands`, adaptive con
 Gibbs and Candes 2021): each band's miss level alpha moves by gamma * (nominal alpha - miss) for
 every realised error, so a band that has been missing more often than its nominal rate widens and
 one that has been too wide narrows, while the calibration set keeps every realised error.
+
+A band never narrows as the horizon grows (`widen_with_horizon`): the error of a forecast made with
+what is known at the origin is no less dispersed h + 1 sessions ahead than h sessions ahead (for a
+series whose changes are stationary), but quantiles estimated per horizon from finitely many errors
+can be (a 30-session quantile rests on about ten independent outcomes in a year of origins), which
+would draw a fan that narrows towards its end.
 """
 
 from __future__ import annotations
@@ -158,6 +164,24 @@ def _band_levels(alpha: np.ndarray) -> np.ndarray:
     return np.array([outer / 2, alpha[0] / 2, 1 - alpha[0] / 2, 1 - outer / 2])
 
 
+def widen_with_horizon(offsets: np.ndarray) -> np.ndarray:
+    """Band offsets from the forecast that never narrow as the horizon grows.
+
+    Each lower quantile is at most, each upper one at least, the same quantile at every shorter
+    horizon (a running minimum / maximum along the horizons).
+
+    Args:
+        offsets: (..., n_horizons, n_series, 4) log offsets from the forecast, in the order of
+            QUANTILES, horizons increasing along axis -3; NaN: no band there.
+
+    Returns:
+        The same shape; a NaN stays NaN and is passed over by the horizons after it.
+    """
+    lower = np.fmin.accumulate(offsets[..., :2], axis=-3)
+    upper = np.fmax.accumulate(offsets[..., 2:], axis=-3)
+    return np.where(np.isnan(offsets), np.nan, np.concatenate([lower, upper], axis=-1))
+
+
 def band_coverage(bands: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Share of `errors` inside the 80% and 95% `bands` (from expanding_bands), and the origins scored."""
     scored = np.isfinite(bands).all(axis=2) & np.isfinite(errors)
@@ -193,19 +217,22 @@ def interval_log_bounds(
 
     Returns:
         series_id, horizon (1..horizon; interpolated between scored horizons, the nearest scored
-        one beyond them), q025, q10, q90, q975 in log units, added to the forecast's log-level.
+        one beyond them), q025, q10, q90, q975 in log units, added to the forecast's log-level;
+        never narrower than at a shorter horizon (`widen_with_horizon`).
     """
-    rows = []
+    recent = log_levels[-LONG_VOL_WINDOW - 1 :]
+    steps = range(1, horizon + 1)
+    scales = np.array([horizon_volatility(recent, h)[-1] for h in steps])  # (horizon, n_series)
+    offsets = np.full((horizon, len(series), len(QUANTILES)), np.nan)
     for j, sid in enumerate(series):
         table = z_quantiles[z_quantiles["series_id"] == sid].sort_values("horizon")
         scored = table["horizon"].to_numpy()
-        for h in range(1, horizon + 1):
-            scale = horizon_volatility(log_levels[-LONG_VOL_WINDOW - 1 :], h)[-1, j]
-            rows.append(
-                {
-                    "series_id": sid,
-                    "horizon": h,
-                    **{k: float(np.interp(h, scored, table[k].to_numpy())) * scale for k in QUANTILES},
-                }
-            )
+        for k, name in enumerate(QUANTILES):
+            offsets[:, j, k] = np.interp(steps, scored, table[name].to_numpy()) * scales[:, j]
+    offsets = widen_with_horizon(offsets)
+    rows = [
+        {"series_id": sid, "horizon": h, **dict(zip(QUANTILES, offsets[h - 1, j].tolist(), strict=True))}
+        for j, sid in enumerate(series)
+        for h in steps
+    ]
     return pd.DataFrame(rows)

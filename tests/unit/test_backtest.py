@@ -6,9 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.backtest import BACKTEST_COLUMNS, run_backtest
+from tasks.core.backtest import BACKTEST_COLUMNS, _band_offsets, run_backtest
 from tasks.core.features import Scaler, make_features
-from tasks.core.intervals import adaptive_bands, band_coverage, expanding_bands, expanding_coverage, interval_log_bounds
+from tasks.core.intervals import (
+    adaptive_bands,
+    band_coverage,
+    expanding_bands,
+    expanding_coverage,
+    interval_log_bounds,
+    widen_with_horizon,
+)
 from tests.unit.test_evaluate_forecast import ZeroPredictor, lstm_alone
 
 
@@ -114,6 +121,67 @@ def test_interval_bounds_widen_with_the_horizon(random_walk_result: object, leve
     assert list(sp.index) == list(range(1, 31))
     assert (sp["q025"] < sp["q10"]).all() and (sp["q10"] < sp["q90"]).all() and (sp["q90"] < sp["q975"]).all()
     assert sp.loc[30, "q975"] - sp.loc[30, "q025"] > sp.loc[1, "q975"] - sp.loc[1, "q025"]
+
+
+def test_a_band_never_narrows_as_the_horizon_grows() -> None:
+    # (horizons, series, q025 q10 q90 q975): the second series' 30-session quantiles came out tighter.
+    offsets = np.array(
+        [
+            [[-1.0, -0.5, 0.5, 1.0], [-1.0, -0.5, 0.5, 1.0]],
+            [[-2.0, -1.0, 1.0, 2.0], [-3.0, -2.0, 2.0, 3.0]],
+            [[-2.5, -1.5, 1.5, 2.5], [-2.0, -1.0, 1.5, 3.5]],
+        ]
+    )
+    widened = widen_with_horizon(offsets)
+    np.testing.assert_array_equal(widened[:, 0], offsets[:, 0])  # already widening: unchanged
+    np.testing.assert_array_equal(widened[2, 1], [-3.0, -2.0, 2.0, 3.5])  # each quantile held or widened
+    # No band is made up where there is none, and a missing one holds nothing back.
+    offsets[1, 0] = np.nan
+    widened = widen_with_horizon(offsets)
+    assert np.isnan(widened[1, 0]).all()
+    np.testing.assert_array_equal(widened[2, 0], [-2.5, -1.5, 1.5, 2.5])
+
+
+def test_the_published_bands_do_not_narrow_where_a_longer_horizons_quantiles_are_tighter(levels: pd.DataFrame) -> None:
+    rows = [(1, 2.0), (5, 2.0), (10, 2.0), (20, 2.0), (30, 0.5)]  # 30 sessions: a quarter of the width
+    z_quantiles = pd.DataFrame(
+        [
+            {"series_id": sid, "horizon": h, "q025": -w, "q10": -w / 2, "q90": w / 2, "q975": w}
+            for sid in levels.columns
+            for h, w in rows
+        ]
+    )
+    bounds = interval_log_bounds(z_quantiles, np.log(levels.to_numpy()), tuple(levels.columns), 30)
+    for _, rows_of_series in bounds.groupby("series_id"):
+        table = rows_of_series.set_index("horizon")
+        assert table["q975"].is_monotonic_increasing and table["q90"].is_monotonic_increasing
+        assert table["q025"].is_monotonic_decreasing and table["q10"].is_monotonic_decreasing
+        assert table.loc[30, "q975"] == table["q975"].max() > 0
+
+
+def test_the_backtest_scores_bands_held_at_least_as_wide_as_the_shorter_horizons() -> None:
+    rng = np.random.default_rng(5)
+    origins = np.arange(300)
+    scale = np.ones((300, 1))
+    z = rng.normal(size=(300, 1)) * 0.5  # this horizon's errors came out tight...
+    shorter = np.tile([-2.0, -1.3, 1.3, 2.0], (320, 1, 1))  # ...but the shorter horizon's bands are wider
+    alone, _ = _band_offsets(z, origins, 5, scale, prior=np.empty((0, 1)), prior_origins=np.empty(0), shorter=None)
+    held, _ = _band_offsets(z, origins, 5, scale, prior=np.empty((0, 1)), prior_origins=np.empty(0), shorter=shorter)
+    scored = np.isfinite(alone).all(axis=2)[:, 0]
+    assert scored.sum() > 250
+    lower = np.minimum(alone[..., :2], shorter[:300, :, :2])
+    upper = np.maximum(alone[..., 2:], shorter[:300, :, 2:])
+    np.testing.assert_array_equal(held[scored], np.concatenate([lower, upper], axis=-1)[scored])
+    assert np.isnan(held[~scored]).all()  # no band is made up before there are errors to calibrate it
+    # Scored on the held bands, this horizon covers more than its own quantiles would.
+    assert band_coverage(held, z)[0][0] > band_coverage(alone, z)[0][0] + 0.1
+
+
+def test_backtest_horizons_must_increase(levels: pd.DataFrame) -> None:
+    features = make_features(levels, 20)
+    scaler = Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4))
+    with pytest.raises(ValueError, match="increasing"):
+        run_backtest(lstm_alone(ZeroPredictor(), scaler), levels, test_start_row=400, horizons=(5, 1))
 
 
 def test_progress_is_reported_after_every_refit_block(levels: pd.DataFrame) -> None:
