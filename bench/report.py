@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.coverage_reference import REPS, CalibratedCoverage, calibrated_coverage
 from bench.daily import HEAVY_LIBRARIES
 from bench.errors import BenchError
 from bench.processes import REPO_ROOT
@@ -76,6 +77,7 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
         for sid in series
         for h in horizons
     ]
+    origin_step = int(config["settings"].get("backtest", {}).get("origin_step", 1))
     coverage = [
         {
             "series_id": sid,
@@ -88,6 +90,7 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
         for sid in series
         for h in horizons
     ]
+    reference = coverage_reference(coverage, origin_step=origin_step)
     headline = {
         c.id: {
             "project": results.get(c.project[0], {}).get(c.project[1]),
@@ -105,12 +108,54 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
         "ratios": ratios,
         "rel_mae": rel_mae,
         "coverage": coverage,
+        "coverage_reference": reference,
         "targets": targets,
         "summary": {
             "passed": sum(t["result"] == "PASS" for t in targets),
             "missed": [t["id"] for t in targets if t["result"] != "PASS"],
         },
         **{role: dict(result) for role, result in results.items()},
+    }
+
+
+def coverage_reference(coverage: list[dict[str, Any]], *, origin_step: int) -> dict[str, Any]:
+    """Beside the coverage target: what a perfectly calibrated band scores on the same origins.
+
+    Adds each row's calibrated 5-95% range (`calibrated_80`, `calibrated_95`: [low, high], None where
+    the cell has no coverage) and returns the summary: how many cells a calibrated band lands within
+    the target's tolerance on average, and how many of the project's cells lie inside that range.
+    """
+    expected, inside, cells, outside = 0.0, 0, 0, []
+    for row in coverage:
+        n = number(row["n_coverage"])
+        simulated: dict[float, CalibratedCoverage] = (
+            calibrated_coverage(
+                row["horizon"], int(n), (0.80, 0.95), tolerance=COVERAGE_TOLERANCE, origin_step=origin_step
+            )
+            if n >= 1
+            else {}
+        )
+        for nominal, column in ((0.80, "coverage_80"), (0.95, "coverage_95")):
+            calibrated = simulated.get(nominal)
+            row[f"calibrated_{column.removeprefix('coverage_')}"] = (
+                [calibrated.low, calibrated.high] if calibrated else None
+            )
+            cells += 1
+            if calibrated is None:
+                outside.append(f"{column}:{row['series_id']}:h{row['horizon']}")
+                continue
+            expected += calibrated.within_tolerance
+            if calibrated.contains(number(row[column])):
+                inside += 1
+            else:
+                outside.append(f"{column}:{row['series_id']}:h{row['horizon']}")
+    return {
+        "cells": cells,
+        "calibrated_expected_within_tolerance": expected,
+        "inside_calibrated_range": inside,
+        "outside_calibrated_range": outside,
+        "simulated_test_parts": REPS,
+        "origin_step": origin_step,
     }
 
 
@@ -124,11 +169,56 @@ def _percent(value: Any) -> str:
     return f"{100 * n:.1f}%" if math.isfinite(n) else "n/a"
 
 
+def _range(bounds: Sequence[float] | None) -> str:
+    """'61-96%' for a coverage range, 'n/a' without one."""
+    if not bounds:
+        return "n/a"
+    return f"{bounds[0] * 100:.0f}-{bounds[1] * 100:.0f}%"
+
+
 def _ratio_text(value: Any) -> str:
     n = number(value)
     if not math.isfinite(n):
         return "n/a"
     return f"{n:.3f}x" if n < 0.1 else f"{n:.2f}x"
+
+
+def coverage_lines(report: Mapping[str, Any]) -> list[str]:
+    """The coverage table: each cell's coverage, verdict, rel pinball and the calibrated band's range."""
+    targets = {t["id"]: t for t in report["targets"]}
+    lines = [
+        "Interval coverage of the project's backtest (nominal 80% / 95%, target within "
+        f"{COVERAGE_TOLERANCE * 100:.0f} points)",
+    ]
+    row = "{:<20} {:>3} {:>8} {:>8} {:>6}  {:<6} {:>11}  {:>21}"
+    lines.append(row.format("series", "h", "cov 80", "cov 95", "n", "result", "rel pinball", "calibrated 80 / 95"))
+    for item in report["coverage"]:
+        sid, h = item["series_id"], item["horizon"]
+        verdicts = [targets.get(f"coverage_80:{sid}:h{h}"), targets.get(f"coverage_95:{sid}:h{h}")]
+        result = "PASS" if all(v and v["result"] == "PASS" for v in verdicts) else "MISS"
+        lines.append(
+            row.format(
+                sid,
+                h,
+                _percent(item["coverage_80"]),
+                _percent(item["coverage_95"]),
+                item["n_coverage"] if item["n_coverage"] is not None else "n/a",
+                result,
+                _fmt(item["rel_pinball"], 3),
+                f"{_range(item.get('calibrated_80'))} / {_range(item.get('calibrated_95'))}",
+            )
+        )
+    reference = report.get("coverage_reference")
+    if reference:
+        cells = reference["cells"]
+        lines += [
+            "calibrated 80 / 95 (information, not a target): the 5-95% range of the coverage a perfectly calibrated",
+            f"band scores on the same origins, by chance alone ({reference['simulated_test_parts']} simulated test "
+            f"parts). Such a band is within {COVERAGE_TOLERANCE * 100:.0f} points in "
+            f"{_fmt(reference['calibrated_expected_within_tolerance'], 1)} of {cells} cells on average;",
+            f"the project's coverage lies inside that range in {reference['inside_calibrated_range']} of {cells}.",
+        ]
+    return lines
 
 
 def format_report(report: Mapping[str, Any]) -> str:
@@ -264,28 +354,7 @@ def format_report(report: Mapping[str, Any]) -> str:
             )
         )
 
-    lines += [
-        "",
-        "Interval coverage of the project's backtest (nominal 80% / 95%, target within "
-        f"{COVERAGE_TOLERANCE * 100:.0f} points)",
-    ]
-    row = "{:<20} {:>3} {:>8} {:>8} {:>6}  {:<6} {:>11}"
-    lines.append(row.format("series", "h", "cov 80", "cov 95", "n", "result", "rel pinball"))
-    for item in report["coverage"]:
-        sid, h = item["series_id"], item["horizon"]
-        verdicts = [targets.get(f"coverage_80:{sid}:h{h}"), targets.get(f"coverage_95:{sid}:h{h}")]
-        result = "PASS" if all(v and v["result"] == "PASS" for v in verdicts) else "MISS"
-        lines.append(
-            row.format(
-                sid,
-                h,
-                _percent(item["coverage_80"]),
-                _percent(item["coverage_95"]),
-                item["n_coverage"] if item["n_coverage"] is not None else "n/a",
-                result,
-                _fmt(item["rel_pinball"], 3),
-            )
-        )
+    lines += ["", *coverage_lines(report)]
     pinball = [t for t in report["targets"] if t["id"].startswith("pinball_h")]
     if pinball:
         lines.append(

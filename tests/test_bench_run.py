@@ -283,6 +283,16 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
         assert row["n_peers"] == row["n_project"] and row["drift"] > 0 and row["ar1_log_level"] > 0
         assert row["auto_ets"] > 0 and row["auto_arima"] > 0
     assert len(report["coverage"]) == len(DEFAULT_SERIES) * 2
+    # Beside the coverage target, the calibrated band's range on the same origins (origin_step 5 here).
+    reference = report["coverage_reference"]
+    assert reference["cells"] == 2 * len(report["coverage"]) and reference["origin_step"] == 5
+    # (This tiny test part leaves no origin with enough earlier errors to calibrate a band: no range either.)
+    for row in report["coverage"]:
+        if row["n_coverage"]:
+            assert row["calibrated_80"][0] < 0.8 < row["calibrated_80"][1]
+        else:
+            assert row["calibrated_80"] is None and row["calibrated_95"] is None
+    assert f"inside that range in {reference['inside_calibrated_range']} of {reference['cells']}" in printed
 
     # Verdicts agree with the measured values they report.
     verdicts = {t["id"]: t for t in report["targets"]}
