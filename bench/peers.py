@@ -16,11 +16,15 @@ the test part), then forecasts from every test origin with the data up to that o
   (`forward`). statsforecast is a bench/test-only dependency; without it these two are missing
   (and the targets that need them are MISS).
 
-`rel_mae` = MAE of the peer's level forecast / MAE of the random walk's on the same targets.
+`rel_mae` = MAE of the peer's level forecast / MAE of the random walk's on the same targets, and
+`<peer>_dm_pvalue` the Diebold-Mariano p-value of the peer's absolute errors against the random
+walk's (the project's own test, `tasks.core.significance`): whether a peer's gain is more than the
+test year's luck.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from importlib import metadata
@@ -39,6 +43,7 @@ def measure_peers(spec: Mapping[str, Any]) -> dict[str, Any]:
     from tasks.core.features import make_features
     from tasks.core.metrics import relative_mae
     from tasks.core.settings import Settings
+    from tasks.core.significance import diebold_mariano
     from tasks.core.training import training_split
 
     settings = Settings.model_validate(spec["settings"])
@@ -81,11 +86,15 @@ def measure_peers(spec: Mapping[str, Any]) -> dict[str, Any]:
             valid = origins + h < len(levels)
             actual = np.exp(x[origins[valid] + h])
             naive = np.exp(paths["random_walk"][valid, h - 1])
+            overlap = math.ceil(h / settings.backtest.origin_step)  # as the project's backtest tests its own
             row: dict[str, Any] = {"series_id": sid, "horizon": h, "n": int(valid.sum())}
             for name in PEERS:
-                row[name] = (
-                    relative_mae(actual, np.exp(paths[name][valid, h - 1]), naive) if name in paths else float("nan")
-                )
+                row[name] = row[f"{name}_dm_pvalue"] = math.nan
+                if name in paths:
+                    forecast = np.exp(paths[name][valid, h - 1])
+                    row[name] = relative_mae(actual, forecast, naive)
+                    test = diebold_mariano(np.abs(actual - forecast), np.abs(actual - naive), horizon=overlap)
+                    row[f"{name}_dm_pvalue"] = test.p_value
             rows.append(row)
     return {
         "role": "peers",

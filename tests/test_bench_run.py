@@ -140,6 +140,7 @@ def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
                 "horizon": 1,
                 "drift": 1.0,
                 "ar1_log_level": 0.98,
+                "ar1_log_level_dm_pvalue": 0.41,
                 "auto_ets": 1.0,
                 "auto_arima": 1.0,
             },
@@ -178,6 +179,10 @@ def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     assert verdicts["rel_mae:VIXCLS:h1"] == "PASS" and verdicts["rel_mae:VIXCLS:h30"] == "MISS"
     assert verdicts["peers:VIXCLS:h1"] == "MISS"  # the AR(1) peer's 0.98 beats 0.99
     assert verdicts["peers:VIXCLS:h20"] == "PASS"
+    # The best peer's own DM p-value against the random walk is carried beside it (none for the random walk).
+    cells = {row["horizon"]: row for row in report["rel_mae"]}
+    assert cells[1]["best_peer"] == "ar1_log_level" and cells[1]["best_peer_dm_pvalue"] == 0.41
+    assert cells[20]["best_peer"] == "ar1_log_level" and math.isnan(cells[20]["best_peer_dm_pvalue"])
     assert verdicts["peers:VIXCLS:h30"] == "MISS"  # a peer not measured: a miss, never a pass
     assert verdicts["vix_rel_mae_h20"] == "PASS"
     assert verdicts["vix_rel_mae_h30"] == "MISS"
@@ -282,6 +287,9 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
         assert row["project"] > 0 and row["seed"] > 0 and row["n_project"] > 0 and row["n_seed"] > 0
         assert row["n_peers"] == row["n_project"] and row["drift"] > 0 and row["ar1_log_level"] > 0
         assert row["auto_ets"] > 0 and row["auto_arima"] > 0
+    for peer_row in report["peers"]["rel_mae"]:
+        for name in ("drift", "ar1_log_level", "auto_ets", "auto_arima"):
+            assert 0 <= peer_row[f"{name}_dm_pvalue"] <= 1, peer_row
     assert len(report["coverage"]) == len(DEFAULT_SERIES) * 2
     # Beside the coverage target, the calibrated band's range on the same origins (origin_step 5 here).
     reference = report["coverage_reference"]
