@@ -6,24 +6,20 @@ Neighbouring origins share most of their h daily changes, so their hits are corr
 sessions about 200 daily origins rest on fewer than ten independent outcomes. Even the true
 distribution's band then lands several points from nominal in most test years.
 
-This module measures that noise. It simulates a Gaussian random walk with known unit variance and
-scores the exact band +/- z * sqrt(h), which is calibrated by construction, on the same origins as the
-cell (same n, h and step). The simulation runs `reps` times with a fixed seed, so every run prints the
-same numbers. Real returns have fat tails and volatility clustering, which only add to this noise,
-so the range is the narrowest a calibrated band can hope for.
+The simulation is the project's own (`tasks.core.intervals.calibrated_coverage_draws`: a Gaussian
+random walk with known variance and the exact band, on the same n, h and step, with a fixed seed),
+whose 5-95% range the project publishes in `backtest_metrics.csv` as `calibrated_*`. The benchmark
+adds the share of simulated test parts in which such a band is within the target's tolerance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
-REPS = 4000
-SEED = 12  # issue 12
-RANGE = (5.0, 95.0)  # percentiles: the central 90% of the calibrated band's coverage
+from tasks.core.intervals import calibrated_coverage_draws, calibrated_coverage_range
 
 
 @dataclass(frozen=True)
@@ -32,7 +28,7 @@ class CalibratedCoverage:
 
     Attributes:
         nominal: the band's nominal coverage (0.80, 0.95).
-        low, high: the 5th and 95th percentiles of its coverage.
+        low, high: the 5th and 95th percentiles of its coverage (the project's `calibrated_*`).
         within_tolerance: the share of simulated test parts whose coverage is within `tolerance` of nominal.
     """
 
@@ -47,16 +43,9 @@ class CalibratedCoverage:
 
 
 def calibrated_coverage(
-    horizon: int,
-    n: int,
-    nominals: Sequence[float],
-    *,
-    tolerance: float,
-    origin_step: int = 1,
-    reps: int = REPS,
-    seed: int = SEED,
+    horizon: int, n: int, nominals: Sequence[float], *, tolerance: float, origin_step: int = 1
 ) -> dict[float, CalibratedCoverage]:
-    """Simulate a perfectly calibrated band on `n` origins `origin_step` sessions apart, `horizon` ahead.
+    """A perfectly calibrated band on `n` origins `origin_step` sessions apart, `horizon` ahead.
 
     Args:
         horizon: sessions ahead (h).
@@ -64,24 +53,16 @@ def calibrated_coverage(
         nominals: the bands' nominal coverages.
         tolerance: distance from nominal that counts as "within" (issue 12: 0.03).
         origin_step: sessions between consecutive origins (the backtest's `origin_step`).
-        reps: simulated test parts.
-        seed: the generator's seed; with (horizon, n, origin_step) it fixes the numbers.
 
     Returns:
         nominal -> its `CalibratedCoverage`.
     """
-    if horizon < 1 or n < 1 or origin_step < 1:
-        raise ValueError(f"horizon, n and origin_step must be >= 1 (got {horizon}, {n}, {origin_step})")
-    rng = np.random.default_rng([seed, horizon, n, origin_step])
-    origins = np.arange(n) * origin_step
-    steps = rng.standard_normal((reps, int(origins[-1]) + horizon), dtype=np.float64)
-    walk = np.concatenate([np.zeros((reps, 1)), np.cumsum(steps, axis=1)], axis=1)
-    scaled = np.abs(walk[:, origins + horizon] - walk[:, origins]) / np.sqrt(horizon)
-    result = {}
-    for nominal in nominals:
-        z = NormalDist().inv_cdf(0.5 + nominal / 2.0)
-        coverage = (scaled <= z).mean(axis=1)
-        low, high = np.percentile(coverage, RANGE)
-        within = float(np.mean(np.abs(coverage - nominal) <= tolerance + 1e-12))
-        result[nominal] = CalibratedCoverage(nominal, float(low), float(high), within)
-    return result
+    levels = tuple(nominals)
+    draws = calibrated_coverage_draws(horizon, n, levels, origin_step=origin_step)
+    ranges = calibrated_coverage_range(horizon, n, levels, origin_step)
+    return {
+        nominal: CalibratedCoverage(
+            nominal, low, high, float(np.mean(np.abs(draws[nominal] - nominal) <= tolerance + 1e-12))
+        )
+        for nominal, (low, high) in zip(levels, ranges, strict=True)
+    }

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.coverage_reference import REPS, CalibratedCoverage, calibrated_coverage
+from bench.coverage_reference import CalibratedCoverage, calibrated_coverage
 from bench.daily import HEAVY_LIBRARIES
 from bench.errors import BenchError
 from bench.processes import REPO_ROOT
@@ -39,6 +39,7 @@ from bench.targets import (
     compute_ratios,
     evaluate_targets,
 )
+from tasks.core.intervals import CHANCE_REPS
 
 RESULT_FORMAT = "market-forecast-bench/1"
 # The code measured, hashed into `machine.code_sha256` (HEAD may not be what ran).
@@ -163,7 +164,7 @@ def coverage_reference(coverage: list[dict[str, Any]], *, origin_step: int) -> d
         "calibrated_expected_within_tolerance": expected,
         "inside_calibrated_range": inside,
         "outside_calibrated_range": outside,
-        "simulated_test_parts": REPS,
+        "simulated_test_parts": CHANCE_REPS,
         "origin_step": origin_step,
     }
 

@@ -29,7 +29,9 @@ at the shorter horizons scored (`tasks.core.intervals.widen_with_horizon`, as th
 forecast's bands are); the published quantiles are those of every error at the levels reached at
 the end. The pinball loss (mean over the four band quantiles, in the
 series' units) is compared with the random walk's with empirical bands: quantiles of the past
-h-session changes from the same origins, not scaled by volatility.
+h-session changes from the same origins, not scaled by volatility. Beside each coverage, the range
+a perfectly calibrated band's coverage falls in, by chance, in nine test parts out of ten on the
+same origins (`calibrated_80_low` .. `calibrated_95_high`, `tasks.core.intervals.calibrated_coverage_range`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from tasks.core.intervals import (
     QUANTILES,
     adaptive_bands,
     band_coverage,
+    calibrated_coverage_range,
     expanding_bands,
     horizon_volatility,
     widen_with_horizon,
@@ -54,6 +57,9 @@ from tasks.core.intervals import (
 from tasks.core.metrics import insample_naive_mae, mae, pinball_loss, relative_mae, rmse, scaled_mae
 from tasks.core.significance import diebold_mariano
 
+# The range of a perfectly calibrated 80% / 95% band's coverage on the same origins (9 test parts in 10).
+NOMINALS = (0.80, 0.95)
+CALIBRATED_COLUMNS = ("calibrated_80_low", "calibrated_80_high", "calibrated_95_low", "calibrated_95_high")
 BACKTEST_COLUMNS = [
     "series_id",
     "horizon",
@@ -74,6 +80,7 @@ BACKTEST_COLUMNS = [
     "pinball",
     "naive_pinball",
     "rel_pinball",
+    *CALIBRATED_COLUMNS,
 ]
 
 Refit = Callable[[pd.DataFrame], Ensemble]
@@ -207,6 +214,7 @@ def run_backtest(
                     "pinball": pinball,
                     "naive_pinball": naive_pinball,
                     "rel_pinball": pinball / naive_pinball if naive_pinball > 0 else math.nan,
+                    **_calibrated_columns(h, int(n_cover[j]), origin_step),
                 }
             )
             finite = pooled[:, j][np.isfinite(pooled[:, j])]
@@ -217,6 +225,14 @@ def run_backtest(
             )
     metrics = pd.DataFrame(metric_rows, columns=BACKTEST_COLUMNS)
     return BacktestResult(metrics, pd.DataFrame(quantile_rows), len(origins))
+
+
+def _calibrated_columns(h: int, n: int, origin_step: int) -> dict[str, float]:
+    """The range of a perfectly calibrated band's coverage on the n origins scored (NaN when none)."""
+    if n < 1:
+        return dict.fromkeys(CALIBRATED_COLUMNS, math.nan)
+    ranges = calibrated_coverage_range(h, n, NOMINALS, origin_step)
+    return dict(zip(CALIBRATED_COLUMNS, (bound for pair in ranges for bound in pair), strict=True))
 
 
 def _calibration_errors(

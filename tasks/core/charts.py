@@ -264,6 +264,10 @@ def _coverage_axes(ax: Axes, rows: pd.DataFrame) -> None:
     bands = (("coverage_80", 80.0, "o", FORECAST_COLOR), ("coverage_95", 95.0, "^", BAND_95_COLOR))
     for column, target, marker, color in bands:
         ax.axhline(target, color=color, ls=":", lw=1)
+        low, high = (
+            100.0 * rows[f"calibrated_{target:.0f}_{end}"].to_numpy(dtype="float64") for end in ("low", "high")
+        )
+        ax.fill_between(horizons, low, high, color=color, alpha=0.15, lw=0)
         values = 100.0 * rows[column].to_numpy(dtype="float64")
         ax.plot(horizons, values, color=color, marker=marker, ms=4, label=f"{target:.0f}% band")
     ax.set_ylim(0, 105)
@@ -277,7 +281,8 @@ def skill_chart(backtest: pd.DataFrame, *, demo: bool, fmt: ChartFormat = "png")
 
     Top panel: MAE relative to the random walk's on the same origins (the model's is `rel_mae`, the
     drift baseline's `drift_mae / naive_mae`; the random walk is 1, below 1 is better). Bottom panel:
-    how often the actual fell inside the 80% and 95% bands, in percent, against those targets.
+    how often the actual fell inside the 80% and 95% bands, in percent, against those targets, over
+    the range a perfectly calibrated band's share falls in by chance (`calibrated_*`, shaded).
 
     Args:
         backtest: backtest_metrics.csv's table.
@@ -317,7 +322,8 @@ def _skill_figure(backtest: pd.DataFrame, *, demo: bool) -> Figure:
             coverage_ax.legend(fontsize=8, frameon=False, loc="lower left")
     title = (
         "Walk-forward backtest by horizon. Top: MAE relative to the random walk's (below 1 is better). "
-        "Bottom: share of actuals inside the 80% and 95% bands (dotted: the targets)."
+        "Bottom: share of actuals inside the 80% and 95% bands (dotted: the targets; shaded: where a perfectly "
+        "calibrated band's share falls by chance on the same origins, 9 test parts in 10)."
     )
     if demo:
         title += " Demo data, not the market."

@@ -17,9 +17,22 @@ what is known at the origin is no less dispersed h + 1 sessions ahead than h ses
 series whose changes are stationary), but quantiles estimated per horizon from finitely many errors
 can be (a 30-session quantile rests on about ten independent outcomes in a year of origins), which
 would draw a fan that narrows towards its end.
+
+How far a coverage may stray from nominal by chance (`calibrated_coverage_range`): the origins of a
+backtest are consecutive, so outcomes h sessions ahead from neighbouring origins share most of their
+daily changes, and a year of origins at 30 sessions rests on fewer than ten independent outcomes.
+Even a perfectly calibrated band then scores far from nominal in many test years. The range is
+simulated: a Gaussian random walk with known variance, the exact band +/- z * sqrt(h) (calibrated
+by construction), scored on the same number of origins, the same step and horizon, in
+`CHANCE_REPS` simulated test parts with a fixed seed (the same numbers in every run). Fat tails and
+volatility clustering only add to this noise, so the range is the narrowest a calibrated band can
+show: a coverage outside it says the band is off, one inside it cannot say more.
 """
 
 from __future__ import annotations
+
+import functools
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -38,6 +51,11 @@ QUANTILES = {"q025": 0.025, "q10": 0.10, "q90": 0.90, "q975": 0.975}
 # gamma per independent error. (Chosen from the literature; on the training part's calibration
 # errors it brought more horizon-series cells within 3 points of nominal than the fixed levels.)
 ACI_GAMMA = 0.005
+# The range of a perfectly calibrated band's coverage (`calibrated_coverage_range`): simulated test
+# parts, the generator's seed, and the central share of them the range holds (9 in 10).
+CHANCE_REPS = 2000
+CHANCE_SEED = 12
+CHANCE_PERCENTILES = (5.0, 95.0)
 
 
 def recent_volatility(log_levels: np.ndarray, window: int = VOL_WINDOW) -> np.ndarray:
@@ -190,6 +208,47 @@ def band_coverage(bands: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np
     counts = scored.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return inside80.sum(axis=0) / counts, inside95.sum(axis=0) / counts, counts
+
+
+def calibrated_coverage_draws(
+    horizon: int, n: int, nominals: tuple[float, ...], *, origin_step: int = 1, reps: int = CHANCE_REPS
+) -> dict[float, np.ndarray]:
+    """Coverage of perfectly calibrated bands on `n` origins `origin_step` sessions apart, `horizon` ahead.
+
+    Args:
+        horizon: sessions ahead (h).
+        n: origins scored.
+        nominals: the bands' nominal coverages (e.g. 0.80, 0.95).
+        origin_step: sessions between consecutive origins.
+        reps: simulated test parts; the generator is seeded with CHANCE_SEED and the arguments.
+
+    Returns:
+        nominal -> the coverage scored in each simulated test part, shape (reps,).
+    """
+    if horizon < 1 or n < 1 or origin_step < 1:
+        raise ValueError(f"horizon, n and origin_step must be >= 1 (got {horizon}, {n}, {origin_step})")
+    rng = np.random.default_rng([CHANCE_SEED, horizon, n, origin_step, reps])
+    origins = np.arange(n) * origin_step
+    walk = np.zeros((reps, int(origins[-1]) + horizon + 1))
+    np.cumsum(rng.standard_normal((reps, walk.shape[1] - 1)), axis=1, out=walk[:, 1:])
+    scaled = np.abs(walk[:, origins + horizon] - walk[:, origins]) / np.sqrt(horizon)
+    return {nominal: (scaled <= NormalDist().inv_cdf(0.5 + nominal / 2.0)).mean(axis=1) for nominal in nominals}
+
+
+@functools.lru_cache(maxsize=512)
+def calibrated_coverage_range(
+    horizon: int, n: int, nominals: tuple[float, ...], origin_step: int = 1
+) -> tuple[tuple[float, float], ...]:
+    """(low, high) per nominal: the 5-95% range of a perfectly calibrated band's coverage on these origins.
+
+    Nine test parts in ten put a calibrated band's coverage inside it (see the module's docstring).
+    """
+    draws = calibrated_coverage_draws(horizon, n, nominals, origin_step=origin_step)
+    ranges = []
+    for nominal in nominals:
+        low, high = np.percentile(draws[nominal], CHANCE_PERCENTILES)
+        ranges.append((float(low), float(high)))
+    return tuple(ranges)
 
 
 def expanding_coverage(

@@ -189,7 +189,10 @@ def summary_markdown(
             + (f"{chart}\n\n" if chart else "")
             + "`rel_mae` below 1 beats the random walk; `dm_pvalue` (Diebold-Mariano test against the random "
             "walk, two-sided) below 0.05 says the difference is unlikely to be luck. `rel_pinball` below 1: "
-            "the bands beat the random walk's empirical bands.\n\n"
+            "the bands beat the random walk's empirical bands. `coverage_80`/`coverage_95` stray from 80%/95% "
+            "by chance, more at long horizons (neighbouring origins share most of their outcome): the chart "
+            "shades where a perfectly calibrated band's coverage falls in 9 test parts out of 10 "
+            "(`calibrated_*` in backtest_metrics.csv); outside that range, the band is off.\n\n"
             + markdown_table(
                 readable_table(backtest, decimals),
                 [

@@ -11,6 +11,7 @@ from tasks.core.features import Scaler, make_features
 from tasks.core.intervals import (
     adaptive_bands,
     band_coverage,
+    calibrated_coverage_range,
     expanding_bands,
     expanding_coverage,
     interval_log_bounds,
@@ -57,6 +58,24 @@ def test_mase_scales_by_the_training_parts_one_session_naive_mae(
 def test_drift_baseline_differs_from_the_random_walk(random_walk_result: object) -> None:
     at_20 = random_walk_result.metrics[random_walk_result.metrics["horizon"] == 20]
     assert (at_20["drift_mae"] != at_20["naive_mae"]).all()
+
+
+def test_each_coverage_has_the_range_of_a_calibrated_bands_coverage_on_its_origins(levels: pd.DataFrame) -> None:
+    features = make_features(levels, 20)
+    scaler = Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4))
+    step = 2
+    result = run_backtest(
+        lstm_alone(ZeroPredictor(), scaler), levels, test_start_row=400, horizons=(1, 5, 100), origin_step=step
+    )
+    for row in result.metrics.itertuples():
+        if row.n_coverage == 0:  # no band scored: no range either
+            assert np.isnan([row.calibrated_80_low, row.calibrated_95_high]).all()
+            continue
+        (low80, high80), (low95, high95) = calibrated_coverage_range(row.horizon, row.n_coverage, (0.8, 0.95), step)
+        assert (row.calibrated_80_low, row.calibrated_80_high) == (low80, high80)
+        assert (row.calibrated_95_low, row.calibrated_95_high) == (low95, high95)
+        assert low80 < 0.80 < high80 and low95 < 0.95 <= high95
+    assert (result.metrics["n_coverage"] == 0).any() and (result.metrics["n_coverage"] > 0).any()
 
 
 def test_coverage_uses_only_errors_realised_before_each_origin() -> None:

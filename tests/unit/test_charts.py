@@ -57,6 +57,10 @@ def backtest_table(series: tuple[str, ...] = SERIES) -> pd.DataFrame:
                 "drift_mae": 2.0 + 0.01 * h,
                 "coverage_80": 0.8,
                 "coverage_95": np.nan if h == 30 else 0.95,  # too few origins: not scored
+                "calibrated_80_low": 0.8 - 0.01 * h,
+                "calibrated_80_high": 0.8 + 0.005 * h,
+                "calibrated_95_low": np.nan if h == 30 else 0.95 - 0.005 * h,
+                "calibrated_95_high": np.nan if h == 30 else min(0.95 + 0.002 * h, 1.0),
             }
             for sid in series
             for h in (1, 5, 10, 20, 30)
@@ -153,6 +157,20 @@ def test_the_skill_chart_has_a_column_per_series_wrapping_after_four(
     with Image.open(io.BytesIO(skill_chart(backtest_table(series), demo=False))) as image:
         image.load()
         assert image.size == size
+
+
+def test_the_skill_chart_shades_the_range_of_a_calibrated_bands_coverage() -> None:
+    narrow = backtest_table().assign(
+        calibrated_80_low=0.79, calibrated_80_high=0.81, calibrated_95_low=0.94, calibrated_95_high=0.96
+    )
+    wide = narrow.assign(calibrated_80_low=0.60, calibrated_80_high=0.95, calibrated_95_low=0.80)
+    assert tinted(skill_chart(wide, demo=False)) > tinted(skill_chart(narrow, demo=False)) + 5000
+
+
+def tinted(png: bytes) -> int:
+    """Pale pixels, neither white nor grey: the shaded ranges (15% of the bands' colours over white)."""
+    rgb = pixels(png)
+    return int(((rgb.min(axis=-1) > 180) & (rgb.max(axis=-1) - rgb.min(axis=-1) > 12)).sum())
 
 
 def test_the_skill_chart_is_watermarked_on_demo_data() -> None:
