@@ -17,6 +17,9 @@ After the seed and project children trained their models:
   the supervisor's plus the second process's (both live for the whole run).
 - phase 3, ``project-daily-engine``: the engine alone, ``python -m prefect.engine <id>``, in one
   process (what a deployment whose ``command`` job variable names it would run), for comparison.
+- phase 3, ``prefect-floor``: a flow run of an empty flow (`bench/empty_flow.py`), deployed the same
+  way and started with the same worker's command: what any flow pays under that command before
+  its own work, the floor under ``project-daily``'s figures.
 
 Each reports the time from its process's start (read from the kernel: /proc/self/stat against
 /proc/uptime, so the interpreter's own start-up counts too) to its run's end, Completed (the seed:
@@ -43,8 +46,11 @@ HEAVY_LIBRARIES = ("tensorflow", "keras", "jax", "torch", "sklearn")
 FLOW_RUNS_ROLE = "daily-flow-runs"
 DEPLOYMENT_NAME = "bench-daily"
 ENTRYPOINT = "flows/daily_forecast.py:daily_forecast"
-# One flow run per way of starting it (the roles of phase 3).
+# One flow run of the daily flow per way of starting it (roles of phase 3), and one of the empty flow.
 STARTERS = ("project-daily", "project-daily-engine")
+FLOOR_ROLE = "prefect-floor"
+FLOOR_DEPLOYMENT_NAME = "bench-empty"
+FLOOR_ENTRYPOINT = "bench/empty_flow.py:empty_flow"
 
 
 def _loaded_heavy() -> list[str]:
@@ -52,9 +58,13 @@ def _loaded_heavy() -> list[str]:
 
 
 def create_daily_flow_runs(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A deployment of the daily flow and one flow run of it per starter, on the project child's store."""
+    """A deployment of the daily flow and one flow run of it per starter, on the project child's store.
+
+    And a deployment of the empty flow with one flow run (`FLOOR_ROLE`).
+    """
     from prefect.client.orchestration import get_client
 
+    from bench.empty_flow import empty_flow
     from bench.processes import REPO_ROOT
     from flows.daily_forecast import daily_forecast
 
@@ -66,20 +76,28 @@ def create_daily_flow_runs(spec: Mapping[str, Any]) -> dict[str, Any]:
         "lookback_sessions": spec["lookback_sessions"],
         "output_dir": str(store),
     }
+    # As the Docker deployments' pull step: the code is where the worker starts.
+    pull_steps = [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}]
     with get_client(sync_client=True) as client:
-        flow_id = client.create_flow_from_name(daily_forecast.name)
         deployment_id = client.create_deployment(
-            flow_id=flow_id,
+            flow_id=client.create_flow_from_name(daily_forecast.name),
             name=DEPLOYMENT_NAME,
             entrypoint=ENTRYPOINT,
-            # As the Docker deployments' pull step: the code is where the worker starts.
-            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}],
+            pull_steps=pull_steps,
             parameter_openapi_schema=daily_forecast.parameters.model_dump(mode="json"),
         )
         runs = {
             role: str(client.create_flow_run_from_deployment(deployment_id, parameters=parameters).id)
             for role in STARTERS
         }
+        floor_id = client.create_deployment(
+            flow_id=client.create_flow_from_name(empty_flow.name),
+            name=FLOOR_DEPLOYMENT_NAME,
+            entrypoint=FLOOR_ENTRYPOINT,
+            pull_steps=pull_steps,
+            parameter_openapi_schema=empty_flow.parameters.model_dump(mode="json"),
+        )
+        runs[FLOOR_ROLE] = str(client.create_flow_run_from_deployment(floor_id).id)
     return {"role": FLOW_RUNS_ROLE, "deployment_id": str(deployment_id), "flow_runs": runs}
 
 
@@ -117,8 +135,17 @@ def _process_started() -> float:
 
 def measure_project_daily(spec: Mapping[str, Any]) -> dict[str, Any]:
     """`prefect flow-run execute <id>`, the worker's command, in this fresh process."""
+    return _execute_as_a_worker(spec, "project-daily")
+
+
+def measure_prefect_floor(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The empty flow's run with the worker's command, in this fresh process: Prefect's own cost."""
+    return _execute_as_a_worker(spec, FLOOR_ROLE)
+
+
+def _execute_as_a_worker(spec: Mapping[str, Any], role: str) -> dict[str, Any]:
     started = _process_started()
-    flow_run_id = _flow_run_id(spec, "project-daily")
+    flow_run_id = _flow_run_id(spec, role)
     sys.argv = ["prefect", "flow-run", "execute", flow_run_id]
     from prefect.cli import app
 
@@ -131,7 +158,7 @@ def measure_project_daily(spec: Mapping[str, Any]) -> dict[str, Any]:
     supervisor_mb = peak_rss_mb()
     engine_mb = peak_rss_mb(children=True)  # the engine, reaped by the supervisor
     return {
-        "role": "project-daily",
+        "role": role,
         "command": "prefect flow-run execute",
         "process_seconds": process_seconds,
         "supervisor_peak_rss_mb": supervisor_mb,

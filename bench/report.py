@@ -310,6 +310,14 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"workspace supervisor, then the engine, {_fmt(deployed.get('engine_peak_rss_mb'), 0)} MB); "
             "s = process start to the flow run's Completed; start-up = to its Running"
         )
+    floor = report.get("prefect-floor") or {}
+    if floor:
+        lines.append(
+            f"(info) Prefect's floor: an empty flow's run started with `{floor.get('command')}` took "
+            f"{_fmt(floor.get('import_seconds'), 2)} s to start and {_fmt(floor.get('run_seconds'), 2)} s to run; "
+            f"supervisor {_fmt(floor.get('supervisor_peak_rss_mb'), 0)} MB + engine "
+            f"{_fmt(floor.get('engine_peak_rss_mb'), 0)} MB. Any flow started this way pays it."
+        )
 
     peers_info = report.get("peers") or {}
     lines += [

@@ -28,8 +28,10 @@ from typing import Any
 
 from bench.config import build_settings, non_default_settings
 from bench.daily import (
+    FLOOR_ROLE,
     FLOW_RUNS_ROLE,
     create_daily_flow_runs,
+    measure_prefect_floor,
     measure_project_daily,
     measure_project_daily_engine,
     measure_seed_daily,
@@ -57,6 +59,7 @@ MEASUREMENTS = (
     Measurement(FLOW_RUNS_ROLE, create_daily_flow_runs, prefect_api=True, phase=2),
     Measurement("project-daily", measure_project_daily, prefect_api=True, phase=3),
     Measurement("project-daily-engine", measure_project_daily_engine, prefect_api=True, phase=3),
+    Measurement(FLOOR_ROLE, measure_prefect_floor, prefect_api=True, phase=3),
 )
 
 

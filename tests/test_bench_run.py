@@ -323,10 +323,17 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     assert deployed["supervisor_peak_rss_mb"] > 50 and deployed["engine_peak_rss_mb"] > 100
     assert deployed["peak_rss_mb"] == pytest.approx(deployed["supervisor_peak_rss_mb"] + deployed["engine_peak_rss_mb"])
     assert engine["heavy_libraries_loaded"] == []  # no TensorFlow in the daily run
-    for run in (deployed, engine, report["seed-daily"]):
+    # Prefect's floor: an empty flow's run, deployed and started the same way.
+    floor = report["prefect-floor"]
+    assert floor["flow_run_state"] == "COMPLETED" and floor["command"] == "prefect flow-run execute"
+    assert floor["flow_run_id"] not in (deployed["flow_run_id"], engine["flow_run_id"])
+    assert floor["peak_rss_mb"] == pytest.approx(floor["supervisor_peak_rss_mb"] + floor["engine_peak_rss_mb"])
+    assert floor["engine_peak_rss_mb"] < deployed["engine_peak_rss_mb"]  # no pandas, no charts: a smaller engine
+    assert "an empty flow the same way (floor), s" in printed
+    for run in (deployed, engine, floor, report["seed-daily"]):
         assert 0 < run["import_seconds"] < run["completed_seconds"] <= run["process_seconds"]
         assert run["run_seconds"] > 0
-    for run in (deployed, engine):  # start-up + run = start to Completed, all from the same flow run
+    for run in (deployed, engine, floor):  # start-up + run = start to Completed, all from the same flow run
         assert run["import_seconds"] + run["run_seconds"] == pytest.approx(run["completed_seconds"])
     seed_daily = report["seed-daily"]
     assert ratios["daily_completed_seconds"] == pytest.approx(
