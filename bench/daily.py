@@ -39,6 +39,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from bench.results import peak_rss_mb, process_age_seconds
 
@@ -76,27 +77,24 @@ def create_daily_flow_runs(spec: Mapping[str, Any]) -> dict[str, Any]:
         "lookback_sessions": spec["lookback_sessions"],
         "output_dir": str(store),
     }
-    # As the Docker deployments' pull step: the code is where the worker starts.
-    pull_steps = [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}]
     with get_client(sync_client=True) as client:
-        deployment_id = client.create_deployment(
-            flow_id=client.create_flow_from_name(daily_forecast.name),
-            name=DEPLOYMENT_NAME,
-            entrypoint=ENTRYPOINT,
-            pull_steps=pull_steps,
-            parameter_openapi_schema=daily_forecast.parameters.model_dump(mode="json"),
-        )
+
+        def deploy(flow: Any, name: str, entrypoint: str) -> UUID:
+            return client.create_deployment(
+                flow_id=client.create_flow_from_name(flow.name),
+                name=name,
+                entrypoint=entrypoint,
+                # As the Docker deployments' pull step: the code is where the worker starts.
+                pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}],
+                parameter_openapi_schema=flow.parameters.model_dump(mode="json"),
+            )
+
+        deployment_id = deploy(daily_forecast, DEPLOYMENT_NAME, ENTRYPOINT)
         runs = {
             role: str(client.create_flow_run_from_deployment(deployment_id, parameters=parameters).id)
             for role in STARTERS
         }
-        floor_id = client.create_deployment(
-            flow_id=client.create_flow_from_name(empty_flow.name),
-            name=FLOOR_DEPLOYMENT_NAME,
-            entrypoint=FLOOR_ENTRYPOINT,
-            pull_steps=pull_steps,
-            parameter_openapi_schema=empty_flow.parameters.model_dump(mode="json"),
-        )
+        floor_id = deploy(empty_flow, FLOOR_DEPLOYMENT_NAME, FLOOR_ENTRYPOINT)
         runs[FLOOR_ROLE] = str(client.create_flow_run_from_deployment(floor_id).id)
     return {"role": FLOW_RUNS_ROLE, "deployment_id": str(deployment_id), "flow_runs": runs}
 
