@@ -24,9 +24,9 @@ daily changes, and a year of origins at 30 sessions rests on fewer than ten inde
 Even a perfectly calibrated band then scores far from nominal in many test years. The range is
 simulated: a Gaussian random walk with known variance, the exact band +/- z * sqrt(h) (calibrated
 by construction), scored on the same number of origins, the same step and horizon, in
-`CHANCE_REPS` simulated test parts with a fixed seed (the same numbers in every run). Fat tails and
-volatility clustering only add to this noise, so the range is the narrowest a calibrated band can
-show: a coverage outside it says the band is off, one inside it cannot say more.
+`CHANCE_REPS` simulated test parts with a fixed seed (the same numbers in every run). Volatility
+clustering makes neighbouring outcomes more alike and so tends to widen it: the range is a modest
+one. A coverage outside it says the band is off; one inside it cannot say more.
 """
 
 from __future__ import annotations
