@@ -15,6 +15,7 @@ be checked against a fresh rendering of the published CSVs.
 from __future__ import annotations
 
 import io
+import math
 import textwrap
 from collections.abc import Iterable
 from datetime import date
@@ -259,7 +260,20 @@ def _skill_axes(ax: Axes, rows: pd.DataFrame, series_id: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def _coverage_axes(ax: Axes, rows: pd.DataFrame) -> None:
+def coverage_axis_range(backtest: pd.DataFrame) -> tuple[float, float]:
+    """The coverage panels' shared y range, in percent.
+
+    From 5 points below the lowest coverage or calibrated-range bound drawn (down to a multiple of
+    10, at least 0) to just above 100: the targets and the shaded ranges fill the panel, and a band
+    that covers badly still shows.
+    """
+    columns = ["coverage_80", "coverage_95", "calibrated_80_low", "calibrated_95_low"]
+    values = backtest.reindex(columns=columns).to_numpy(dtype="float64")
+    lowest = 100.0 * float(np.nanmin(values)) if np.isfinite(values).any() else 0.0
+    return max(0.0, 10.0 * math.floor((lowest - 5.0) / 10.0)), 102.0
+
+
+def _coverage_axes(ax: Axes, rows: pd.DataFrame, limits: tuple[float, float]) -> None:
     horizons = rows["horizon"].to_numpy(dtype="float64")
     bands = (("coverage_80", 80.0, "o", FORECAST_COLOR), ("coverage_95", 95.0, "^", BAND_95_COLOR))
     for column, target, marker, color in bands:
@@ -270,7 +284,7 @@ def _coverage_axes(ax: Axes, rows: pd.DataFrame) -> None:
         ax.fill_between(horizons, low, high, color=color, alpha=0.15, lw=0)
         values = 100.0 * rows[column].to_numpy(dtype="float64")
         ax.plot(horizons, values, color=color, marker=marker, ms=4, label=f"{target:.0f}% band")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(*limits)
     ax.set_xticks(horizons)
     ax.set_xlabel("horizon (sessions)", fontsize=9)
     ax.grid(alpha=0.3)
@@ -308,13 +322,14 @@ def _skill_figure(backtest: pd.DataFrame, *, demo: bool) -> Figure:
     width, height = SKILL_PANEL_INCHES
     figure = _figure(width * columns + 0.4, 2 * height * blocks + 0.9)
     grid = figure.add_gridspec(2 * blocks, columns, height_ratios=[3, 2] * blocks)
+    limits = coverage_axis_range(backtest)
     for index, series_id in enumerate(series):
         block, column = divmod(index, SKILL_COLUMNS)
         rows = backtest.loc[backtest["series_id"] == series_id].sort_values("horizon")
         error_ax = figure.add_subplot(grid[2 * block, column])
         _skill_axes(error_ax, rows, series_id)
         coverage_ax = figure.add_subplot(grid[2 * block + 1, column], sharex=error_ax)
-        _coverage_axes(coverage_ax, rows)
+        _coverage_axes(coverage_ax, rows, limits)
         if index == 0:
             error_ax.set_ylabel("MAE / random walk's", fontsize=9)
             error_ax.legend(fontsize=8, frameon=False)

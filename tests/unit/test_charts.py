@@ -12,7 +12,14 @@ import pytest
 from PIL import Image
 
 from tasks.core.calendar import sessions_after
-from tasks.core.charts import fan_chart, fan_chart_name, render_charts, skill_chart, skill_chart_name
+from tasks.core.charts import (
+    coverage_axis_range,
+    fan_chart,
+    fan_chart_name,
+    render_charts,
+    skill_chart,
+    skill_chart_name,
+)
 from tasks.core.outputs import actuals_table
 from tests.harness.settings import demo_levels
 
@@ -185,3 +192,16 @@ def test_a_daily_run_gets_fan_charts_and_a_training_run_the_skill_chart_too(actu
     training = {**daily, "backtest_metrics.csv": backtest_table()}
     charts = render_charts(training, as_of=AS_OF, demo=False, history_sessions=120, formats=("png",))
     assert list(charts) == [fan_chart_name(s) for s in SERIES] + [skill_chart_name()]
+
+
+@pytest.mark.parametrize(("coverage", "bottom"), [(0.8, 60.0), (0.62, 50.0), (0.3, 20.0), (0.02, 0.0)])
+def test_the_coverage_panels_start_just_below_the_lowest_share_drawn(coverage: float, bottom: float) -> None:
+    table = backtest_table()
+    table.loc[table["horizon"] == 20, "coverage_80"] = coverage
+    table["calibrated_80_low"] = table["calibrated_80_low"].clip(lower=0.7)  # the lowest bound drawn: 70%
+    assert coverage_axis_range(table) == (bottom, 102.0)
+
+
+def test_the_coverage_panels_of_an_unscored_table_show_0_to_100() -> None:
+    columns = ["coverage_80", "coverage_95", "calibrated_80_low", "calibrated_95_low"]
+    assert coverage_axis_range(backtest_table().assign(**dict.fromkeys(columns, np.nan))) == (0.0, 102.0)
