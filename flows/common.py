@@ -10,9 +10,11 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from importlib import metadata
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from prefect.runtime import flow_run
+from pydantic import AfterValidator
 
 from tasks.core.contracts import GroupModel, RunHeader, RunKind, run_models
 from tasks.core.settings import Settings
@@ -24,6 +26,21 @@ MARKET_TZ = ZoneInfo("America/New_York")
 def today_in_new_york() -> date:
     """Today's date on the NYSE's clock (the default as_of)."""
     return datetime.now(MARKET_TZ).date()
+
+
+def not_after_today(as_of: date | None) -> date | None:
+    """Parameter validation: no observation exists after today, so a later as_of is a mistake."""
+    today = today_in_new_york()
+    if as_of is not None and as_of > today:
+        raise ValueError(
+            f"as_of {as_of} is after today in New York ({today}); no observation exists after today. "
+            "Leave as_of empty for today, or give a past date to replay that day."
+        )
+    return as_of
+
+
+AsOf = Annotated[date | None, AfterValidator(not_after_today)]
+"""A flow's `as_of` parameter: a date up to today in New York, or None for today."""
 
 
 def utc_now() -> datetime:

@@ -8,7 +8,6 @@ folder holds them all. Each stage is a task; this module only wires them.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from prefect import flow
@@ -17,7 +16,7 @@ from prefect.states import Completed
 from pydantic import Field
 
 from flows.cli import run_from_command_line
-from flows.common import run_header, run_name, today_in_new_york, utc_now
+from flows.common import AsOf, run_header, run_name, today_in_new_york, utc_now
 from tasks.core.settings import Settings
 from tasks.ops.alerts import notify_run_failure
 from tasks.stages.data import check_market_calendar_task, resolve_source_task
@@ -27,7 +26,7 @@ from tasks.stages.publish import free_run_folder_task, publish_outputs, resolve_
 
 @flow(name="daily-forecast", flow_run_name=lambda: run_name("daily"), log_prints=True, on_failure=[notify_run_failure])
 def daily_forecast(
-    as_of: date | None = None,
+    as_of: AsOf = None,
     *,
     force: bool = False,
     settings: Settings = Settings(),
@@ -39,7 +38,7 @@ def daily_forecast(
     """Forecast the next NYSE sessions with the champion model and publish a run folder.
 
     Args:
-        as_of: Reference date; no observation after it is used. Default: today in New York.
+        as_of: Reference date, at the latest today; no observation after it is used. Default: today in New York.
         force: Run even when the NYSE is closed on as_of.
         settings: Pipeline settings; each model group's series must match its champion's (windows
             are taken from the champion).

@@ -9,14 +9,20 @@ Each stage is a task; this module only wires them.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from prefect import flow
 from pydantic import AfterValidator, Field, ValidationInfo
 
 from flows.cli import run_from_command_line
-from flows.common import dask_scheduler_address, run_header, run_name, today_in_new_york, utc_now
+from flows.common import (
+    AsOf,
+    dask_scheduler_address,
+    run_header,
+    run_name,
+    today_in_new_york,
+    utc_now,
+)
 from tasks.core.settings import Settings
 from tasks.core.windows import short_groups
 from tasks.ops.alerts import notify_run_failure
@@ -39,7 +45,7 @@ TrainingSettings = Annotated[Settings, AfterValidator(_groups_hold_their_windows
 
 @flow(name="train-model", flow_run_name=lambda: run_name("train"), log_prints=True, on_failure=[notify_run_failure])
 def train_model(
-    as_of: date | None = None,
+    as_of: AsOf = None,
     *,
     settings: TrainingSettings = Settings(),
     output_dir: str = "data",
@@ -50,7 +56,7 @@ def train_model(
     """Train, evaluate on held-out data, backtest, forecast, and promote each group's model if it earns it.
 
     Args:
-        as_of: Reference date; no observation after it is used. Default: today in New York.
+        as_of: Reference date, at the latest today; no observation after it is used. Default: today in New York.
         settings: Pipeline settings (series and model groups, windows, epochs, split, ...).
         output_dir: Local folder for models and runs when no storage_block is given.
         storage_block: A saved storage block, '<block-type-slug>/<name>' (e.g.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from flows.common import not_after_today, today_in_new_york
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
 from tasks.core.contracts import sha256_hex
@@ -100,6 +101,24 @@ def test_without_a_champion_the_error_says_to_train_first(prefect_harness: None,
     )
     assert state.is_failed() and "No champion model" in state.message and "train-model" in state.message
     assert not any(tmp_path.iterdir())
+
+
+def test_an_as_of_after_today_fails_at_parameter_validation_and_writes_nothing(store: Path) -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    before = listing(store)
+    tomorrow = today_in_new_york() + timedelta(days=1)
+    with pytest.raises(ParameterTypeError, match=f"as_of {tomorrow} is after today in New York"):
+        daily_forecast(as_of=tomorrow, settings=promoting_settings(), output_dir=str(store), force=True)
+    assert listing(store) == before
+
+
+def test_as_of_may_be_any_day_up_to_today_in_new_york() -> None:
+    today = today_in_new_york()
+    assert not_after_today(today) == today and not_after_today(DAILY_AS_OF) == DAILY_AS_OF
+    assert not_after_today(None) is None
+    with pytest.raises(ValueError, match="Leave as_of empty for today"):
+        not_after_today(today + timedelta(days=1))
 
 
 def test_a_tampered_model_file_is_refused(store: Path) -> None:

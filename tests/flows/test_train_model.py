@@ -12,7 +12,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from flows.common import today_in_new_york
 from flows.train_model import train_model
 from tasks.core.charts import fan_chart_name, skill_chart_name
 from tasks.core.contracts import sha256_hex
@@ -300,4 +301,6 @@ def test_bad_settings_fail_at_parameter_validation_naming_the_field(prefect_harn
         train_model(as_of=AS_OF, settings={"sequence_length": 0}, output_dir=str(tmp_path))
     with pytest.raises(ParameterTypeError, match="test_fraction"):
         train_model(as_of=AS_OF, settings={"test_fraction": 1.5}, output_dir=str(tmp_path))
+    with pytest.raises(ParameterTypeError, match="is after today in New York"):
+        train_model(as_of=today_in_new_york() + timedelta(days=1), output_dir=str(tmp_path))
     assert not any(tmp_path.iterdir())
