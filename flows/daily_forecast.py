@@ -90,6 +90,7 @@ def daily_forecast(
         "model_version": header.model_version,
         "data_source": source.kind,
         "data_through": header.data_through.isoformat(),
+        "latest_json": published.latest.run_folder if published.latest else None,
     }
 
 

@@ -3,7 +3,7 @@
 Layout in the storage block (what Power BI reads):
 
     runs/YYYYMMDD_HHMMSS/<csv files>, manifest.json   one folder per run (UTC time of the run)
-    latest.json                                        the newest complete daily run
+    latest.json                                        the complete daily run with the latest as_of
 
 A run folder is complete when its manifest.json exists: the manifest is written after every data
 file and latest.json after the manifest, so a reader following latest.json never sees a half run.
@@ -34,6 +34,8 @@ class PublishedRun:
     manifest: RunManifest
     moved_latest: bool
     location: str
+    latest: LatestPointer | None
+    """What latest.json points at after the publish (None: nothing, before the first daily run)."""
 
 
 def run_folder_name(created_utc: datetime) -> str:
@@ -67,6 +69,10 @@ def publish_run(
 ) -> PublishedRun:
     """Write a run folder completely, then (optionally) point latest.json at it.
 
+    latest.json only moves forward: a run whose as_of is older than the one latest.json points at
+    (a replayed past day), or of the same as_of but started earlier (an attempt overtaken by a
+    re-run), is published without moving it.
+
     Order: every data file, then manifest.json (the folder is complete from here), then latest.json.
     Idempotent: when the folder already holds this very manifest (an earlier attempt of the same
     publish failed at latest.json), only latest.json is written.
@@ -79,7 +85,7 @@ def publish_run(
         files: file name -> bytes.
         manifest: the run's manifest; its run_folder (e.g. "runs/20261123_143012") must not hold
             a manifest yet.
-        move_latest: whether this run becomes what latest.json points at.
+        move_latest: whether this run may become what latest.json points at (daily runs).
         timeout: time limit of each read and write.
         on_file: progress callback (name, index from 1, total).
     """
@@ -121,13 +127,15 @@ def publish_run(
         written.append(path)
         if on_file is not None:
             on_file(name, index, len(ordered))
-    if move_latest:
+    pointer = LatestPointer.for_run(manifest)
+    moves = move_latest and pointer.supersedes(latest)
+    if moves:
         try:
-            write_bytes(storage, LATEST, LatestPointer.for_run(manifest).to_bytes(), timeout=timeout)
+            write_bytes(storage, LATEST, pointer.to_bytes(), timeout=timeout)
         except StorageError as exc:
             raise PublishError(
                 f"{folder} was published completely (manifest.json written), but latest.json could "
                 f"not be updated and may still point at {previous or 'nothing'}: {exc}. Re-run, or "
                 f"point latest.json at {folder} by hand."
             ) from exc
-    return PublishedRun(folder, manifest, move_latest, describe_storage(storage))
+    return PublishedRun(folder, manifest, moves, describe_storage(storage), pointer if moves else latest)

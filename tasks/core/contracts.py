@@ -330,7 +330,7 @@ class RunManifest(RunHeader):
 
 
 class LatestPointer(StoredJson):
-    """latest.json: the newest complete daily run; written only after its manifest."""
+    """latest.json: the complete daily run with the latest as_of; written only after its manifest."""
 
     format: Literal["market-forecast-latest/1"] = Field(default=LATEST_FORMAT, description="Layout version.")
     run_folder: str = Field(description="The run folder, runs/YYYYMMDD_HHMMSS.")
@@ -353,6 +353,14 @@ class LatestPointer(StoredJson):
             data_through=manifest.data_through,
             model_version=manifest.model_version,
         )
+
+    def supersedes(self, current: LatestPointer | None) -> bool:
+        """Whether this run replaces `current` as latest: a later as_of, or the same as_of started later.
+
+        A replay of a past day, or an attempt overtaken by a later run of the same day, publishes its
+        folder but leaves latest.json on the newer forecast, so Power BI never goes back in time.
+        """
+        return current is None or (self.as_of, self.created_utc) >= (current.as_of, current.created_utc)
 
 
 STORED_JSON: dict[str, type[StoredJson]] = {

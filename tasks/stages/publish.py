@@ -108,8 +108,20 @@ def _publish_run(
     published = publish_run(
         storage, files, manifest, move_latest=move_latest, timeout=settings.storage.timeout_seconds, on_file=on_file
     )
-    if move_latest:
+    if published.moved_latest:
         logger.info("latest.json now points at %s in %s", published.folder, published.location)
+    elif move_latest and published.latest is not None:
+        logger.warning(
+            "%s published to %s; latest.json left at %s (as_of %s, started %s): this run (as_of %s, "
+            "started %s) is older, so Power BI keeps showing the newer forecast",
+            published.folder,
+            published.location,
+            published.latest.run_folder,
+            published.latest.as_of,
+            published.latest.created_utc,
+            manifest.as_of,
+            manifest.created_utc,
+        )
     else:
         logger.info("%s published to %s; latest.json left unchanged", published.folder, published.location)
     return published

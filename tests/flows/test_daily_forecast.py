@@ -55,6 +55,14 @@ def test_daily_run_publishes_a_complete_folder_and_moves_latest(store: Path) -> 
     assert (training_run / "model_history.csv").exists() and (training_run / "backtest_metrics.csv").exists()
 
 
+def test_replaying_a_past_day_publishes_its_folder_but_latest_keeps_the_newer_forecast(store: Path) -> None:
+    newer = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store))
+    replay = daily_forecast(as_of=date(2025, 7, 7), settings=promoting_settings(), output_dir=str(store))
+    assert replay["run_folder"] != newer["run_folder"] and (store / replay["run_folder"] / "manifest.json").exists()
+    assert json.loads((store / "latest.json").read_text())["run_folder"] == newer["run_folder"]
+    assert replay["latest_json"] == newer["run_folder"] == newer["latest_json"]
+
+
 def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store: Path) -> None:
     result = daily_forecast(
         as_of=DAILY_AS_OF, settings=promoting_settings(), lookback_sessions=120, output_dir=str(store)

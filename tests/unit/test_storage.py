@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from prefect.filesystems import LocalFileSystem
 
 from tasks.adapters.blob_store import read_bytes, resolve_storage
 from tasks.adapters.model_store import load_model_files, promote_champion, read_champion_pointer, save_model_version
-from tasks.adapters.run_store import free_run_folder, publish_run
+from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run
 from tasks.core.contracts import RunHeader, RunManifest, sha256_hex
 from tasks.core.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError, StorageNotFoundError
 from tests.unit.test_promotion import card as model_card
@@ -39,11 +39,11 @@ class FailingStorage(LocalFileSystem):
         return super().write_path(path, content)
 
 
-def manifest_for(folder: str) -> RunManifest:
+def manifest_for(folder: str, *, as_of: date = date(2026, 11, 23), created: datetime = CREATED) -> RunManifest:
     header = RunHeader(
         kind="daily",
-        created_utc=CREATED,
-        as_of=date(2026, 11, 23),
+        created_utc=created,
+        as_of=as_of,
         data_source="demo",
         demo_data=True,
         data_start=date(2026, 1, 2),
@@ -99,6 +99,29 @@ def test_a_retried_publish_of_the_same_run_only_moves_latest(tmp_path: Path) -> 
     publish(storage, "runs/20261123_143000")
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs/20261123_143000").iterdir()} == written
     assert json.loads((tmp_path / "latest.json").read_text())["run_folder"] == "runs/20261123_143000"
+
+
+@pytest.mark.parametrize(
+    ("as_of", "started", "moves"),
+    [
+        (date(2026, 11, 24), timedelta(hours=-20), True),  # the next day's run
+        (date(2026, 11, 23), timedelta(minutes=30), True),  # a re-run of the same day
+        (date(2025, 7, 8), timedelta(hours=2), False),  # a replay of a past day, started later
+        (date(2026, 11, 23), timedelta(minutes=-5), False),  # an attempt overtaken by a later run of the day
+    ],
+)
+def test_latest_json_only_moves_to_a_newer_daily_run(
+    tmp_path: Path, as_of: date, started: timedelta, moves: bool
+) -> None:
+    storage = local(tmp_path)
+    publish(storage, "runs/20261123_143000")
+    second = manifest_for("runs/20261123_163000", as_of=as_of, created=CREATED + started)
+    published = publish_run(storage, FILES, second, move_latest=True, timeout=TIMEOUT)
+    assert isinstance(published, PublishedRun) and published.moved_latest is moves
+    assert (tmp_path / "runs/20261123_163000/manifest.json").exists()  # published either way
+    expected = "runs/20261123_163000" if moves else "runs/20261123_143000"
+    assert json.loads((tmp_path / "latest.json").read_text())["run_folder"] == expected
+    assert published.latest is not None and published.latest.run_folder == expected
 
 
 def test_a_run_can_be_published_without_moving_latest(tmp_path: Path) -> None:
