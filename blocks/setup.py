@@ -617,7 +617,16 @@ def _print_next_steps(saved: set[str], out: TextIO) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `setup` command's options."""
+    """The `setup` command's options, and the variables it reads in its --help."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Register the block types, then create or update the blocks from the environment variables\n"
+        "(or ./.env) and the shared FRED budget `fred-api`. Blocks whose variables are absent are\n"
+        "skipped with the reason; a malformed variable is named and nothing is saved. Idempotent."
+    )
+    parser.epilog = "environment variables:\n" + "\n".join(
+        f"  {name:<34}{field.description}" for name, field in SetupVariables.model_fields.items()
+    )
     parser.add_argument(
         "--create-container",
         action="store_true",

@@ -261,6 +261,20 @@ def test_plan_names_the_malformed_variable(variable: str, value: str, expected: 
     assert any(expected in error for error in plan.errors), plan.errors
 
 
+def test_setup_help_lists_every_variable_it_reads() -> None:
+    import subprocess
+    import sys
+
+    from blocks.setup import SetupVariables
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "blocks", "setup", "--help"], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    listed = shown.split("environment variables:", 1)[1].split()
+    assert set(SetupVariables.model_fields) <= set(listed)
+    assert SetupVariables.model_fields["NOTIFICATION_EMAIL"].description in shown
+
+
 def test_plan_needs_both_email_user_and_pass() -> None:
     plan = plan_blocks({"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": "465", "EMAIL_USER": "ops@example.org"})
 
