@@ -5,6 +5,8 @@ When a newly trained model may replace the champion, and when a stored model may
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 
@@ -58,7 +60,12 @@ def settings_for_model(card: ModelCard, settings: Settings) -> tuple[Settings, l
 
 
 def gate_decision(
-    backtest: pd.DataFrame, champion_card: ModelCard | None, settings: Settings, *, data_source: str
+    backtest: pd.DataFrame,
+    champion_card: ModelCard | None,
+    settings: Settings,
+    *,
+    data_source: str,
+    data_through: date,
 ) -> GateDecision:
     """Whether a newly trained model should become champion, and why.
 
@@ -67,7 +74,8 @@ def gate_decision(
     gated series (not worse than the random walk, within the tolerance), and its mean over those
     cells at most the champion's on the same cells (as recorded in its model card; a format-1 card's
     `mase` is read as `rel_mae`; a tie goes to the newer model, which has seen more recent data). A
-    champion trained for other series or another data source is not compared.
+    champion trained for other series or another data source is not compared. A model whose data
+    ends before the champion's (`data_through`, e.g. a replay of a past as_of) never replaces it.
 
     Returns:
         The decision, with a sentence for the run summary.
@@ -91,6 +99,13 @@ def gate_decision(
             promoted=True, reason=f"promoted: first model, backtest mean rel_mae {challenger:.4f} {where}"
         )
     comparable = champion_card.series == settings.series and champion_card.data_source == data_source
+    if comparable and data_through < champion_card.data.end:
+        return GateDecision(
+            promoted=False,
+            reason=f"kept the old champion {champion_card.version}: it was built from data through "
+            f"{champion_card.data.end}, the new model only through {data_through} (a replay of a past "
+            f"as_of never replaces a newer champion); the new model has backtest mean rel_mae {challenger:.4f} {where}",
+        )
     old = champion_card.backtest_table()
     if not comparable or old.empty or "rel_mae" not in old:
         return GateDecision(

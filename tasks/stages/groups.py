@@ -149,7 +149,9 @@ def train_group_task(
         as_of=as_of,
         settings=settings,
     )
-    gate = champion_gate_task(backtest.metrics, champion_card, settings, data_source=source.kind)
+    gate = champion_gate_task(
+        backtest.metrics, champion_card, settings, data_source=source.kind, data_through=aligned.last_date
+    )
     card = describe_model_task(
         trained,
         ensemble,

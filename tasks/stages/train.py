@@ -113,10 +113,10 @@ def backtest_task(
 
 @task(name="champion-gate", cache_policy=NO_CACHE)
 def champion_gate_task(
-    backtest: pd.DataFrame, champion_card: ModelCard | None, settings: Settings, *, data_source: str
+    backtest: pd.DataFrame, champion_card: ModelCard | None, settings: Settings, *, data_source: str, data_through: date
 ) -> GateDecision:
     """Decide whether the new model replaces the champion, and log why."""
-    decision = gate_decision(backtest, champion_card, settings, data_source=data_source)
+    decision = gate_decision(backtest, champion_card, settings, data_source=data_source, data_through=data_through)
     get_run_logger().info("Champion gate: %s", decision.reason)
     return decision
 

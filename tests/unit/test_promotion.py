@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -13,6 +13,7 @@ from tasks.core.promotion import check_model_card, gate_decision, settings_for_m
 from tests.harness.settings import tiny_settings
 
 HORIZONS = (1, 5, 10, 20, 30)
+THROUGH = date(2024, 1, 2)  # the data end of `card`s
 
 
 def card(
@@ -60,14 +61,20 @@ def backtest(values: dict[str, float], horizons: tuple[int, ...] = HORIZONS, **a
 
 def test_gate_promotes_a_first_model_that_is_not_worse_than_the_random_walk() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
-    decision = gate_decision(backtest({"SP500": 1.0, "VIXCLS": 0.97}), None, settings, data_source="fred")
+    decision = gate_decision(
+        backtest({"SP500": 1.0, "VIXCLS": 0.97}), None, settings, data_source="fred", data_through=THROUGH
+    )
     assert decision.promoted and "first model" in decision.reason
 
 
 def test_gate_rejects_a_model_worse_than_the_random_walk_at_any_horizon_and_says_where() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     decision = gate_decision(
-        backtest({"SP500": 0.99, "VIXCLS": 0.9}, SP500_20=1.02), None, settings, data_source="fred"
+        backtest({"SP500": 0.99, "VIXCLS": 0.9}, SP500_20=1.02),
+        None,
+        settings,
+        data_source="fred",
+        data_through=THROUGH,
     )
     assert not decision.promoted
     assert "SP500 h=20 1.020" in decision.reason and "VIXCLS h=" not in decision.reason
@@ -75,44 +82,75 @@ def test_gate_rejects_a_model_worse_than_the_random_walk_at_any_horizon_and_says
 
 def test_gate_tolerates_noise_up_to_the_stated_tolerance() -> None:
     settings = tiny_settings(series=["SP500"])
-    assert gate_decision(backtest({"SP500": 0.99}, SP500_5=1.009), None, settings, data_source="fred").promoted
+    assert gate_decision(
+        backtest({"SP500": 0.99}, SP500_5=1.009), None, settings, data_source="fred", data_through=THROUGH
+    ).promoted
     strict = tiny_settings(series=["SP500"], champion_gate={"tolerance": 0.0})
-    assert not gate_decision(backtest({"SP500": 0.99}, SP500_5=1.009), None, strict, data_source="fred").promoted
+    assert not gate_decision(
+        backtest({"SP500": 0.99}, SP500_5=1.009), None, strict, data_source="fred", data_through=THROUGH
+    ).promoted
 
 
 def test_a_missing_gated_horizon_fails_the_gate() -> None:
     settings = tiny_settings(series=["SP500"])
-    decision = gate_decision(backtest({"SP500": 0.9}, horizons=(1, 5)), None, settings, data_source="fred")
+    decision = gate_decision(
+        backtest({"SP500": 0.9}, horizons=(1, 5)), None, settings, data_source="fred", data_through=THROUGH
+    )
     assert not decision.promoted and "SP500 h=10 nan" in decision.reason
 
 
 def test_gate_only_checks_the_configured_series_and_horizons() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"], champion_gate={"series": ["VIXCLS"], "horizons": [1, 5]})
-    decision = gate_decision(backtest({"SP500": 1.5, "VIXCLS": 0.9}, VIXCLS_30=1.5), None, settings, data_source="fred")
+    decision = gate_decision(
+        backtest({"SP500": 1.5, "VIXCLS": 0.9}, VIXCLS_30=1.5), None, settings, data_source="fred", data_through=THROUGH
+    )
     assert decision.promoted
 
 
 def test_gate_keeps_a_champion_better_on_the_mean() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     decision = gate_decision(
-        backtest({"SP500": 0.99, "VIXCLS": 0.99}), card(["SP500", "VIXCLS"], rel_mae=0.95), settings, data_source="fred"
+        backtest({"SP500": 0.99, "VIXCLS": 0.99}),
+        card(["SP500", "VIXCLS"], rel_mae=0.95),
+        settings,
+        data_source="fred",
+        data_through=THROUGH,
     )
     assert not decision.promoted and "kept the old champion v1" in decision.reason
+
+
+def test_gate_never_replaces_a_champion_built_from_later_data() -> None:
+    settings = tiny_settings(series=["SP500", "VIXCLS"])
+    champion = card(["SP500", "VIXCLS"], rel_mae=0.99)
+    better = backtest({"SP500": 0.9, "VIXCLS": 0.9})
+    replay = gate_decision(better, champion, settings, data_source="fred", data_through=THROUGH - timedelta(days=1))
+    assert not replay.promoted
+    assert "data through 2024-01-02, the new model only through 2024-01-01" in replay.reason
+    for later in (THROUGH, THROUGH + timedelta(days=1)):  # same or later data: the scores decide
+        assert gate_decision(better, champion, settings, data_source="fred", data_through=later).promoted
+    other_series = card(["SP500"], rel_mae=0.5)  # a champion for other series is replaced whatever its data
+    assert gate_decision(
+        better, other_series, settings, data_source="fred", data_through=THROUGH - timedelta(days=1)
+    ).promoted
 
 
 def test_gate_reads_a_format_1_champions_mase_as_rel_mae() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     old = card(["SP500", "VIXCLS"], rel_mae=0.95, card_format=1)
-    assert not gate_decision(backtest({"SP500": 0.99, "VIXCLS": 0.99}), old, settings, data_source="fred").promoted
-    assert gate_decision(backtest({"SP500": 0.94, "VIXCLS": 0.94}), old, settings, data_source="fred").promoted
+    assert not gate_decision(
+        backtest({"SP500": 0.99, "VIXCLS": 0.99}), old, settings, data_source="fred", data_through=THROUGH
+    ).promoted
+    assert gate_decision(
+        backtest({"SP500": 0.94, "VIXCLS": 0.94}), old, settings, data_source="fred", data_through=THROUGH
+    ).promoted
 
 
 def test_gate_ignores_a_champion_of_other_series_or_data() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     new = backtest({"SP500": 0.99, "VIXCLS": 0.99})
-    assert gate_decision(new, card(["SP500"], rel_mae=0.5), settings, data_source="fred").promoted
+    assert gate_decision(new, card(["SP500"], rel_mae=0.5), settings, data_source="fred", data_through=THROUGH).promoted
     assert gate_decision(
-        new, card(["SP500", "VIXCLS"], source="demo", rel_mae=0.5), settings, data_source="fred"
+        new, card(["SP500", "VIXCLS"], source="demo", rel_mae=0.5), settings, data_source="fred", data_through=THROUGH
     ).promoted
 
 
