@@ -322,7 +322,7 @@ def forecast_group(
     lookback_sessions: int,
 ) -> GroupForecast:
     """One group's daily work: its champion, its recent window, predictions, scores, forecast, tables."""
-    champion = load_champion_task(storage, settings, data_source=source.kind, group=group)
+    champion = load_champion_task(storage, settings, data_source=source.kind, as_of=as_of, group=group)
     settings = champion.settings  # the champion's input windows
     start = daily_fetch_start_task(as_of, lookback_sessions=lookback_sessions, settings=settings)
     raw = fetch_all(source, settings, start=start, end=as_of)

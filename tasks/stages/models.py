@@ -6,7 +6,7 @@ default: the one group of a run without groups, stored in models/).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -34,11 +34,25 @@ def _of_group(group: str) -> str:
 
 
 @task(name="load-champion-model", cache_policy=NO_CACHE)
-def _load_champion(storage: WritableFileSystem, settings: Settings, *, data_source: str, group: str) -> LoadedModel:
+def _load_champion(
+    storage: WritableFileSystem, settings: Settings, *, data_source: str, group: str, as_of: date
+) -> LoadedModel:
     loaded = load_champion(storage, settings, data_source=data_source, group=group)
     logger = get_run_logger()
     for note in loaded.adopted:
         logger.warning("Using %s", note)
+    if loaded.card.data.end > as_of:
+        logger.warning(
+            "The champion model%s %s was built from data through %s, after this run's as_of %s: it has seen "
+            "sessions this run forecasts, so a replay of %s with it is not the forecast that day would have "
+            "had. For an honest replay, train with as_of %s or earlier into another output folder or storage.",
+            _of_group(group),
+            loaded.version,
+            loaded.card.data.end,
+            as_of,
+            as_of,
+            as_of,
+        )
     logger.info(
         "Champion model%s %s (trained on %s data %s .. %s, test part from %s)",
         _of_group(group),
@@ -52,15 +66,15 @@ def _load_champion(storage: WritableFileSystem, settings: Settings, *, data_sour
 
 
 def load_champion_task(
-    storage: WritableFileSystem, settings: Settings, *, data_source: str, group: str = DEFAULT_GROUP
+    storage: WritableFileSystem, settings: Settings, *, data_source: str, as_of: date, group: str = DEFAULT_GROUP
 ) -> LoadedModel:
-    """Load and verify the group's champion, and log which version it is.
+    """Load and verify the group's champion, and log which version it is (warning when it saw data after as_of).
 
     The returned model's `settings` are the run's with the champion's input windows: use them for
     everything that computes the model's inputs.
     """
     return _load_champion.with_options(**retry_options(settings.storage))(
-        storage, settings, data_source=data_source, group=group
+        storage, settings, data_source=data_source, group=group, as_of=as_of
     )
 
 

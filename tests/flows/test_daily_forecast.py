@@ -15,6 +15,7 @@ from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
 from tasks.core.contracts import sha256_hex
 from tests.flows.test_train_model import chart_names
+from tests.harness.flow_runs import flow_run_logs
 from tests.harness.settings import promoting_settings
 
 TRAIN_AS_OF, DAILY_AS_OF = date(2025, 6, 30), date(2025, 7, 8)
@@ -61,6 +62,17 @@ def test_replaying_a_past_day_publishes_its_folder_but_latest_keeps_the_newer_fo
     assert replay["run_folder"] != newer["run_folder"] and (store / replay["run_folder"] / "manifest.json").exists()
     assert json.loads((store / "latest.json").read_text())["run_folder"] == newer["run_folder"]
     assert replay["latest_json"] == newer["run_folder"] == newer["latest_json"]
+
+
+def test_a_replay_before_the_champions_data_end_warns_that_the_model_saw_the_future(store: Path) -> None:
+    day = date(2025, 6, 20)  # a session before TRAIN_AS_OF, whose data the champion was built from
+    state = daily_forecast(as_of=day, settings=promoting_settings(), output_dir=str(store), return_state=True)
+    assert state.is_completed()
+    logs = flow_run_logs(state.state_details.flow_run_id)
+    warning = next(m for m in logs if "it has seen sessions this run forecasts" in m)
+    assert f"data through {TRAIN_AS_OF}, after this run's as_of {day}" in warning
+    on_time = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store), return_state=True)
+    assert not any("has seen sessions" in m for m in flow_run_logs(on_time.state_details.flow_run_id))
 
 
 def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store: Path) -> None:
