@@ -158,6 +158,12 @@ def publish_outputs(
     published: PublishedRun = _publish_run.with_options(**retry_options(settings.storage))(
         storage, files, manifest, move_latest=move_latest, settings=settings
     )
+    if move_latest and not published.moved_latest and published.latest is not None:
+        kept = (
+            f"latest.json (what Power BI shows) still points at {published.latest.run_folder}, as of "
+            f"{published.latest.as_of}: this run is older."
+        )
+        note = f"{note} {kept}".strip()
     post_artifacts_task(
         manifest,
         tables,

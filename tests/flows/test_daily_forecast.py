@@ -14,7 +14,7 @@ from flows.common import not_after_today, today_in_new_york
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
 from tasks.core.contracts import sha256_hex
-from tests.flows.test_train_model import chart_names
+from tests.flows.test_train_model import chart_names, run_artifact
 from tests.harness.flow_runs import flow_run_logs
 from tests.harness.settings import promoting_settings
 
@@ -62,6 +62,8 @@ def test_replaying_a_past_day_publishes_its_folder_but_latest_keeps_the_newer_fo
     assert replay["run_folder"] != newer["run_folder"] and (store / replay["run_folder"] / "manifest.json").exists()
     assert json.loads((store / "latest.json").read_text())["run_folder"] == newer["run_folder"]
     assert replay["latest_json"] == newer["run_folder"] == newer["latest_json"]
+    summary = run_artifact(store, "daily-forecast-summary", folder=replay["run_folder"]).data
+    assert f"latest.json (what Power BI shows) still points at {newer['run_folder']}, as of {DAILY_AS_OF}" in summary
 
 
 def test_a_replay_before_the_champions_data_end_warns_that_the_model_saw_the_future(store: Path) -> None:

@@ -207,19 +207,20 @@ def test_the_backtest_shows_its_progress_in_the_prefect_ui(demo_run: tuple[Path,
     assert by_description.get("LSTM training epochs") == 100.0
 
 
-def flow_run_id(out: Path) -> str:
-    return json.loads((run_folder(out) / "manifest.json").read_text())["flow_run_id"]
+def flow_run_id(out: Path, folder: str | None = None) -> str:
+    manifest = (out / folder if folder else run_folder(out)) / "manifest.json"
+    return json.loads(manifest.read_text())["flow_run_id"]
 
 
-def run_artifact(out: Path, key: str) -> Any:
-    """The artifact `key` of the run published in `out`."""
+def run_artifact(out: Path, key: str, *, folder: str | None = None) -> Any:
+    """The artifact `key` of the run published in `out` (in its run folder `folder`, when there are several)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(out)])
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(out, folder)])
             )
         )
     return artifact
