@@ -6,7 +6,7 @@ deployments carry; `--tag` changes it) and both notifying through one notificati
 `slack-webhook/ops`):
 
 1. `<tag>: run failed, crashed or timed out` (proactive). After a flow run enters Failed, Crashed
-   or TimedOut it waits `--hook-grace-seconds` (default 60) for `market-forecast.alert.sent` for
+   or TimedOut it waits `--hook-grace-seconds` (default 90) for `market-forecast.alert.sent` for
    the same flow run (the event the in-run hook `tasks.ops.alerts.notify_run_failure` emits after it
    sent its own, richer, e-mail). Only when that event does not come does it notify. So:
    a plain failure -> one e-mail, the hook's; a killed process (Crashed, no hook can run), a run
@@ -40,7 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_TAG = "market-forecast"
 DEFAULT_DAILY_FLOW = "daily-forecast"
-DEFAULT_HOOK_GRACE = timedelta(seconds=60)
+# Longer than the Prefect server's SQLite busy timeout (60 s): a server stalled on a locked database
+# also holds back the hook's alert.sent event, and a shorter wait sends a second e-mail beside it.
+DEFAULT_HOOK_GRACE = timedelta(seconds=90)
 DEFAULT_DEADLINE = timedelta(minutes=120)
 MIN_WITHIN = timedelta(seconds=10)  # Prefect's minimum for a proactive trigger
 
@@ -293,7 +295,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hook-grace-seconds",
         type=float,
         default=DEFAULT_HOOK_GRACE.total_seconds(),
-        help="seconds the failure automation waits for the in-run alert before sending its own (default 60)",
+        help="seconds the failure automation waits for the in-run alert before sending its own "
+        f"(default {DEFAULT_HOOK_GRACE.total_seconds():g})",
     )
 
 

@@ -76,7 +76,7 @@ def test_killed_container_ends_the_run_crashed(stack: DockerStack, killed: Kille
 def test_killed_container_sends_exactly_one_email_the_automations(stack: DockerStack, killed: Killed) -> None:
     name = killed.flow_run.name
     mail = stack.sink.wait_for(name, "Crashed", timeout=HOOK_GRACE_SECONDS + 60)
-    sleep_until(max(mail.received, settle_time(killed.flow_run.state.timestamp)) + 5)
+    sleep_until(max(mail.received, settle_time(killed.flow_run.state.timestamp, HOOK_GRACE_SECONDS)) + 5)
 
     assert name == f"train-{KILLED_AS_OF}"
     assert mail.subject == f"[market-forecast] train-model: run {name} Crashed"
@@ -95,8 +95,8 @@ def test_fred_errors_beyond_the_retries_fail_the_run(stack: DockerStack, failed:
 
 def test_failed_run_sends_exactly_one_email_the_hooks_from_the_container(stack: DockerStack, failed: Any) -> None:
     name = failed.name
-    mail = stack.sink.wait_for(name, "Failed", timeout=60)
-    sleep_until(max(mail.received, settle_time(failed.state.timestamp)) + 3)
+    mail = stack.sink.wait_for(name, "Failed", timeout=HOOK_GRACE_SECONDS + 30)
+    sleep_until(max(mail.received, settle_time(failed.state.timestamp, HOOK_GRACE_SECONDS)) + 3)
 
     assert name == f"daily-{FAILED_AS_OF}"
     assert mail.subject == f"[market-forecast] daily-forecast: run {name} Failed"
