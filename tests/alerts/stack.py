@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_TAG = "mf-alerts-test"
 WORK_POOL = "mf-alerts-pool"
 IDLE_POOL = "mf-alerts-idle"  # no worker ever polls it: its runs go Late
-HOOK_GRACE_SECONDS = 20  # production default 90; Prefect's minimum is 10, 20 leaves the hook room on a busy machine
+# The failure automation's wait for the hook (production default 90): above the server's SQLite busy
+# timeout (60 s), which a server stalled on a locked database holds the hook's event back for.
+HOOK_GRACE_SECONDS = 75
 DEADLINE_SECONDS = 60  # from Late or Running; a failing daily run (TF import included) finishes well within it
 RECIPIENT = "ops@example.org"
 UI_URL = "http://127.0.0.1:4200"
