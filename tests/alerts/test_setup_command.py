@@ -185,6 +185,7 @@ def test_setup_names_every_malformed_variable_and_saves_nothing(setup_server: An
         "EMAIL_HOST",
         "EMAIL_PORT",
         "EMAIL_USER",
+        "NOTIFICATION_EMAIL",
         "AZURE_STORAGE_CONNECTION_STRING",
         "AZURE_CONTAINER_NAME",
     ):

@@ -74,7 +74,9 @@ def test_a_replay_before_the_champions_data_end_warns_that_the_model_saw_the_fut
     warning = next(m for m in logs if "it has seen sessions this run forecasts" in m)
     assert f"data through {TRAIN_AS_OF}, after this run's as_of {day}" in warning
     on_time = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store), return_state=True)
-    assert not any("has seen sessions" in m for m in flow_run_logs(on_time.state_details.flow_run_id))
+    on_time_logs = flow_run_logs(on_time.state_details.flow_run_id)
+    assert any(m.startswith("Champion model ") for m in on_time_logs)  # the logs were read
+    assert not any("has seen sessions" in m for m in on_time_logs)
 
 
 def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store: Path) -> None:

@@ -108,7 +108,7 @@ def test_the_budget_check_counts_the_busiest_window() -> None:
     assert excess_over_budget([0.0, 0.0, 0.0, 0.05], burst=2, per_second=5) == 2
 
 
-def test_setup_creates_the_limit_the_flows_use_by_default() -> None:
+def test_the_fetch_defaults_name_the_limit_setup_creates() -> None:
     default = FetchSettings()
     assert default.rate_limit_name == FRED_RATE_LIMIT
     assert (default.requests_per_minute, default.burst) == (FRED_REQUESTS_PER_MINUTE, FRED_BURST)

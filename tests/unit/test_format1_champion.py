@@ -43,7 +43,9 @@ def test_a_format_1_champion_loads_as_its_lstm_alone(champion: LoadedModel) -> N
     assert {tuple(w.weights.items()) for w in champion.ensemble.card.weights} == {(("lstm", 1.0),)}
 
 
-def test_its_forecast_is_what_the_earlier_version_published(champion: LoadedModel, levels: pd.DataFrame) -> None:
+def test_its_forecast_is_the_lstms_own_recursion_as_the_earlier_version_forecast(
+    champion: LoadedModel, levels: pd.DataFrame
+) -> None:
     settings = champion.settings
     features = make_features(levels, settings.level_window)
     scaled = champion.scaler.transform(features.to_numpy())

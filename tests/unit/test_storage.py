@@ -67,8 +67,10 @@ def test_run_folder_holds_every_file_and_a_manifest_with_their_hashes(tmp_path: 
     folder = tmp_path / "runs/20261123_143000"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["run_folder"] == "runs/20261123_143000"
-    for entry in manifest["files"]:
-        assert sha256_hex((folder / entry["name"]).read_bytes()) == entry["sha256"]
+    assert {p.name for p in folder.iterdir()} == set(FILES) | {"manifest.json"}
+    assert {e["name"]: e["sha256"] for e in manifest["files"]} == {
+        name: sha256_hex((folder / name).read_bytes()) for name in FILES
+    }
     assert json.loads((tmp_path / "latest.json").read_text())["run_folder"] == "runs/20261123_143000"
 
 

@@ -15,7 +15,9 @@ from tests.harness.settings import tiny_settings
 
 
 def weights_equal(a: object, b: object) -> bool:
-    return all(np.array_equal(x, y) for x, y in zip(a.model.get_weights(), b.model.get_weights(), strict=False))
+    first, second = a.model.get_weights(), b.model.get_weights()
+    assert first and len(first) == len(second)
+    return all(np.array_equal(x, y) for x, y in zip(first, second, strict=True))
 
 
 @pytest.fixture(scope="module")
