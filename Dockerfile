@@ -49,7 +49,7 @@ COPY requirements-training.lock ./
 RUN python -m pip install --no-cache-dir --no-deps -r requirements-training.lock \
     && python -m pip check
 
-# ---------------------------------------------------------------- daily (the default target)
+# ---------------------------------------------------------------- daily (not the default target: `training` is last)
 FROM daily-dependencies AS daily
 
 # What changes with every commit comes after the dependency layers: a build argument takes part in
