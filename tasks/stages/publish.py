@@ -17,7 +17,7 @@ from tasks.adapters.blob_store import describe_storage, published_url, resolve_s
 from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run
 from tasks.core.align import AlignedData
 from tasks.core.charts import render_charts
-from tasks.core.contracts import RunHeader, RunManifest
+from tasks.core.contracts import LatestPointer, RunHeader, RunManifest
 from tasks.core.outputs import actuals_table, assemble_tables, combine_tables, serialize_tables, validate_outputs
 from tasks.core.settings import Settings
 from tasks.ops.artifacts import post_artifacts_task
@@ -91,6 +91,11 @@ def render_charts_task(tables: dict[str, pd.DataFrame], header: RunHeader, setti
     return charts
 
 
+def _newer_latest(published: PublishedRun, *, move_latest: bool) -> LatestPointer | None:
+    """The newer daily run latest.json stayed on, when this run could have moved it; None otherwise."""
+    return published.latest if move_latest and not published.moved_latest else None
+
+
 @task(name="publish-run", cache_policy=NO_CACHE)
 def _publish_run(
     storage: WritableFileSystem,
@@ -108,17 +113,18 @@ def _publish_run(
     published = publish_run(
         storage, files, manifest, move_latest=move_latest, timeout=settings.storage.timeout_seconds, on_file=on_file
     )
+    newer = _newer_latest(published, move_latest=move_latest)
     if published.moved_latest:
         logger.info("latest.json now points at %s in %s", published.folder, published.location)
-    elif move_latest and published.latest is not None:
+    elif newer is not None:
         logger.warning(
             "%s published to %s; latest.json left at %s (as_of %s, started %s): this run (as_of %s, "
             "started %s) is older, so Power BI keeps showing the newer forecast",
             published.folder,
             published.location,
-            published.latest.run_folder,
-            published.latest.as_of,
-            published.latest.created_utc,
+            newer.run_folder,
+            newer.as_of,
+            newer.created_utc,
             manifest.as_of,
             manifest.created_utc,
         )
@@ -158,12 +164,10 @@ def publish_outputs(
     published: PublishedRun = _publish_run.with_options(**retry_options(settings.storage))(
         storage, files, manifest, move_latest=move_latest, settings=settings
     )
-    if move_latest and not published.moved_latest and published.latest is not None:
-        kept = (
-            f"latest.json (what Power BI shows) still points at {published.latest.run_folder}, as of "
-            f"{published.latest.as_of}: this run is older."
-        )
-        note = f"{note} {kept}".strip()
+    newer = _newer_latest(published, move_latest=move_latest)
+    if newer is not None:
+        kept = f"latest.json (what Power BI shows) still points at {newer.run_folder}, as of {newer.as_of}"
+        note = f"{note} {kept}: this run is older.".strip()
     post_artifacts_task(
         manifest,
         tables,
