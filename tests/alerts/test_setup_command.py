@@ -6,6 +6,8 @@ subprocess against the session's real Prefect server (and Azurite for --create-c
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from blocks.fred import FRED_BURST, FRED_RATE_LIMIT, FRED_REQUESTS_PER_MINUTE
-from blocks.setup import plan_blocks, read_environment
+from blocks.setup import SetupVariables, plan_blocks, read_environment
 from tests.alerts.stack import DEFAULT_BLOCKS, clean_env, delete_blocks, run_blocks_command
 
 FRED_KEY = "abcdef0123456789abcdef0123456789"
@@ -263,11 +265,6 @@ def test_plan_names_the_malformed_variable(variable: str, value: str, expected: 
 
 
 def test_setup_help_lists_every_variable_it_reads() -> None:
-    import subprocess
-    import sys
-
-    from blocks.setup import SetupVariables
-
     shown = subprocess.run(
         [sys.executable, "-m", "blocks", "setup", "--help"], capture_output=True, text=True, check=True, timeout=120
     ).stdout

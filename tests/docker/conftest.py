@@ -29,12 +29,11 @@ from typing import Any
 
 import pytest
 
-from tests.alerts.stack import run_blocks_command
+from tests.alerts.stack import HOOK_GRACE_SECONDS, run_blocks_command
 from tests.deploy.deployments import DOCKER_POOL
 from tests.docker.stack import (
     AZURE_CONTAINER,
     DEPLOYMENT_TARGETS,
-    HOOK_GRACE_SECONDS,
     IMAGE_REPOSITORY,
     RECIPIENT,
     SMTP_USER,

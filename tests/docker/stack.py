@@ -34,10 +34,6 @@ DEPLOYMENT_TARGETS = {"daily-forecast-docker": "daily", "train-model-docker": "t
 RECIPIENT = "ops@example.org"
 SMTP_USER = "market-forecast-alerts"
 AZURE_CONTAINER = "market-forecast-docker-tests"
-# The failure automation's wait for the hook (production: 90). Above the server's SQLite busy timeout
-# (60 s): once, the server stalled that long on a locked database right at a container run's Failed
-# event, and with 20 s the automation e-mailed beside the hook.
-HOOK_GRACE_SECONDS = 75
 FLOW_RUN_LABEL = "io.prefect.flow-run-id"  # prefect-docker's label of a flow run's container
 RUN_TIMEOUT_SECONDS = 420  # a cold container on a busy 2-core machine: TensorFlow import included
 DEPLOY_TIMEOUT_SECONDS = 1800  # the cold image build (TensorFlow's wheel) and the push

@@ -21,8 +21,8 @@ from uuid import UUID
 
 import pytest
 
-from tests.alerts.stack import settle_time, sleep_until
-from tests.docker.stack import DAILY, FLOW_RUN_LABEL, HOOK_GRACE_SECONDS, DockerStack, container_text
+from tests.alerts.stack import HOOK_GRACE_SECONDS, settle_time, sleep_until
+from tests.docker.stack import DAILY, FLOW_RUN_LABEL, DockerStack, container_text
 
 pytestmark = pytest.mark.timeout(2400)
 
@@ -76,7 +76,7 @@ def test_killed_container_ends_the_run_crashed(stack: DockerStack, killed: Kille
 def test_killed_container_sends_exactly_one_email_the_automations(stack: DockerStack, killed: Killed) -> None:
     name = killed.flow_run.name
     mail = stack.sink.wait_for(name, "Crashed", timeout=HOOK_GRACE_SECONDS + 60)
-    sleep_until(max(mail.received, settle_time(killed.flow_run.state.timestamp, HOOK_GRACE_SECONDS)) + 5)
+    sleep_until(max(mail.received, settle_time(killed.flow_run.state.timestamp)) + 5)
 
     assert name == f"train-{KILLED_AS_OF}"
     assert mail.subject == f"[market-forecast] train-model: run {name} Crashed"
@@ -96,7 +96,7 @@ def test_fred_errors_beyond_the_retries_fail_the_run(stack: DockerStack, failed:
 def test_failed_run_sends_exactly_one_email_the_hooks_from_the_container(stack: DockerStack, failed: Any) -> None:
     name = failed.name
     mail = stack.sink.wait_for(name, "Failed", timeout=HOOK_GRACE_SECONDS + 30)
-    sleep_until(max(mail.received, settle_time(failed.state.timestamp, HOOK_GRACE_SECONDS)) + 3)
+    sleep_until(max(mail.received, settle_time(failed.state.timestamp)) + 3)
 
     assert name == f"daily-{FAILED_AS_OF}"
     assert mail.subject == f"[market-forecast] daily-forecast: run {name} Failed"

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.alerts.stack import settle_time, sleep_until
-from tests.docker.stack import HOOK_GRACE_SECONDS, DockerStack
+from tests.docker.stack import DockerStack
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -39,5 +39,5 @@ def test_cancelling_a_running_container_run_ends_it_cancelled_without_an_alert(s
     while (container := stack.container(run_id)).status != "exited":
         assert time.monotonic() < deadline, f"the container is still {container.status}"
         time.sleep(0.5)
-    sleep_until(settle_time(flow_run.state.timestamp, HOOK_GRACE_SECONDS))
+    sleep_until(settle_time(flow_run.state.timestamp))
     assert stack.sink.about(flow_run.name) == [], [m.subject for m in stack.sink.about(flow_run.name)]
