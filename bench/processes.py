@@ -4,8 +4,9 @@ The parent side: the benchmark's Prefect server (the project's test harness, `te
 each child's environment, starting, awaiting and stopping the children. The child side is this
 module run as ``python -m bench.processes ROLE SPEC.json``: it imports only the standard library,
 then the measurement named in the spec (``module:function``), which imports its libraries after
-starting its own clock; it adds its peak RSS (`getrusage` at its end) unless the measurement
-reported one (a measurement of several processes), and writes its result JSON.
+starting its own clock; it adds its peak RSS (its VmHWM at its end, `bench.results.peak_rss_mb`)
+unless the measurement reported one (a measurement of several processes), and its interpreter
+(`python`: which environment it ran in), and writes its result JSON.
 
 A measurement is a function ``measure(spec) -> dict`` in a module of bench/; adding one is a module
 and a `Measurement` in bench/run.py, nothing here.
@@ -57,12 +58,15 @@ class Measurement:
         prefect_api: Whether the child gets the benchmark's Prefect server as `PREFECT_API_URL`.
         phase: Children of a later phase start only when every child of the earlier ones is done
             (they use what those left, e.g. a trained model); within a phase `--parallel` applies.
+        environment: The venv the child runs in (`bench.environments.RECIPES`: a design's deployed
+            packages), or None for this interpreter's.
     """
 
     role: str
     measure: Measure
     prefect_api: bool = False
     phase: int = 1
+    environment: str | None = None
 
 
 class Child(ManagedProcess):
@@ -73,15 +77,23 @@ class Child(ManagedProcess):
     stop_grace = STOP_GRACE_SECONDS
 
     def __init__(
-        self, role: str, spec_path: Path, result_path: Path, *, log_path: Path, env: Mapping[str, str]
+        self,
+        role: str,
+        spec_path: Path,
+        result_path: Path,
+        *,
+        log_path: Path,
+        env: Mapping[str, str],
+        python: str = sys.executable,
     ) -> None:
         super().__init__(log_path, cwd=REPO_ROOT)
         self.name = f"the {role} child"
         self.role, self.spec_path, self.result_path, self._env = role, spec_path, result_path, dict(env)
+        self.python = python
         self.started = time.monotonic()
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "bench.processes", self.role, str(self.spec_path)]
+        return [self.python, "-m", "bench.processes", self.role, str(self.spec_path)]
 
     def environment(self) -> dict[str, str]:
         return dict(self._env)
@@ -131,7 +143,14 @@ def child_env(
     return env
 
 
-def start_child(measurement: Measurement, spec: Mapping[str, Any], *, workdir: Path, env: Mapping[str, str]) -> Child:
+def start_child(
+    measurement: Measurement,
+    spec: Mapping[str, Any],
+    *,
+    workdir: Path,
+    env: Mapping[str, str],
+    python: str = sys.executable,
+) -> Child:
     """Start ``python -m bench.processes ROLE SPEC`` in its own process group, logging to `workdir`."""
     role, measure = measurement.role, measurement.measure
     result_path = workdir / f"{role}-result.json"
@@ -142,7 +161,7 @@ def start_child(measurement: Measurement, spec: Mapping[str, Any], *, workdir: P
             indent=2,
         )
     )
-    child = Child(role, spec_path, result_path, log_path=workdir / f"{role}.log", env=env)
+    child = Child(role, spec_path, result_path, log_path=workdir / f"{role}.log", env=env, python=python)
     return child.start()
 
 
@@ -179,12 +198,14 @@ def run_children(
     timeout: float,
     parallel: bool,
     say: Callable[[str], None],
+    interpreters: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run each measurement in its own child, one after the other (or a phase at once if `parallel`).
 
     Every child gets `spec` plus its own folder ``workdir/<role>`` (`workdir` in its spec), the
     folder of all the children (`children_root`, where a later phase finds an earlier one's files)
-    and the environment `env_for(measurement, folder)`. Whatever happens (a failure, a timeout, Ctrl-C),
+    and the environment `env_for(measurement, folder)`; it runs in `interpreters[measurement.environment]`
+    (this interpreter when the measurement names none). Whatever happens (a failure, a timeout, Ctrl-C),
     every child's process group is ended before this returns or raises.
 
     Returns:
@@ -201,12 +222,17 @@ def run_children(
             for measurement in (m for m in measurements if m.phase == phase):
                 folder = workdir / measurement.role
                 folder.mkdir()
-                say(f"{measurement.role}: running in a child process (log: {folder / (measurement.role + '.log')})")
+                where = f" in the {measurement.environment!r} environment" if measurement.environment else ""
+                say(
+                    f"{measurement.role}: running in a child process{where} "
+                    f"(log: {folder / (measurement.role + '.log')})"
+                )
                 child = start_child(
                     measurement,
                     {**spec, "workdir": str(folder), "children_root": str(workdir)},
                     workdir=folder,
                     env=env_for(measurement, folder),
+                    python=_interpreter(measurement, interpreters or {}),
                 )
                 children.append(child)
                 started.append(child)
@@ -223,6 +249,14 @@ def run_children(
     return results
 
 
+def _interpreter(measurement: Measurement, interpreters: Mapping[str, str]) -> str:
+    if measurement.environment is None:
+        return sys.executable
+    if measurement.environment not in interpreters:
+        raise BenchError(f"the {measurement.role} child needs the {measurement.environment!r} environment, not made")
+    return interpreters[measurement.environment]
+
+
 def child_main(argv: Sequence[str]) -> int:
     """Inside a child: run the measurement its spec names, add its peak RSS, write its result JSON."""
     if len(argv) != 2:
@@ -233,6 +267,7 @@ def child_main(argv: Sequence[str]) -> int:
     measure: Measure = getattr(importlib.import_module(module), name)
     result = measure(spec)
     result.setdefault("peak_rss_mb", peak_rss_mb())  # a measurement of several processes sets its own
+    result["python"] = sys.executable  # which environment it ran in
     Path(spec["result_path"]).write_text(to_json(result))
     return 0
 

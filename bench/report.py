@@ -302,6 +302,12 @@ def format_report(report: Mapping[str, Any]) -> str:
     ]
     if alone:
         lines.append("(info) daily run alone, heavy libraries loaded: " + "; ".join(alone))
+    environments = config.get("environments") or {}
+    if environments:
+        lines.append(
+            "(info) children ran in the packages each design is deployed with (bench/environments.py): "
+            + "; ".join(f"{name}: {python}" for name, python in environments.items())
+        )
     deployed = report.get("project-daily") or {}
     if deployed:
         lines.append(

@@ -20,10 +20,21 @@ _COUNT_COLUMNS = ("horizon", "n", "n_coverage")
 
 
 def peak_rss_mb(*, children: bool = False) -> float:
-    """Peak resident set size of this process so far, in MB (ru_maxrss is KB on Linux, bytes on macOS).
+    """Peak resident set size of this process so far, in MB.
 
-    With `children`: the largest peak of its child processes that ended and were waited for.
+    On Linux its own high-water mark (VmHWM in /proc/self/status). Not `getrusage`'s ru_maxrss: the
+    kernel carries a parent's RSS at fork into the child's ru_maxrss across exec, so a small child
+    of a large process (a benchmark child started by the benchmark, a flow run's supervisor) would
+    report at least its parent's size. Elsewhere (macOS), ru_maxrss (bytes there).
+
+    With `children`: ru_maxrss of the largest child that ended and was waited for. That figure has
+    the same carry-over: it is at least this process's RSS when it started that child, so it can
+    overstate a child smaller than its parent, never understate one.
     """
+    if not children and sys.platform.startswith("linux"):
+        own = peak_rss_of_pid(os.getpid())
+        if not math.isnan(own):
+            return own
     peak = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

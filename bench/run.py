@@ -8,7 +8,8 @@ This module only wires the concerns (bench/README.md says what each measures):
 2. `data`: serve the CSV folder through the local FRED-compatible server, fetch it once, align it.
 3. `processes`: start the Prefect server, then run each `Measurement` in its own child process:
    `seed` (the seed design, `bench/seed.py`), then `project` (the flows, `bench/project.py`), then
-   each design's daily run alone in a fresh process (`bench/daily.py`).
+   each design's daily run alone in a fresh process (`bench/daily.py`); each design's children in a
+   venv of the packages it is deployed with (`bench/environments.py`, made once per lock change).
 4. `targets` and `report`: ratios, PASS/MISS, the printed table and the JSON in `--out`.
 
 Timings are wall-clock on a possibly shared machine: compare the ratios of one run, not absolute
@@ -37,6 +38,7 @@ from bench.daily import (
     measure_seed_daily,
 )
 from bench.data import align_levels, check_series, fetch_series, serve_folder, summarize, write_levels_csv
+from bench.environments import ensure_environments
 from bench.peers import measure_peers
 from bench.processes import REPO_ROOT, Measurement, child_env, prefect_server, run_children
 from bench.project import measure_project
@@ -49,17 +51,18 @@ PREFECT_SERVER_TIMEOUT_SECONDS = 300.0
 
 # One child each, run in this order; each result is the report's JSON key of its role.
 MEASUREMENTS = (
-    Measurement("seed", measure_seed),
-    Measurement("project", measure_project, prefect_api=True),
+    # Each design in the packages it is deployed with (bench/environments.py), not in this venv.
+    Measurement("seed", measure_seed, environment="training"),
+    Measurement("project", measure_project, prefect_api=True, environment="training"),
     # Issue 12: what a user would pick instead, on the project's own test origins.
     Measurement("peers", measure_peers),
     # Phases 2-3: each design's daily run on its own, in a fresh process, on the models phase 1 left;
     # the project's as a worker starts a flow run of its deployment (bench/daily.py).
-    Measurement("seed-daily", measure_seed_daily, phase=2),
+    Measurement("seed-daily", measure_seed_daily, phase=2, environment="training"),
     Measurement(FLOW_RUNS_ROLE, create_daily_flow_runs, prefect_api=True, phase=2),
-    Measurement("project-daily", measure_project_daily, prefect_api=True, phase=3),
-    Measurement("project-daily-engine", measure_project_daily_engine, prefect_api=True, phase=3),
-    Measurement(FLOOR_ROLE, measure_prefect_floor, prefect_api=True, phase=3),
+    Measurement("project-daily", measure_project_daily, prefect_api=True, phase=3, environment="daily"),
+    Measurement("project-daily-engine", measure_project_daily_engine, prefect_api=True, phase=3, environment="daily"),
+    Measurement(FLOOR_ROLE, measure_prefect_floor, prefect_api=True, phase=3, environment="daily"),
 )
 
 
@@ -100,6 +103,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "forecast_sessions": settings.forecast_horizon,
                 "lookback_sessions": args.lookback,
             }
+            interpreters = ensure_environments((m.environment for m in MEASUREMENTS if m.environment), say=_say)
             with prefect_server(workdir, timeout=min(args.timeout, PREFECT_SERVER_TIMEOUT_SECONDS)) as prefect:
                 _say(
                     f"Prefect server for the project's flows ready at {prefect.api_url} in "
@@ -119,6 +123,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     timeout=args.timeout,
                     parallel=args.parallel,
                     say=_say,
+                    interpreters=interpreters,
                 )
         machine["load_after"] = load_average()
         config = {
@@ -131,6 +136,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "forecast_sessions": settings.forecast_horizon,
             "lookback_sessions": args.lookback,
             "parallel_children": bool(args.parallel),
+            "environments": interpreters,
             "prefect_server_start_seconds": prefect.start_seconds,
             "settings": settings.model_dump(mode="json"),
             "non_default_settings": non_default_settings(settings),

@@ -21,7 +21,7 @@ invents values for the made-up series ids DEMO01_1, DEMO01_2, ...), each in its 
    only submits and publishes here: it never loads TensorFlow.
 
 Reported: each mode's wall time (the `train_model` call(s), after the child's imports), the speed-up
-of the Dask cluster over each in-process mode, the peak RSS of each flow process (`ru_maxrss`) and of
+of the Dask cluster over each in-process mode, the peak RSS of each flow process (its VmHWM) and of
 each Dask worker (the kernel's VmHWM of the worker's pid, read after the run), the `train-group`
 task runs' durations (Prefect API) and the FRED requests a group would make. The demo source makes
 no HTTP request: the count is what the FRED source needs, one request per series per fetch

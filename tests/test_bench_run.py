@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from bench.processes import REPO_ROOT
 from bench.report import build_report, format_report, run_main
 from bench.run import main
 from bench.targets import compute_ratios
@@ -226,7 +229,7 @@ def test_the_daily_run_alone_is_judged_from_process_start_to_completed() -> None
     assert report["headline"]["daily_process_seconds"]["project"] == 4.0
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # the first run also makes the daily and seed venvs (pip, about 2 minutes)
 def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, out = tmp_path / "fred", tmp_path / "results"
     write_fred_csvs(data, DEFAULT_SERIES, date(2024, 6, 28))
@@ -323,6 +326,16 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     assert deployed["supervisor_peak_rss_mb"] > 50 and deployed["engine_peak_rss_mb"] > 100
     assert deployed["peak_rss_mb"] == pytest.approx(deployed["supervisor_peak_rss_mb"] + deployed["engine_peak_rss_mb"])
     assert engine["heavy_libraries_loaded"] == []  # no TensorFlow in the daily run
+    # Each design ran in the packages it is deployed with, not in the tests' venv: the project's daily
+    # run in the daily image's lock (no TensorFlow, no pyarrow), training and the seed in the training
+    # image's (with TensorFlow); the peers (statsforecast) in the tests' venv.
+    environments = report["config"]["environments"]
+    assert {run["python"] for run in (deployed, engine, report["prefect-floor"])} == {environments["daily"]}
+    assert {report[role]["python"] for role in ("seed", "project", "seed-daily")} == {environments["training"]}
+    assert report["peers"]["python"] == sys.executable not in environments.values()
+    modules = ("prefect", "pandas", "keras", "tensorflow", "sklearn", "pyarrow")
+    assert _importable(environments["daily"], *modules) == [True, True, False, False, False, False]
+    assert _importable(environments["training"], *modules) == [True, True, True, True, True, False]
     # Prefect's floor: an empty flow's run, deployed and started the same way.
     floor = report["prefect-floor"]
     assert floor["flow_run_state"] == "COMPLETED" and floor["command"] == "prefect flow-run execute"
@@ -344,6 +357,21 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
 
     # Metrics and timings only: no list long enough to hold a series (270 sessions here).
     assert _longest_list(report) < 100
+
+
+def _importable(python: str, *modules: str) -> list[bool]:
+    code = f"import importlib.util as u; print([u.find_spec(m) is not None for m in {list(modules)!r}])"
+    return json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.lower())
+
+
+def test_a_small_child_of_a_large_process_reports_its_own_peak_rss() -> None:
+    """Linux carries a parent's RSS into its child's ru_maxrss across exec; the benchmark's children
+    (and a flow run's supervisor, smaller than the benchmark) must report their own peak."""
+    ballast = bytes(range(256)) * (300 * 2**20 // 256)  # 300 MB written: resident in this process
+    code = "from bench.results import peak_rss_mb; print(peak_rss_mb())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert len(ballast) == 300 * 2**20
+    assert 5 < float(child.stdout) < 150  # an interpreter with the standard library, not 300 MB
 
 
 def _longest_list(value: object) -> int:
