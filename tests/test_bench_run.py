@@ -325,7 +325,7 @@ def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: 
     assert deployed["command"] == "prefect flow-run execute" and deployed["flow_run_id"] != engine["flow_run_id"]
     assert deployed["supervisor_peak_rss_mb"] > 50 and deployed["engine_peak_rss_mb"] > 100
     assert deployed["peak_rss_mb"] == pytest.approx(deployed["supervisor_peak_rss_mb"] + deployed["engine_peak_rss_mb"])
-    assert engine["heavy_libraries_loaded"] == []  # no TensorFlow in the daily run
+    assert engine["heavy_libraries_loaded"] == []  # reported; the daily venv has none of them (below)
     # Each design ran in the packages it is deployed with, not in the tests' venv: the project's daily
     # run in the daily image's lock (no TensorFlow, no pyarrow), training and the seed in the training
     # image's (with TensorFlow); the peers (statsforecast) in the tests' venv.
