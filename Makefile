@@ -2,7 +2,8 @@
 #   make demo   train + daily forecast on the embedded demo data; outputs under data/
 #   make test   the lint and type gate, then the whole test suite (what CI runs)
 #   make lint   ruff, ruff format --check, mypy and the import contracts only
-#   make bench  the benchmark against the seed design (needs a folder of FRED CSVs, see bench/README.md)
+#   make bench  the benchmark against the seed design (needs a folder of FRED CSVs, see bench/README.md;
+#               its first run makes the designs' venvs in .venv-bench/, about 2 minutes)
 #   make bench-docker  image size and build/run times on a Docker engine (docs/deployment.md)
 #   make bench-scaling  10 model groups trained in one process, then on a 2-worker Dask cluster
 #               (docs/scaling.md; demo data, a few minutes)
@@ -81,4 +82,4 @@ lock:
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra train --extra dask -c requirements.lock $(LOCK_ARGS) -o requirements-training.lock
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) tests/azurite/node_modules .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) .venv-bench tests/azurite/node_modules .pytest_cache
