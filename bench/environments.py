@@ -100,11 +100,12 @@ def ensure_environment(name: str, *, say: Callable[[str], None], root: Path = EN
         stamp_path = folder / STAMP_FILE
         if stamp_path.is_file() and stamp_path.read_text() == expected and python_of(folder).exists():
             return python_of(folder)
-        say(f"making the {name!r} environment in {folder} (pip, log: {root / f'{name}.log'}; once per lock change)")
+        log_path = root / f"{name}.log"
+        say(f"making the {name!r} environment in {folder} (pip, log: {log_path}; once per lock change)")
         shutil.rmtree(folder, ignore_errors=True)
-        with open(root / f"{name}.log", "w") as log:
+        with open(log_path, "w") as log:
             for command in _commands(folder, recipe):
-                _run(command, log=log, log_path=root / f"{name}.log")
+                _run(command, log=log)
         stamp_path.write_text(expected)
     return python_of(folder)
 
@@ -130,12 +131,13 @@ def _commands(folder: Path, recipe: Recipe) -> list[list[str]]:
     return commands
 
 
-def _run(command: list[str], *, log: IO[str], log_path: Path) -> None:
+def _run(command: list[str], *, log: IO[str]) -> None:
     print(f"$ {' '.join(command)}", file=log, flush=True)
     try:
         subprocess.run(
             command, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=PIP_TIMEOUT_SECONDS, cwd=REPO_ROOT
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        log_path = Path(log.name)
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
         raise BenchError(f"making a benchmark environment failed ({exc}); end of {log_path}:\n{tail}") from None

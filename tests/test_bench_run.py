@@ -229,7 +229,7 @@ def test_the_daily_run_alone_is_judged_from_process_start_to_completed() -> None
     assert report["headline"]["daily_process_seconds"]["project"] == 4.0
 
 
-@pytest.mark.timeout(900)  # the first run also makes the daily and seed venvs (pip, about 2 minutes)
+@pytest.mark.timeout(900)  # the first run also makes the daily and training venvs (pip, about 2 minutes)
 def test_benchmark_command_end_to_end_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, out = tmp_path / "fred", tmp_path / "results"
     write_fred_csvs(data, DEFAULT_SERIES, date(2024, 6, 28))
