@@ -73,6 +73,9 @@ ENV MARKET_FORECAST_GIT_SHA=${GIT_SHA}
 # the deployments' entrypoints (flows/daily_forecast.py:daily_forecast) are loaded from it.
 # (README.md* : pyproject.toml names it as the package's long description; the glob keeps a tree
 # without it buildable.)
+# Those working-directory modules are compiled here: with PYTHONDONTWRITEBYTECODE (and a directory
+# the runtime user cannot write) every flow-run container would otherwise compile them again on
+# start-up, about 70 ms of the daily run's imports (pip compiles what it installs itself).
 COPY pyproject.toml README.md* ./
 COPY blocks ./blocks
 COPY flows ./flows
@@ -80,6 +83,7 @@ COPY tasks ./tasks
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
     && python -m pip check \
     && rm -rf build market_forecast.egg-info \
+    && python -m compileall -q blocks flows tasks \
     && install -d -o app -g app /opt/market-forecast/data
 
 # Numeric, so that runtimes checking runAsNonRoot can verify it without /etc/passwd.
@@ -119,6 +123,7 @@ COPY tasks ./tasks
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
     && python -m pip check \
     && rm -rf build market_forecast.egg-info \
+    && python -m compileall -q blocks flows tasks \
     && install -d -o app -g app /opt/market-forecast/data
 
 USER 10001:10001

@@ -108,6 +108,29 @@ def test_image_holds_exactly_its_lock_and_no_test_tools(stack: DockerStack, targ
         assert {"tensorflow-cpu", "keras"} <= set(installed)
 
 
+def test_the_projects_modules_in_the_workdir_are_compiled_for_the_runtime_user(stack: DockerStack, target: str) -> None:
+    # The deployments load their entrypoints from the working directory, which the runtime user
+    # cannot write (and PYTHONDONTWRITEBYTECODE is set): without valid .pyc files there, every
+    # flow-run container compiles the project again. Valid = the header Python checks (magic
+    # number, timestamp mode, the source's mtime and size).
+    script = """
+import importlib.util, json, pathlib, struct
+sources = sorted(p for d in ("blocks", "flows", "tasks") for p in pathlib.Path(d).rglob("*.py"))
+stale = []
+for source in sources:
+    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    stat = source.stat()
+    fields = struct.pack("<III", 0, int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
+    header = importlib.util.MAGIC_NUMBER + fields
+    if not cached.exists() or cached.read_bytes()[:16] != header:
+        stale.append(str(source))
+print(json.dumps([len(sources), stale]))
+"""
+    count, stale = json.loads(_run_in_image(stack, target, "python", "-c", script))
+    assert count > 40, f"only {count} project modules in the image's working directory"
+    assert stale == []
+
+
 def test_pip_check_passes_in_the_image(stack: DockerStack, target: str) -> None:
     assert "No broken requirements found" in _run_in_image(stack, target, "python", "-m", "pip", "check")
 
