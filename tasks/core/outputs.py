@@ -45,8 +45,10 @@ _REQUIRED = {
     "actuals.csv": ["date", "series_id", "value"],
     "predicted.csv": ["date", "series_id", "actual", "predicted", "naive", "split"],
     "forecasted_data.csv": ["date", "series_id", "horizon", "forecast", "lower_95", "lower_80", "upper_80", "upper_95"],
-    # mase is empty when the model's training MASE scale is unknown (a format-1 champion).
-    "model_metrics.csv": ["series_id", "split", "n", "mse", "mae", "naive_mae", "rel_mae"],
+    # mase is empty when the model's training MASE scale is unknown (a format-1 champion); rel_mae
+    # when the random walk's MAE is 0: a split whose actuals never moved, e.g. a live split of one
+    # session on which a series had no value and was carried forward (the bond market's holidays).
+    "model_metrics.csv": ["series_id", "split", "n", "mse", "mae", "naive_mae"],
     "model_history.csv": ["epoch", "loss", "val_loss"],
     "backtest_metrics.csv": ["series_id", "horizon", "n", "mae", "rmse", "naive_mae", "rel_mae", "mase"],
 }
