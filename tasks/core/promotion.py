@@ -41,8 +41,10 @@ def settings_for_model(card: ModelCard, settings: Settings) -> tuple[Settings, l
     """The run's settings with the model's input windows, and what was changed.
 
     A model reads windows of `sequence_length` sessions and measures the level feature against a
-    `level_window` mean: a run that uses it must compute its inputs the same way, whatever the run's
-    own settings say (the daily deployment's defaults after a training run with other values).
+    `level_window` mean, and its classical members are estimated on the last `estimation_sessions`
+    (at least `min_estimation_sessions`) sessions: a run that uses it must compute its inputs the
+    same way, and fetch enough history for them, whatever the run's own settings say (the daily
+    deployment's defaults after a training run with other values).
 
     Returns:
         (settings to run the model with, one sentence per value taken from the model).
@@ -56,6 +58,19 @@ def settings_for_model(card: ModelCard, settings: Settings) -> tuple[Settings, l
         f"{k}={v} as the model {card.version} was trained (this run's settings say {getattr(settings, k)})"
         for k, v in changed.items()
     ]
+    if card.ensemble is not None:
+        estimation = {
+            "estimation_sessions": card.ensemble.estimation_sessions,
+            "min_estimation_sessions": card.ensemble.min_estimation_sessions,
+        }
+        differ = {k: v for k, v in estimation.items() if getattr(settings.ensemble, k) != v}
+        if differ:
+            changed["ensemble"] = settings.ensemble.model_copy(update=differ)
+            notes += [
+                f"ensemble.{k}={v} as the model {card.version} was trained "
+                f"(this run's settings say {getattr(settings.ensemble, k)})"
+                for k, v in differ.items()
+            ]
     return (settings.model_copy(update=changed) if changed else settings), notes
 
 

@@ -7,6 +7,7 @@ from datetime import date
 from tasks.core.calendar import last_session_on_or_before, session_window_start, sessions_in_range
 from tasks.core.errors import InsufficientDataError
 from tasks.core.features import MIN_TRAINING_WINDOWS, chronological_split, warmup_rows
+from tasks.core.intervals import LONG_VOL_WINDOW
 from tasks.core.settings import Settings
 
 # Sessions fetched beyond what the windows need: room for the latest values being late.
@@ -16,11 +17,16 @@ FETCH_MARGIN_SESSIONS = 10
 def daily_fetch_start(as_of: date, *, lookback_sessions: int, settings: Settings) -> date:
     """First date the daily flow fetches.
 
-    Enough sessions for the lookback, and before its first session either one input window and the
-    level feature's rolling mean (the LSTM) or the classical members' estimation window, whichever
-    is longer, and a margin, counted back from the last session up to as_of.
+    Enough sessions for the lookback, and before its first session the longest of: one input window
+    and the level feature's rolling mean (the LSTM), the classical members' estimation window, and
+    the long-run volatility window that scales the interval bands; and a margin, counted back from
+    the last session up to as_of.
     """
-    before = max(settings.sequence_length + settings.level_window, settings.ensemble.estimation_sessions)
+    before = max(
+        settings.sequence_length + settings.level_window,
+        settings.ensemble.estimation_sessions,
+        LONG_VOL_WINDOW + 1,
+    )
     needed = lookback_sessions + before + FETCH_MARGIN_SESSIONS
     return session_window_start(last_session_on_or_before(as_of), needed)
 

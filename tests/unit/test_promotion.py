@@ -10,6 +10,7 @@ import pytest
 from tasks.core.contracts import CARD_FORMAT_1, CardDataRange, EnsembleCard, MemberWeights, ModelCard
 from tasks.core.errors import ModelMismatchError
 from tasks.core.promotion import check_model_card, gate_decision, settings_for_model
+from tasks.core.settings import EnsembleSettings
 from tests.harness.settings import tiny_settings
 
 HORIZONS = (1, 5, 10, 20, 30)
@@ -164,12 +165,31 @@ def test_a_stored_model_for_other_series_or_data_is_refused_clearly() -> None:
 
 
 def test_a_run_uses_the_input_windows_the_model_was_trained_with() -> None:
-    settings = tiny_settings(series=["SP500", "VIXCLS"], sequence_length=12, level_window=20)
+    ensemble = EnsembleSettings(estimation_sessions=500, min_estimation_sessions=100)  # as the card's
+    settings = tiny_settings(series=["SP500", "VIXCLS"], sequence_length=12, level_window=20, ensemble=ensemble)
     run_settings, notes = settings_for_model(card(["SP500", "VIXCLS"], level_window=120), settings)
     assert (run_settings.sequence_length, run_settings.level_window) == (10, 120)
     assert notes == [
         "sequence_length=10 as the model v1 was trained (this run's settings say 12)",
         "level_window=120 as the model v1 was trained (this run's settings say 20)",
     ]
-    same, nothing = settings_for_model(card(["SP500", "VIXCLS"], level_window=20), tiny_settings(sequence_length=10))
-    assert nothing == [] and same.level_window == 20
+    trained_alike = tiny_settings(
+        sequence_length=10, ensemble=EnsembleSettings(estimation_sessions=500, min_estimation_sessions=100)
+    )
+    same, nothing = settings_for_model(card(["SP500", "VIXCLS"], level_window=20), trained_alike)
+    assert nothing == [] and same == trained_alike
+
+
+def test_a_run_fetches_for_the_estimation_window_the_models_members_were_fitted_with() -> None:
+    # The card's classical members were estimated on the last 500 sessions (at least 100); a daily
+    # run with the defaults (1000, 250) must size its fetch and its members' history from the card.
+    settings = tiny_settings(sequence_length=10, series=["SP500", "VIXCLS"])
+    run_settings, notes = settings_for_model(card(["SP500", "VIXCLS"]), settings)
+    assert (run_settings.ensemble.estimation_sessions, run_settings.ensemble.min_estimation_sessions) == (500, 100)
+    assert run_settings.ensemble.skill_z == settings.ensemble.skill_z  # the rest is the run's
+    assert notes == [
+        "ensemble.estimation_sessions=500 as the model v1 was trained (this run's settings say 1000)",
+        "ensemble.min_estimation_sessions=100 as the model v1 was trained (this run's settings say 250)",
+    ]
+    format_1, none = settings_for_model(card(["SP500", "VIXCLS"], card_format=1), settings)
+    assert none == [] and format_1 == settings  # no classical members to fit
