@@ -7,7 +7,9 @@ Rules, in order:
    are dropped and counted;
 4. a series whose last observation is more than `max_stale` sessions before as_of is stale;
 5. the frame runs from the first session where every series has a value to the latest observed
-   session; missing sessions are filled forward up to `max_fill` in a row, a longer gap is an error.
+   session; missing sessions inside a series are filled forward up to `max_fill` in a row, a longer
+   gap is an error. A series that lags the others at the end (its latest values not published yet)
+   is filled forward to the frame's last session: rule 4 already bounds that lag by `max_stale`.
 """
 
 from __future__ import annotations
@@ -114,7 +116,9 @@ def align_sessions(
     levels.index.name = "date"
     missing = levels.isna()
     _check_gaps(missing, max_fill)
-    filled_levels = levels.ffill(limit=max_fill) if max_fill > 0 else levels
+    # Every run of missing sessions left is an inner gap of at most max_fill or a lag at the end
+    # (at most max_stale, rule 4); the frame starts where every series has a value.
+    filled_levels = levels.ffill()
     return AlignedData(levels=filled_levels, filled=missing, dropped_non_sessions=dropped)
 
 
@@ -142,7 +146,8 @@ def _check_gaps(missing: pd.DataFrame, max_fill: int) -> None:
         edges = np.diff(np.concatenate(([0], flags.astype(np.int8), [0])))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         for s, e in zip(starts, ends, strict=True):
-            if e - s > max_fill:
+            lag_at_the_end = e == len(flags)  # bounded by max_stale (_check_staleness), not max_fill
+            if e - s > max_fill and not lag_at_the_end:
                 first, last = pd.Timestamp(dates[int(s)]).date(), pd.Timestamp(dates[int(e) - 1]).date()
                 gaps.append((sid, first, last, int(e - s)))
     if gaps:

@@ -308,13 +308,16 @@ class Settings(BaseModel):
         default=3,
         ge=0,
         le=20,
-        description="Longest run of missing sessions filled forward; a longer gap is an error.",
+        description="Longest run of missing sessions inside a series filled forward; a longer gap is an error.",
     )
     max_stale_sessions: int = Field(
         default=5,
         ge=1,
         le=60,
-        description="A series whose last observation is more sessions before as_of than this is stale.",
+        description=(
+            "A series whose last observation is more sessions before as_of than this is stale; up to that, its "
+            "last value is carried forward to the newest session of the others."
+        ),
     )
     fetch: FetchSettings = Field(default_factory=FetchSettings, description="FRED client behaviour.")
     storage: StorageSettings = Field(

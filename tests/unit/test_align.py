@@ -99,6 +99,25 @@ def test_one_or_two_sessions_of_publication_lag_are_not_stale() -> None:
     assert result.filled.loc["2026-11-27":, "LAGGING"].all()
 
 
+def test_a_lag_within_max_stale_is_filled_even_when_longer_than_max_fill() -> None:
+    # 4 sessions behind the others: not stale (max_stale=5), so the run goes on with the last value
+    # carried forward and flagged; max_fill limits gaps inside a series, not a publication lag.
+    result = align({"A": weekday_series(), "LAGGING": weekday_series(end=date(2026, 11, 23))})
+    assert result.last_date == date(2026, 11, 30)
+    lagging = result.filled["LAGGING"]
+    assert lagging.loc["2026-11-24":].all() and lagging.sum() == 4
+    assert (result.levels.loc["2026-11-24":, "LAGGING"] == 100.0).all()
+    with pytest.raises(StaleDataError, match="LAGGING: last observation 2026-11-23 is 4 NYSE session"):
+        align({"A": weekday_series(), "LAGGING": weekday_series(end=date(2026, 11, 23))}, max_stale=3)
+
+
+def test_a_gap_inside_a_series_is_still_limited_by_max_fill() -> None:
+    raw = weekday_series()
+    raw.loc["2026-11-17":"2026-11-20"] = np.nan  # 4 sessions, then values again
+    with pytest.raises(DataGapError, match="GAPPY: 4 missing session"):
+        align({"A": weekday_series(), "GAPPY": raw}, max_stale=10)
+
+
 def test_observations_after_as_of_are_never_used() -> None:
     raw = weekday_series(end=date(2026, 12, 31))
     result = align({"A": raw})
