@@ -89,7 +89,9 @@ def gate_decision(
     gated series (not worse than the random walk, within the tolerance), and its mean over those
     cells at most the champion's on the same cells (as recorded in its model card; a format-1 card's
     `mase` is read as `rel_mae`; a tie goes to the newer model, which has seen more recent data). A
-    champion trained for other series or another data source is not compared. A model whose data
+    champion trained for other series or another data source is not compared, with one exception: a
+    model of the built-in demo data never replaces a champion of real (FRED) data (a training run
+    started without the FRED credentials against the production storage). A model whose data
     ends before the champion's (`data_through`, e.g. a replay of a past as_of) never replaces it.
 
     Returns:
@@ -114,12 +116,12 @@ def gate_decision(
             promoted=True, reason=f"promoted: first model, backtest mean rel_mae {challenger:.4f} {where}"
         )
     comparable = champion_card.series == settings.series and champion_card.data_source == data_source
-    if comparable and data_through < champion_card.data.end:
+    stands = _champion_stands(champion_card, comparable=comparable, data_source=data_source, data_through=data_through)
+    if stands:
         return GateDecision(
             promoted=False,
-            reason=f"kept the old champion {champion_card.version}: it was built from data through "
-            f"{champion_card.data.end}, the new model only through {data_through} (a replay of a past "
-            f"as_of never replaces a newer champion); the new model has backtest mean rel_mae {challenger:.4f} {where}",
+            reason=f"kept the old champion {champion_card.version}: {stands}; the new model has backtest mean "
+            f"rel_mae {challenger:.4f} {where}",
         )
     old = champion_card.backtest_table()
     if not comparable or old.empty or "rel_mae" not in old:
@@ -143,6 +145,21 @@ def gate_decision(
         reason=f"promoted: backtest mean rel_mae {challenger:.4f} {where}, not worse than the random walk "
         f"at any of them; champion's {incumbent:.4f}",
     )
+
+
+def _champion_stands(champion_card: ModelCard, *, comparable: bool, data_source: str, data_through: date) -> str:
+    """Why the champion stays whatever the new model's scores (empty: the scores decide)."""
+    if data_source == "demo" and champion_card.data_source != "demo":
+        return (
+            f"it was trained on {champion_card.data_source} data, the new model on the built-in demo data, which "
+            "never replaces a model of real data (give the run the FRED API key or block to train on FRED)"
+        )
+    if comparable and data_through < champion_card.data.end:
+        return (
+            f"it was built from data through {champion_card.data.end}, the new model only through {data_through} "
+            "(a replay of a past as_of never replaces a newer champion)"
+        )
+    return ""
 
 
 def _cells(backtest: pd.DataFrame, series: tuple[str, ...], horizons: tuple[int, ...]) -> dict[tuple[str, int], float]:

@@ -31,7 +31,7 @@ from tasks.core.outputs import SCHEMAS
 from tasks.core.settings import BacktestSettings, Settings
 from tests.harness.flow_runs import flow_run_logs
 from tests.harness.fred_server import FredServer
-from tests.harness.settings import promoting_settings
+from tests.harness.settings import promoting_settings, tiny_settings
 
 AS_OF = date(2025, 6, 30)
 KEY = "abcdefabcdefabcdefabcdefabcdef12"
@@ -305,3 +305,31 @@ def test_bad_settings_fail_at_parameter_validation_naming_the_field(prefect_harn
     with pytest.raises(ParameterTypeError, match="is after today in New York"):
         train_model(as_of=today_in_new_york() + timedelta(days=1), output_dir=str(tmp_path))
     assert not any(tmp_path.iterdir())
+
+
+def test_the_champion_gate_keeps_the_champion_against_demo_data_a_replay_and_a_worse_model(
+    prefect_harness: None, fred_env: FredServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path))
+    assert first["data_source"] == "fred" and first["promoted"]
+    pointer = tmp_path / "models" / "champion.json"
+    champion = pointer.read_bytes()
+    assert first["model_version"] in champion.decode()
+
+    with monkeypatch.context() as without_fred:  # a run by hand without the FRED key: the demo data
+        without_fred.delenv("FRED_API_KEY")
+        without_fred.delenv("FRED_API_URL")
+        demo = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path))
+    assert demo["data_source"] == "demo" and not demo["promoted"]
+    assert "it was trained on fred data, the new model on the built-in demo data" in demo["reason"]
+
+    replay = train_model(as_of=date(2025, 6, 20), settings=promoting_settings(), output_dir=str(tmp_path))
+    assert not replay["promoted"]
+    assert f"built from data through {AS_OF}, the new model only through 2025-06-20" in replay["reason"]
+
+    strict = tiny_settings(champion_gate={"max_rel_mae": 0.1, "tolerance": 0.0})
+    worse = train_model(as_of=AS_OF, settings=strict, output_dir=str(tmp_path))
+    assert not worse["promoted"] and "backtest rel_mae must be at most 0.1 (random walk 0.1" in worse["reason"]
+
+    assert pointer.read_bytes() == champion  # the first model is still the one the daily runs use
+    assert len(list((tmp_path / "models").glob("*/model_card.json"))) == 4  # each model was kept for the record

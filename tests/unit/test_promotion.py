@@ -153,6 +153,18 @@ def test_gate_ignores_a_champion_of_other_series_or_data() -> None:
     assert gate_decision(
         new, card(["SP500", "VIXCLS"], source="demo", rel_mae=0.5), settings, data_source="fred", data_through=THROUGH
     ).promoted
+    assert gate_decision(
+        new, card(["SP500"], source="demo", rel_mae=0.5), settings, data_source="demo", data_through=THROUGH
+    ).promoted
+
+
+def test_a_model_of_demo_data_never_replaces_a_champion_of_fred_data() -> None:
+    settings = tiny_settings(series=["SP500", "VIXCLS"])
+    much_better = backtest({"SP500": 0.5, "VIXCLS": 0.5})
+    for champion in (card(["SP500", "VIXCLS"], rel_mae=0.99), card(["SP500"], rel_mae=0.99)):
+        decision = gate_decision(much_better, champion, settings, data_source="demo", data_through=THROUGH)
+        assert not decision.promoted
+        assert "it was trained on fred data, the new model on the built-in demo data" in decision.reason
 
 
 def test_a_stored_model_for_other_series_or_data_is_refused_clearly() -> None:
