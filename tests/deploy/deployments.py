@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ PREFECT_YAML = REPO / "prefect.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 LOCK_FILE = REPO / "requirements.lock"
+PROJECT_VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 # The images' locks, by Dockerfile target.
 IMAGE_LOCK_FILES = {"daily": REPO / "requirements-daily.lock", "training": REPO / "requirements-training.lock"}
 

@@ -34,6 +34,7 @@ from tests.deploy.deployments import (
     DOCKERIGNORE,
     IMAGE_LOCK_FILES,
     LOCK_FILE,
+    PROJECT_VERSION,
     REPO,
     deployment_configs,
 )
@@ -332,8 +333,7 @@ def test_labels_name_source_version_and_revision(target: str) -> None:
     assert labels["org.opencontainers.image.source"] == "${SOURCE_URL}"
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     assert labels["org.opencontainers.image.revision"] == "${GIT_SHA}"
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    assert _arg_defaults(instructions)["VERSION"] == version, (
+    assert _arg_defaults(instructions)["VERSION"] == PROJECT_VERSION, (
         "Dockerfile ARG VERSION must equal pyproject.toml's version"
     )
 

@@ -19,7 +19,7 @@ from uuid import UUID
 import pytest
 
 from tasks.core.contracts import sha256_hex
-from tests.deploy.deployments import PAST_SESSION, TINY_SETTINGS
+from tests.deploy.deployments import PAST_SESSION, PROJECT_VERSION, TINY_SETTINGS
 from tests.docker.stack import AZURE_CONTAINER, DAILY, IMAGE_REPOSITORY, TRAIN, DockerStack
 
 pytestmark = pytest.mark.timeout(2400)
@@ -134,7 +134,7 @@ def test_daily_container_found_the_champion_only_through_the_storage_block(stack
 def test_manifest_code_version_is_the_commit_the_image_was_built_from(stack: DockerStack, runs: Runs) -> None:
     latest = json.loads(_blob(stack, "latest.json"))
     manifest = json.loads(_blob(stack, f"{latest['run_folder']}/manifest.json"))
-    assert manifest["code_version"] == f"0.1.0+{stack.git_sha}"
+    assert manifest["code_version"] == f"{PROJECT_VERSION}+{stack.git_sha}"
     container = stack.container(runs.daily.id)
     assert container.attrs["Config"]["Image"] == stack.images["daily"]
     assert container.attrs["Config"]["Labels"]["org.opencontainers.image.revision"] == stack.git_sha

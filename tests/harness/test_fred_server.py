@@ -202,10 +202,8 @@ def test_badxml_raises_parse_error(server: FredServer) -> None:
 
 def test_timeout_fault_makes_short_client_timeout_expire(server: FredServer) -> None:
     server.inject(Fault("timeout", delay=2.0))
-    started = time.monotonic()
     with pytest.raises((TimeoutError, urllib.error.URLError)) as info:
         urllib.request.urlopen(_obs_url(server), timeout=0.5)
-    assert time.monotonic() - started < 1.5
     if isinstance(info.value, urllib.error.URLError):
         assert isinstance(info.value.reason, TimeoutError)
 
@@ -227,10 +225,10 @@ def test_stop_is_prompt_while_timeout_fault_sleeps() -> None:
         deadline = time.monotonic() + 5
         while not srv.requests() and time.monotonic() < deadline:
             time.sleep(0.01)
-        started = time.monotonic()
         srv.stop()
-        assert time.monotonic() - started < 2.0
-        with pytest.raises((http.client.HTTPException, OSError)):
+        # The sleeping handler was woken and the connection closed: the client sees a disconnect,
+        # not its own 10 s timeout (nor the fault's 30 s), which result() would not wait for.
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
             pending.result(timeout=5)
 
 
@@ -270,14 +268,15 @@ def test_fault_targeted_at_one_series_does_not_affect_another(server: FredServer
 
 
 def test_concurrent_requests_are_served(server: FredServer) -> None:
-    server.inject(Fault("timeout", delay=1.0), series_id="VIXCLS")
+    server.inject(Fault("timeout", delay=5.0), series_id="VIXCLS")
     with ThreadPoolExecutor(2) as pool:
         slow = pool.submit(_fred(server).get_series, "VIXCLS")
-        time.sleep(0.1)
-        started = time.monotonic()
+        deadline = time.monotonic() + 5
+        while not server.requests() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert len(_fred(server).get_series("SP500")) == 5
-        assert time.monotonic() - started < 0.5  # not queued behind the sleeping handler
-        assert len(slow.result(timeout=5)) == 2
+        assert not slow.done()  # SP500 was answered while the VIXCLS handler still slept
+        assert len(slow.result(timeout=10)) == 2
 
 
 def test_set_series_replaces_data(server: FredServer) -> None:
