@@ -5,7 +5,7 @@
 #   make bench  the benchmark against the seed design (needs a folder of FRED CSVs, see bench/README.md;
 #               its first run makes the designs' venvs in .venv-bench/, about 2 minutes)
 #   make bench-docker  image size and build/run times on a Docker engine (docs/deployment.md)
-#   make bench-scaling  10 model groups trained in one process, then on a 2-worker Dask cluster
+#   make bench-scaling  10 model groups trained in one process (in threads, then one at a time), then on a 2-worker Dask cluster
 #               (docs/scaling.md; demo data, a few minutes)
 #   make lock   regenerate requirements.lock (tests) and the images' requirements-daily.lock and
 #               requirements-training.lock from pyproject.toml

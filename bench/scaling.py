@@ -421,7 +421,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options of the scaling benchmark."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.scaling",
-        description="Train N model groups sequentially and on a 2-worker Dask cluster (see docs/scaling.md).",
+        description=(
+            "Train N model groups in one process (concurrently in threads, then one at a time) and on a "
+            "2-worker Dask cluster (see docs/scaling.md)."
+        ),
     )
     parser.add_argument("--groups", type=int, default=DEFAULT_GROUPS, help=f"model groups (default: {DEFAULT_GROUPS})")
     parser.add_argument(
