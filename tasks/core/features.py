@@ -202,10 +202,13 @@ def chronological_split(
 ) -> Split:
     """Split `n_rows` feature rows into training (with its validation slice) and test parts.
 
+    A `test_fraction` of 0 leaves no test part: every row is training (a backtest's refit at an
+    origin, whose test is the sessions after it).
+
     Raises:
         InsufficientDataError: too few rows for at least one window in each part.
     """
-    n_test = max(1, round(n_rows * test_fraction))
+    n_test = max(1, round(n_rows * test_fraction)) if test_fraction > 0 else 0
     train_end = n_rows - n_test
     n_train_samples = train_end - sequence_length
     n_validation = max(1, round(n_train_samples * validation_fraction))

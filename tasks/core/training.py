@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from tasks.core.contracts import CardDataRange, GateDecision, ModelCard, table_records
-from tasks.core.ensemble import Ensemble
+from tasks.core.ensemble import Ensemble, fit_ensemble
 from tasks.core.features import Scaler, Split, SplitDates, chronological_split, make_features, training_arrays
 from tasks.core.model import (
     EpochCallback,
@@ -54,29 +54,41 @@ class TrainedModel:
         return predictor_for(self.model)
 
 
-def training_split(n_rows: int, settings: Settings) -> Split:
-    """The chronological split of `n_rows` feature rows that `fit_lstm` trains and holds out by."""
+def training_split(n_rows: int, settings: Settings, *, hold_out: bool = True) -> Split:
+    """The chronological split of `n_rows` feature rows that `fit_lstm` trains and holds out by.
+
+    hold_out=False: no test part (`settings.test_fraction` is not held out).
+    """
     return chronological_split(
         n_rows,
         sequence_length=settings.sequence_length,
-        test_fraction=settings.test_fraction,
+        test_fraction=settings.test_fraction if hold_out else 0.0,
         validation_fraction=settings.validation_fraction,
     )
 
 
-def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCallback | None = None) -> TrainedModel:
+def fit_lstm(
+    levels: pd.DataFrame,
+    settings: Settings,
+    *,
+    on_epoch_end: EpochCallback | None = None,
+    hold_out: bool = True,
+) -> TrainedModel:
     """Fit scaler, network and shrinkage on the training part of `levels`.
 
     Args:
         levels: aligned levels (consecutive sessions), columns = settings.series.
         settings: pipeline settings (sequence length, split fractions, epochs, seed, ...).
         on_epoch_end: progress callback, see tasks.core.model.train_network.
+        hold_out: hold the last `settings.test_fraction` out as the test part. False for a
+            backtest's refit (`refit_ensemble`): it trains on every session up to its origin, and
+            its split dates then put the test part after the data (no row is labelled test).
 
     Returns:
         The trained model, its scaler (with shrinkage), per-epoch history and split.
     """
     features = make_features(levels, settings.level_window)
-    split = training_split(len(features), settings)
+    split = training_split(len(features), settings, hold_out=hold_out)
     scaler = Scaler.fit(features.iloc[: split.train_end])
     scaled = scaler.transform(features.to_numpy())
     n_series = levels.shape[1]
@@ -109,12 +121,23 @@ def fit_lstm(levels: pd.DataFrame, settings: Settings, *, on_epoch_end: EpochCal
     actual = validation[1] * scale + mean
     scaler = scaler.with_shrinkage(fit_shrinkage(predicted, actual, confidence_z=settings.shrinkage_confidence_z))
     dates = features.index
+    data_end = dates[-1].date()
     split_dates = SplitDates(
         validation_start=dates[split.validation_start].date(),
-        test_start=dates[split.train_end].date(),
-        data_end=dates[-1].date(),
+        test_start=dates[split.train_end].date() if split.train_end < len(dates) else data_end + timedelta(days=1),
+        data_end=data_end,
     )
     return TrainedModel(model, scaler, history, split, split_dates, levels.index[0].date())
+
+
+def refit_ensemble(history: pd.DataFrame, settings: Settings) -> Ensemble:
+    """The ensemble refitted at a backtest origin: network, scaler, shrinkage and weights on `history`.
+
+    `history` is every session up to the origin (an expanding window); nothing of it is held out,
+    so the refit has seen more recent data than the model it replaces, never less.
+    """
+    refitted = fit_lstm(history, settings, hold_out=False)
+    return fit_ensemble(refitted.predictor, refitted.scaler, history, split=refitted.split, settings=settings)
 
 
 def model_version_name(created_utc: datetime, model_sha256: str) -> str:

@@ -15,7 +15,7 @@ from tasks.core.contracts import GateDecision, ModelCard
 from tasks.core.ensemble import Ensemble, fit_ensemble
 from tasks.core.promotion import gate_decision
 from tasks.core.settings import Settings
-from tasks.core.training import TrainedModel, build_model_card, fit_lstm
+from tasks.core.training import TrainedModel, build_model_card, fit_lstm, refit_ensemble
 from tasks.ops.artifacts import progress_reporter
 
 
@@ -82,11 +82,8 @@ def backtest_task(
         show_progress(done, total)
 
     def refit(history: pd.DataFrame) -> Ensemble:
-        # Refit on everything up to the origin: the model's own split then puts the latest
-        # test_fraction of that history into its test part, which the refit does not train on.
         logger.info("Backtest refit on %d sessions up to %s", len(history), history.index[-1].date())
-        refitted = fit_lstm(history, settings)
-        return fit_ensemble(refitted.predictor, refitted.scaler, history, split=refitted.split, settings=settings)
+        return refit_ensemble(history, settings)
 
     result = run_backtest(
         ensemble,

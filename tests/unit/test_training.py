@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from tasks.core.ensemble import fit_ensemble
-from tasks.core.training import fit_lstm
+from tasks.core.features import Scaler, make_features
+from tasks.core.training import fit_lstm, refit_ensemble
 from tests.harness.settings import tiny_settings
 
 
@@ -121,3 +122,19 @@ def test_history_has_one_row_per_epoch_with_train_and_validation_loss(trained: o
 def test_validation_slice_lies_inside_the_training_part(trained: object) -> None:
     dates = trained.split_dates
     assert trained.data_start < dates.validation_start < dates.test_start <= dates.data_end
+
+
+def test_a_backtest_refit_trains_on_every_session_up_to_its_origin(levels: pd.DataFrame, trained: object) -> None:
+    # The model it replaces held the last test_fraction out; a refit at an origin inside that test
+    # part must not hold out again (it would train on older data than the model it replaces).
+    settings = tiny_settings()
+    features = make_features(levels, settings.level_window)
+    assert trained.split.train_end < len(features)
+    refitted = refit_ensemble(levels, settings)
+    everything = Scaler.fit(features)
+    assert refitted.scaler.mean == everything.mean and refitted.scaler.scale == everything.scale
+    whole = fit_lstm(levels, settings, hold_out=False)
+    assert whole.split.train_end == len(features) and len(whole.split.target_rows("test")) == 0
+    assert whole.split.validation_start > trained.split.validation_start  # its validation slice is the latest rows
+    assert whole.split_dates.test_start > whole.split_dates.data_end == levels.index[-1].date()
+    assert set(whole.split_dates.label(features.index)) == {"train", "validation"}
