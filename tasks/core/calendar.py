@@ -1,7 +1,7 @@
 """The NYSE calendar (exchange-calendars' XNYS), pinned to explicit bounds (pure).
 
 `exchange_calendars.get_calendar("XNYS")` without bounds covers 20 years back to 1 year ahead of
-*today*, so its answers move with the clock. Here a calendar starts in FIRST_YEAR and ends after the
+*today*, so its answers move with the clock. Here a calendar starts on CALENDAR_START and ends after the
 last date an argument needs, which keeps runs for a given `as_of` reproducible.
 """
 
@@ -14,29 +14,28 @@ from functools import lru_cache
 import exchange_calendars as xcals
 import pandas as pd
 
+from tasks.core.settings import CALENDAR_START
+
 CALENDAR = "XNYS"
 # Building a calendar costs about 0.1 s whatever its span, and a daily run asks for several ranges
 # (the market day, the fetch window, the sessions to align, the forecast's dates): one calendar
 # from a fixed first year, its last year rounded up to a multiple of END_YEAR_STEP, serves them all.
-FIRST_YEAR = 1989
 END_YEAR_STEP = 5
 
 
 @lru_cache(maxsize=8)
 def _calendar(last_year: int) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(
-        CALENDAR, start=date(FIRST_YEAR, 1, 1).isoformat(), end=date(last_year, 12, 31).isoformat()
-    )
+    return xcals.get_calendar(CALENDAR, start=CALENDAR_START.isoformat(), end=date(last_year, 12, 31).isoformat())
 
 
 def nyse_calendar(end: date) -> xcals.ExchangeCalendar:
-    """The XNYS calendar from FIRST_YEAR through at least `end` (cached).
+    """The XNYS calendar from CALENDAR_START through at least `end` (cached).
 
     Args:
         end: Last date the caller needs (forecasts need dates after as_of).
 
     Returns:
-        An exchange_calendars calendar from 1 January FIRST_YEAR to a year-end at least a year
+        An exchange_calendars calendar from CALENDAR_START to a year-end at least a year
         after `end`.
     """
     # A year of margin after `end`: a bound that is a holiday (31 December) stays inside the calendar.
@@ -56,7 +55,12 @@ def sessions_in_range(start: date, end: date) -> pd.DatetimeIndex:
     """NYSE sessions from `start` to `end`, both included, as a tz-naive DatetimeIndex named "date"."""
     if end < start:
         return pd.DatetimeIndex([], name="date")
-    sessions = nyse_calendar(end).sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    calendar = nyse_calendar(end)
+    # CALENDAR_START (1 January) is a holiday: the calendar's first session comes a day or two later.
+    first = max(pd.Timestamp(start), calendar.first_session)
+    if pd.Timestamp(end) < first:
+        return pd.DatetimeIndex([], name="date")
+    sessions = calendar.sessions_in_range(first, pd.Timestamp(end))
     return pd.DatetimeIndex(sessions, name="date").as_unit("ns")
 
 

@@ -47,6 +47,21 @@ def _check_group_name(value: str) -> str:
 
 GroupName = Annotated[str, AfterValidator(_check_group_name)]
 
+# The first day of the NYSE calendar the series are aligned on (tasks.core.calendar builds it from here).
+CALENDAR_START = date(1989, 1, 1)
+
+
+def _check_history_start(value: date) -> date:
+    if value < CALENDAR_START:
+        raise ValueError(
+            f"{value} is before {CALENDAR_START}, where the NYSE calendar the series are aligned on begins: "
+            f"use {CALENDAR_START} or later"
+        )
+    return value
+
+
+HistoryStart = Annotated[date, AfterValidator(_check_history_start)]
+
 
 class ModelGroup(BaseModel):
     """A named group of series, trained, backtested, gated and stored as one model of its own.
@@ -57,7 +72,7 @@ class ModelGroup(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     series: tuple[SeriesId, ...] = Field(description="FRED series ids of the group, in the model's output order.")
-    history_start: date | None = Field(
+    history_start: HistoryStart | None = Field(
         default=None, description="First observation date used for this group's training; None = history_start."
     )
 
@@ -260,7 +275,9 @@ class Settings(BaseModel):
             "stored in models/ as always."
         ),
     )
-    history_start: date = Field(default=date(2020, 1, 1), description="First observation date used for training.")
+    history_start: HistoryStart = Field(
+        default=date(2020, 1, 1), description="First observation date used for training (1989-01-01 or later)."
+    )
     sequence_length: int = Field(default=10, ge=1, le=250, description="Sessions in one input window of the LSTM.")
     level_window: int = Field(
         default=120,

@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
+from tasks.core.calendar import sessions_in_range
 from tasks.core.settings import DEFAULT_SERIES, Settings
 
 
@@ -44,6 +45,16 @@ def test_bad_values_fail_naming_the_field(overrides: dict, field: str) -> None:
 def test_unknown_series_id_format_message_says_how_fred_spells_ids() -> None:
     with pytest.raises(ValidationError, match="not a FRED series id"):
         Settings(series=["sp500"])
+
+
+def test_a_history_start_before_the_nyse_calendar_says_where_it_begins() -> None:
+    message = "1985-01-01 is before 1989-01-01, where the NYSE calendar the series are aligned on begins"
+    with pytest.raises(ValidationError, match=message):
+        Settings(history_start=date(1985, 1, 1))
+    with pytest.raises(ValidationError, match=message):
+        Settings(groups={"old": {"series": ["SP500"], "history_start": "1985-01-01"}})
+    assert Settings(history_start=date(1989, 1, 1)).history_start == date(1989, 1, 1)
+    assert len(sessions_in_range(date(1989, 1, 1), date(1989, 1, 31))) == 21  # the calendar covers it
 
 
 def test_gate_series_must_be_configured() -> None:
