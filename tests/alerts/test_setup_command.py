@@ -83,6 +83,15 @@ def setup_twice(setup_server: Any) -> SetupRuns:
     return SetupRuns(before_first, first, second, before, documents(setup_server))
 
 
+@pytest.fixture
+def blocks_restored(setup_twice: SetupRuns, setup_server: Any) -> Iterator[None]:
+    """For a test that changes the saved blocks: they hold setup_twice's values again afterwards,
+    so the tests that read them pass in any order."""
+    yield
+    run = run_blocks_command(setup_server, "setup", env=clean_env(setup_server, **FULL_ENV))
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 # ---------------------------------------------------------------- the command against a real server
 
 
@@ -150,7 +159,9 @@ def test_saved_blocks_hold_the_values_and_reference_each_other(setup_twice: Setu
     assert fred.api_key.get_secret_value() == FRED_KEY
 
 
-def test_setup_updates_a_changed_value_in_place(setup_twice: SetupRuns, setup_server: Any) -> None:
+def test_setup_updates_a_changed_value_in_place(
+    setup_twice: SetupRuns, setup_server: Any, blocks_restored: None
+) -> None:
     from blocks.notifications import EmailAlerts
 
     env = clean_env(setup_server, **{**FULL_ENV, "NOTIFICATION_EMAIL": "new-oncall@example.org"})
@@ -211,7 +222,9 @@ def test_setup_skips_blocks_whose_variables_are_absent_and_says_why(setup_server
     )
 
 
-def test_setup_create_container_creates_the_missing_container(setup_server: Any, azurite: Any) -> None:
+def test_setup_create_container_creates_the_missing_container(
+    setup_server: Any, azurite: Any, blocks_restored: None
+) -> None:
     from prefect_azure import AzureBlobStorageContainer
 
     container = "mf-setup-created"

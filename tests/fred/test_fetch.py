@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from datetime import date
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -130,16 +131,15 @@ def test_the_api_key_never_appears_in_logs_states_or_errors(prefect_harness: Non
 
 
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Replace the limiter's clock and sleep; returns the list of sleeps."""
+    """Replace the limiter's clock and sleep (its module's `time` only); returns the list of sleeps."""
     clock = {"now": 100.0}
     slept: list[float] = []
-    monkeypatch.setattr(fetch_module.time, "monotonic", lambda: clock["now"])
 
     def sleep(seconds: float) -> None:
         slept.append(seconds)
         clock["now"] += seconds
 
-    monkeypatch.setattr(fetch_module.time, "sleep", sleep)
+    monkeypatch.setattr(fetch_module, "time", SimpleNamespace(monotonic=lambda: clock["now"], sleep=sleep))
     monkeypatch.setattr(fetch_module._RateLimiter, "_state", {})
     return slept
 
