@@ -35,7 +35,7 @@ from tests.harness.settings import promoting_settings
 
 @pytest.fixture(scope="session")
 def live_azurite(azurite: Azurite) -> Azurite:
-    """The session's Azurite, started again if a test stopped it."""
+    """The session's Azurite, running (under CI a failure to start fails the run)."""
     try:
         return azurite.start()
     except AzuriteUnavailable as exc:

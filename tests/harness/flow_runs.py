@@ -17,6 +17,9 @@ from tests.harness.prefect_server import PrefectServer
 
 __all__ = ["flow_run_logs", "wait_for_final_state", "wait_for_state"]
 
+# Log lines read per request (the API answers at most 200).
+LOG_PAGE = 200
+
 
 def wait_for_final_state(server: PrefectServer, flow_run_id: UUID, *, timeout: float = 240) -> Any:
     """The flow run once it is in a final state (Prefect's `wait_for_flow_run`, which follows its events).
@@ -68,12 +71,20 @@ def flow_run_logs(*flow_run_ids: UUID, server: PrefectServer | None = None) -> l
     complete.
     """
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
     from prefect.logging.handlers import APILogHandler
 
     APILogHandler().flush()
     log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=list(flow_run_ids)))
+    messages: list[str] = []
     with _client(server) as client:
-        return [log.message for log in client.read_logs(log_filter=log_filter)]
+        while True:  # page: the API answers at most its default limit (200) per request
+            page = client.read_logs(
+                log_filter=log_filter, limit=LOG_PAGE, offset=len(messages), sort=LogSort.TIMESTAMP_ASC
+            )
+            messages += [log.message for log in page]
+            if len(page) < LOG_PAGE:
+                return messages
 
 
 @contextlib.contextmanager

@@ -270,11 +270,15 @@ class PrefectServer(ManagedProcess):
 
     def worker_names(self, pool: str) -> set[str]:
         """The names of the workers registered for `pool` (none if the pool does not exist)."""
+        from prefect.exceptions import PrefectHTTPStatusError
+
         with self.client() as client:
             try:
                 return {w.name for w in client.read_workers_for_work_pool(work_pool_name=pool)}
-            except Exception:  # noqa: BLE001 - the pool may not exist yet: no worker
-                return set()
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code == 404:  # the pool does not exist yet: no worker
+                    return set()
+                raise
 
     @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
