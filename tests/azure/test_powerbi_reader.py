@@ -33,6 +33,50 @@ def m_blocks() -> list[str]:
     return re.findall(r"```m\n(.*?)```", DOC.read_text(), flags=re.S)
 
 
+def m_query(name: str) -> str:
+    """The M code under the document's heading "### `name`: ..."."""
+    (code,) = re.findall(rf"^### `{name}`[^\n]*\n(?:[^\n]*\n)*?```m\n(.*?)```", DOC.read_text(), flags=re.S | re.M)
+    return code
+
+
+# What each step of PowerBIReader does, as the document's M code spells it. A change to the M code
+# that changes what Power BI asks Azure for (another prefix, the oldest folder first, no 404
+# handling, another file) fails here, so the reader cannot silently test a query nobody runs.
+MIRRORED = {
+    "SasQuery": ['Text.TrimStart(SasToken, "?")', 'Uri.Parts("https://sas.invalid/?" & Token)[Query]'],
+    "ListRunBlobs": [
+        '[restype = "container", comp = "list", prefix = "runs/"]',
+        "[marker = marker]",
+        'ChildRows("NextMarker")',
+        "RelativePath = ContainerName, Query = Query",
+    ],
+    "GetLatestFolder": [
+        'RelativePath = ContainerName & "/latest.json", Query = SasQuery, ManualStatusHandling = {404}',
+        "if LatestStatus = 404 then null else Json.Document(LatestResponse)[run_folder]",
+        'Text.EndsWith(_, "/manifest.json")',
+        'Text.BeforeDelimiter(_, "/", 1)',
+        "Order.Descending",
+        "else CompleteFolders{0}",
+    ],
+    "GetModelTrainingFolder": ['GetLatestFolder() & "/manifest.json"', "Manifest[model_training_run]"],
+    "GetDataFromLatestFolder": [
+        'List.Contains({"model_history.csv", "backtest_metrics.csv"}, fileName)',
+        "then GetModelTrainingFolder()",
+        "else GetLatestFolder()",
+        'RelativePath = ContainerName & "/" & Folder & "/" & fileName',
+        "Table.PromoteHeaders",
+        'Record.Field(ColumnTypes, fileName), "en-US"',
+    ],
+    "Charts": [
+        'FileNames(Folder), each Text.StartsWith(_, "fan_chart_") and Text.EndsWith(_, ".png")',
+        'FileNames(TrainingFolder), each _ = "skill_by_horizon.png"',
+        ")[files],",
+        'Text.BetweenDelimiters(_, "fan_chart_", ".png")',
+        '[run_folder] & "/" & [file] & "?"',
+    ],
+}
+
+
 def documented_column_types() -> dict[str, list[tuple[str, str]]]:
     """The `ColumnTypes` record of the document: file -> [(column, M type)], in order."""
     (block,) = [b for b in m_blocks() if '#"actuals.csv" = {' in b]
@@ -251,6 +295,14 @@ def test_expired_sas_is_refused(published: Published) -> None:
     with pytest.raises(HTTPError) as refused:
         expired.get_latest_folder()
     assert refused.value.code == 403
+
+
+@pytest.mark.parametrize("query", list(MIRRORED))
+def test_the_reader_mirrors_the_documents_m_code(query: str) -> None:
+    code = " ".join(m_query(query).split())  # whitespace-insensitive
+    missing = [expression for expression in MIRRORED[query] if " ".join(expression.split()) not in code]
+    assert missing == [], f"docs/pbi_integration.md's {query} no longer does what PowerBIReader mirrors"
+    assert set(TRAINING_ONLY_FILES) == {"model_history.csv", "backtest_metrics.csv"}  # the reader's list
 
 
 def test_documented_column_types_match_the_output_contract() -> None:
