@@ -18,7 +18,6 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from tasks.core.calendar import is_session, session_window_start
 from tasks.core.charts import render_charts
-from tasks.core.windows import FETCH_MARGIN_SESSIONS
 from tests.azure.stores import DAILY_AS_OF, DAILY_CHARTS, DAILY_FILES, TRAIN_AS_OF, Published
 
 
@@ -102,9 +101,11 @@ def test_latest_json_points_at_the_daily_run(published: Published) -> None:
 
 def test_daily_flow_fetches_only_the_window_it_needs(published: Published) -> None:
     settings = published.trained.settings
-    # The lookback, then the longer of the LSTM's input windows and the classical members' estimation window.
-    before = max(settings.sequence_length + settings.level_window, settings.ensemble.estimation_sessions)
-    needed = 365 + before + FETCH_MARGIN_SESSIONS
+    # The lookback (365), then the longest window before it: the classical members' estimation
+    # window (1000) beats the LSTM's input and level windows (10 + 20) and the bands' long-run
+    # volatility (501); then the margin for late values (10).
+    assert (settings.ensemble.estimation_sessions, settings.sequence_length, settings.level_window) == (1000, 10, 20)
+    needed = 365 + 1000 + 10
     assert published.fetch_calls == [{"start": session_window_start(DAILY_AS_OF, needed), "end": DAILY_AS_OF}]
 
 

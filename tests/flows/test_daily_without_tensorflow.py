@@ -125,3 +125,15 @@ def test_its_forecast_equals_the_tensorflow_forecast_of_the_same_model(daily_run
     assert (merged["date"] == merged["date_tf"]).all()
     for column in BAND_COLUMNS:
         np.testing.assert_allclose(merged[column], merged[f"{column}_tf"], rtol=1e-5, err_msg=column)
+
+    # The window the daily flow fetched holds everything the forecast reads: on the whole history
+    # (from the demo's first day) the same model forecasts the same values and bands.
+    history = generate_demo_series(Settings().series, DAILY_AS_OF)
+    first_day = max(values.index[0] for values in history.values()).date()
+    everything = align_sessions(history, start=first_day, as_of=DAILY_AS_OF, max_fill=3, max_stale=5).levels
+    assert len(everything) > len(levels)
+    on_everything = forecast_sessions(
+        ensemble, everything, horizon=daily_run.settings.forecast_horizon, z_quantiles=card.interval_quantiles()
+    )
+    for column in BAND_COLUMNS:
+        np.testing.assert_allclose(on_everything[column], with_tensorflow[column], rtol=1e-9, err_msg=column)
