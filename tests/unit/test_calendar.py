@@ -43,3 +43,8 @@ def test_sessions_in_a_range_are_the_same_whichever_calendar_answers() -> None:
     assert len(recent) == 252  # NYSE sessions in 2024
     old = sessions_in_range(date(1995, 1, 1), date(1995, 12, 31))
     assert len(old) == 252  # NYSE sessions in 1995
+    # A run's ranges are answered by calendars of different spans (their end follows the dates asked).
+    for last_year in (2025, 2030, 2040):
+        longer = calendar._calendar(last_year)
+        for sessions in (recent, old):
+            assert pd.DatetimeIndex(longer.sessions_in_range(sessions[0], sessions[-1])).equals(sessions)

@@ -157,6 +157,9 @@ def test_a_series_without_a_forecast_is_refused(actuals: pd.DataFrame) -> None:
         draw(actuals, series_id="DJIA")
 
 
+# Panels of 3.2 x 2.6 inches at 100 dpi, two per series (error above coverage), four series a row, plus
+# 0.4 inch of width and 0.9 of height for labels. Two series: 2 columns, 1 row of blocks = (2*3.2+0.4,
+# 2*2.6+0.9) inches; five: 4 columns, 2 rows = (4*3.2+0.4, 2*2*2.6+0.9).
 @pytest.mark.parametrize(("series", "size"), [(SERIES, (680, 610)), (("A", "B", "C", "D", "E"), (1320, 1130))])
 def test_the_skill_chart_has_a_column_per_series_wrapping_after_four(
     series: tuple[str, ...], size: tuple[int, int]
