@@ -268,7 +268,7 @@ def test_fault_targeted_at_one_series_does_not_affect_another(server: FredServer
 
 
 def test_concurrent_requests_are_served(server: FredServer) -> None:
-    server.inject(Fault("timeout", delay=5.0), series_id="VIXCLS")
+    server.inject(Fault("timeout", delay=2.0), series_id="VIXCLS")
     with ThreadPoolExecutor(2) as pool:
         slow = pool.submit(_fred(server).get_series, "VIXCLS")
         deadline = time.monotonic() + 5
