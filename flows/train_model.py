@@ -88,8 +88,6 @@ def train_model(
         run_folder=folder,
         dask_address=dask_scheduler_address(dask_address),
     )
-    promote_champions(storage, groups, promoted_utc=created)
-
     header = run_header(
         kind="training",
         created_utc=created,
@@ -111,6 +109,9 @@ def train_model(
         settings=settings,
         note=f"Champion gate: {header.champion_gate}",
     )
+    # Only now, with the training run's folder complete: a champion's training_run_folder (what the
+    # daily runs' model_training_run and Power BI's model tables point at) is never half-written.
+    promote_champions(storage, groups, promoted_utc=created)
     return {
         "run_folder": folder,
         "location": published.location,

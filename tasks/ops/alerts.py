@@ -90,6 +90,20 @@ def _clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 15].rstrip() + " ... (truncated)"
 
 
+# The training flow promotes its champion after its run folder is complete (flows/train_model.py).
+_PROMOTE_TASK = "promote-champion"
+
+
+def _what_was_published(failed_task: FailedTask | None) -> str:
+    """What the failed run left for its readers (Power BI, the daily runs)."""
+    if failed_task is not None and failed_task.name.startswith(_PROMOTE_TASK):
+        return (
+            "This run's folder was published, but models/champion.json was not moved: the daily runs keep "
+            "using the previous champion. Re-run the training flow to promote a new one."
+        )
+    return "Nothing was published by this run; latest.json still points at the last complete run."
+
+
 def build_failure_alert(failure: RunFailure, *, secrets: Iterable[str | None] = ()) -> tuple[str, str]:
     """Subject and plain-text body of the e-mail about a failed or crashed run.
 
@@ -124,10 +138,7 @@ def build_failure_alert(failure: RunFailure, *, secrets: Iterable[str | None] = 
     lines += ["", "Error:", _clip(error)]
     if failure.state_message and failure.state_message.strip() not in error:
         lines += ["", "Final state message:", _clip(failure.state_message)]
-    lines += [
-        "",
-        "Nothing was published by this run; latest.json still points at the last complete run.",
-    ]
+    lines += ["", _what_was_published(failure.failed_task)]
     body = "\n".join(lines) + "\n"
     return redact(subject, *secrets), redact(body, *secrets)
 

@@ -66,6 +66,16 @@ def test_failure_alert_names_flow_run_as_of_task_error_and_link() -> None:
     assert "FredRequestError: SP500: HTTP 400 Bad Request" in body
 
 
+def test_failure_alert_says_what_the_failed_run_published() -> None:
+    _, fetch_failed = build_failure_alert(failure())
+    assert "Nothing was published by this run; latest.json still points at the last complete run." in fetch_failed
+    _, promotion_failed = build_failure_alert(
+        failure(flow_name="train-model", failed_task=FailedTask("promote-champion-default-1a2", "Failed", "boom"))
+    )
+    assert "This run's folder was published, but models/champion.json was not moved" in promotion_failed
+    assert "Nothing was published" not in promotion_failed
+
+
 def test_failure_alert_without_as_of_says_today_in_new_york() -> None:
     _, body = build_failure_alert(failure(as_of=None))
 

@@ -27,8 +27,10 @@ from flows.train_model import train_model
 from tasks.core.charts import fan_chart_name, skill_chart_name
 from tasks.core.contracts import sha256_hex
 from tasks.core.demo import generate_demo_series
+from tasks.core.errors import StorageError
 from tasks.core.outputs import SCHEMAS
 from tasks.core.settings import BacktestSettings, Settings
+from tasks.stages import publish as publish_stage
 from tests.harness.flow_runs import flow_run_logs
 from tests.harness.fred_server import FredServer
 from tests.harness.settings import promoting_settings, tiny_settings
@@ -333,3 +335,18 @@ def test_the_champion_gate_keeps_the_champion_against_demo_data_a_replay_and_a_w
 
     assert pointer.read_bytes() == champion  # the first model is still the one the daily runs use
     assert len(list((tmp_path / "models").glob("*/model_card.json"))) == 4  # each model was kept for the record
+
+
+def test_a_training_run_that_cannot_publish_its_folder_promotes_nothing(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gate promotes a first model; the champion must still not name a training run folder that
+    # was never completed (the daily runs' model_training_run, Power BI's model tables).
+    def storage_down(*args: object, **kwargs: object) -> None:
+        raise StorageError("storage down while publishing the run folder")
+
+    monkeypatch.setattr(publish_stage, "publish_run", storage_down)
+    state = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
+    assert state.is_failed() and "storage down while publishing" in state.message
+    assert not (tmp_path / "models" / "champion.json").exists()
+    assert len(list((tmp_path / "models").glob("*/model_card.json"))) == 1  # saved, for the record
