@@ -168,12 +168,20 @@ def publish_outputs(
     if newer is not None:
         kept = f"latest.json (what Power BI shows) still points at {newer.run_folder}, as of {newer.as_of}"
         note = f"{note} {kept}: this run is older.".strip()
-    post_artifacts_task(
+    # The run is published: a Prefect API that cannot take its dashboard summary does not fail it.
+    posted = post_artifacts_task(
         manifest,
         tables,
         location=published.location,
         url=published_url(storage, published.folder),
         charts=charts,
         note=note,
+        return_state=True,
     )
+    if not posted.is_completed():
+        get_run_logger().warning(
+            "%s is published, but its summary and tables could not be posted to the Prefect UI: %s",
+            published.folder,
+            posted.message,
+        )
     return published

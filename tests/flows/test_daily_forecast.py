@@ -14,6 +14,7 @@ from flows.common import not_after_today, today_in_new_york
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
 from tasks.core.contracts import sha256_hex
+from tasks.ops import artifacts
 from tests.flows.test_train_model import chart_names, run_artifact
 from tests.harness.flow_runs import flow_run_logs
 from tests.harness.settings import promoting_settings
@@ -157,3 +158,20 @@ def test_a_champion_for_other_series_is_refused(store: Path) -> None:
     settings = promoting_settings(series=["SP500", "VIXCLS"])
     state = daily_forecast(as_of=DAILY_AS_OF, settings=settings, output_dir=str(store), return_state=True)
     assert state.is_failed() and "cannot serve this run" in state.message and "['SP500', 'VIXCLS']" in state.message
+
+
+def test_a_dashboard_that_cannot_take_the_summary_does_not_fail_a_published_run(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def api_down(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Prefect API answered 503")
+
+    monkeypatch.setattr(artifacts, "create_markdown_artifact", api_down)
+    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store), return_state=True)
+    assert state.is_completed()
+    folder = state.result()["run_folder"]
+    assert json.loads((store / "latest.json").read_text())["run_folder"] == folder
+    logs = flow_run_logs(state.state_details.flow_run_id)
+    assert any(
+        f"{folder} is published, but its summary and tables could not be posted" in m and "503" in m for m in logs
+    )
