@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
@@ -29,16 +30,19 @@ from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 from prefect.blocks.core import Block
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
+from pydantic import ValidationError
 
 from blocks.azure import parse_connection_string
 from blocks.redaction import redact
-from tasks.core.errors import StorageError, StorageNotFoundError, StorageTransientError
+from tasks.core.contracts import StoredJson
+from tasks.core.errors import InvalidStoredFileError, StorageError, StorageNotFoundError, StorageTransientError
 
 if TYPE_CHECKING:  # pragma: no cover
     from azure.storage.blob.aio import ContainerClient
     from prefect_azure import AzureBlobStorageContainer
 
 T = TypeVar("T")
+S = TypeVar("S", bound=StoredJson)
 
 
 def describe_storage(storage: WritableFileSystem) -> str:
@@ -269,7 +273,48 @@ def write_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeo
             content, overwrite=True, content_settings=settings, **_NO_SDK_RETRY
         )
 
-    _run(storage, what=f"Writing {path}", timeout=timeout, block=lambda: storage.write_path(path, content), azure=azure)
+    def block() -> object:
+        if isinstance(storage, LocalFileSystem):
+            _replace_local_file(_local_path(storage, path), content)
+            return None
+        return storage.write_path(path, content)  # the block's own (sync-compatible) write
+
+    _run(storage, what=f"Writing {path}", timeout=timeout, block=block, azure=azure)
+
+
+def _replace_local_file(target: Path, content: bytes) -> None:
+    """Write a new file and rename it over `target`.
+
+    A reader sees the old content or the new, never a truncated file (a crash mid-write, or a daily
+    run reading champion.json as it is promoted).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        partial.write_bytes(content)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def read_stored(storage: WritableFileSystem, path: str, model: type[S], *, timeout: float, remedy: str) -> S | None:
+    """The stored JSON file at `path` parsed as `model`, or None if it does not exist.
+
+    Raises:
+        InvalidStoredFileError: it exists but is not a valid `model` (`remedy` says what to do).
+    """
+    content = read_optional(storage, path, timeout=timeout)
+    if content is None:
+        return None
+    try:
+        return model.from_bytes(content)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidStoredFileError(
+            f"{path} in {describe_storage(storage)} is not a valid {model.__name__} ({len(content)} bytes; "
+            f"{exc.error_count()} problem(s), first: {first['loc']}: {first['msg']}): it was cut short or "
+            f"edited. {remedy}"
+        ) from None
 
 
 def read_optional(storage: WritableFileSystem, path: str, *, timeout: float) -> bytes | None:

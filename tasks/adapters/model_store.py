@@ -32,7 +32,7 @@ import numpy as np
 from prefect.filesystems import WritableFileSystem
 from pydantic import ValidationError
 
-from tasks.adapters.blob_store import delete_paths, describe_storage, read_bytes, read_optional, write_bytes
+from tasks.adapters.blob_store import delete_paths, describe_storage, read_bytes, read_stored, write_bytes
 from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
 from tasks.core.ensemble import Ensemble
 from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageError, StorageNotFoundError
@@ -214,9 +214,18 @@ def save_model_version(
 def read_champion_pointer(
     storage: WritableFileSystem, *, timeout: float, group: str = DEFAULT_GROUP
 ) -> ChampionPointer | None:
-    """The group's champion.json, or None when no model of the group was ever promoted."""
-    content = read_optional(storage, champion_path(group), timeout=timeout)
-    return None if content is None else ChampionPointer.from_bytes(content)
+    """The group's champion.json, or None when no model of the group was ever promoted.
+
+    Raises:
+        InvalidStoredFileError: it is not a valid pointer (it is never taken for "no champion").
+    """
+    return read_stored(
+        storage,
+        champion_path(group),
+        ChampionPointer,
+        timeout=timeout,
+        remedy="Restore it, or delete it to let the next training run promote a new champion.",
+    )
 
 
 def promote_champion(

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 
 from prefect.filesystems import WritableFileSystem
 
-from tasks.adapters.blob_store import delete_paths, describe_storage, read_optional, write_bytes
+from tasks.adapters.blob_store import delete_paths, describe_storage, read_optional, read_stored, write_bytes
 from tasks.core.contracts import LatestPointer, RunManifest
-from tasks.core.errors import PublishError, StorageError
+from tasks.core.errors import InvalidStoredFileError, PublishError, StorageError
 
 LATEST = "latest.json"
 MANIFEST = "manifest.json"
@@ -53,9 +53,14 @@ def free_run_folder(storage: WritableFileSystem, created_utc: datetime, *, timeo
 
 
 def read_latest(storage: WritableFileSystem, *, timeout: float) -> LatestPointer | None:
-    """latest.json, or None before the first daily run."""
-    content = read_optional(storage, LATEST, timeout=timeout)
-    return None if content is None else LatestPointer.from_bytes(content)
+    """latest.json, or None before the first daily run.
+
+    Raises:
+        InvalidStoredFileError: it is not a valid pointer (the next daily run replaces it).
+    """
+    return read_stored(
+        storage, LATEST, LatestPointer, timeout=timeout, remedy="The next daily run that publishes replaces it."
+    )
 
 
 def publish_run(
@@ -93,7 +98,10 @@ def publish_run(
     manifest_bytes = manifest.to_bytes()
     try:
         existing = read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout)
-        latest = read_latest(storage, timeout=timeout)
+        try:
+            latest = read_latest(storage, timeout=timeout)
+        except InvalidStoredFileError:
+            latest = None  # a broken pointer: a complete run replaces it with a valid one
     except StorageError as exc:
         raise PublishError(
             f"Publishing {folder} to {describe_storage(storage)} failed before any file was written: {exc}. "

@@ -159,6 +159,10 @@ class StorageNotFoundError(StorageError):
     """The path does not exist in the storage block."""
 
 
+class InvalidStoredFileError(StorageError):
+    """A stored JSON file (latest.json, champion.json) is not what its model says: cut short, or edited."""
+
+
 class PublishError(StorageError):
     """A run could not be published completely; latest.json was left as it was."""
 

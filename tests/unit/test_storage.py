@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from tasks.adapters.blob_store import read_bytes, resolve_storage
+from tasks.adapters import blob_store
+from tasks.adapters.blob_store import read_bytes, resolve_storage, write_bytes
 from tasks.adapters.model_store import load_model_files, promote_champion, read_champion_pointer, save_model_version
-from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run
+from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run, read_latest
 from tasks.core.contracts import RunHeader, RunManifest, sha256_hex
-from tasks.core.errors import ModelIntegrityError, ModelStoreError, PublishError, StorageError, StorageNotFoundError
+from tasks.core.errors import (
+    InvalidStoredFileError,
+    ModelIntegrityError,
+    ModelStoreError,
+    PublishError,
+    StorageError,
+    StorageNotFoundError,
+)
 from tests.unit.test_promotion import card as model_card
 
 TIMEOUT = 5.0
@@ -25,18 +34,18 @@ def local(tmp_path: Path) -> LocalFileSystem:
     return resolve_storage(None, str(tmp_path))
 
 
-class FailingStorage(LocalFileSystem):
-    """A local folder whose n-th write raises a permanent error (a unit test of our own logic)."""
+def fail_the_nth_local_write(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """The n-th file written to a local folder from now raises a permanent error (a unit test of our own logic)."""
+    writes = {"count": 0}
+    real = blob_store._replace_local_file
 
-    _block_type_slug = "failing-test-storage"  # must not replace LocalFileSystem in Prefect's registry
-    fail_at: int = 2
-    writes: int = 0
+    def replace(target: Path, content: bytes) -> None:
+        writes["count"] += 1
+        if writes["count"] == n:
+            raise PermissionError(f"simulated failure writing {target.name}")
+        real(target, content)
 
-    def write_path(self, path: str, content: bytes) -> str:  # type: ignore[override]
-        self.writes += 1
-        if self.writes == self.fail_at:
-            raise PermissionError(f"simulated failure writing {path}")
-        return super().write_path(path, content)
+    monkeypatch.setattr(blob_store, "_replace_local_file", replace)
 
 
 def manifest_for(folder: str, *, as_of: date = date(2026, 11, 23), created: datetime = CREATED) -> RunManifest:
@@ -74,11 +83,13 @@ def test_run_folder_holds_every_file_and_a_manifest_with_their_hashes(tmp_path: 
     assert json.loads((tmp_path / "latest.json").read_text())["run_folder"] == "runs/20261123_143000"
 
 
-def test_latest_json_stays_when_a_publish_fails_and_the_partial_folder_is_removed(tmp_path: Path) -> None:
+def test_latest_json_stays_when_a_publish_fails_and_the_partial_folder_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     publish(local(tmp_path), "runs/20261123_143000")
-    failing = FailingStorage(basepath=str(tmp_path))
+    fail_the_nth_local_write(monkeypatch, 2)
     with pytest.raises(PublishError) as caught:
-        publish(failing, "runs/20261124_143000")
+        publish(local(tmp_path), "runs/20261124_143000")
     message = str(caught.value)
     assert "failed at forecasted_data.csv (2/3)" in message
     assert "latest.json was not changed and still points at runs/20261123_143000" in message
@@ -198,3 +209,50 @@ def test_a_second_run_in_the_same_second_gets_the_next_folder(tmp_path: Path) ->
     assert free_run_folder(storage, CREATED, timeout=TIMEOUT) == "runs/20261123_143000"
     publish(storage, "runs/20261123_143000")
     assert free_run_folder(storage, CREATED, timeout=TIMEOUT) == "runs/20261123_143001"
+
+
+def test_a_reader_never_sees_a_half_written_local_file(tmp_path: Path) -> None:
+    # champion.json rewritten while another thread reads it, as a daily run reads the champion
+    # while a training run promotes one: every read is a whole pointer, the old one or the new.
+    storage = stored_model(tmp_path)
+    pointer = tmp_path / "models" / "champion.json"
+    versions = [pointer.read_bytes(), pointer.read_bytes().replace(b'"v1"', b'"v1-rewritten"')]
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def read_continuously() -> None:
+        while not stop.is_set():
+            try:
+                read_champion_pointer(storage, timeout=TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                problems.append(repr(exc)[:200])
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    try:
+        for index in range(400):
+            write_bytes(storage, "models/champion.json", versions[index % 2], timeout=TIMEOUT)
+    finally:
+        stop.set()
+        reader.join()
+    assert problems == []
+    assert [p.name for p in pointer.parent.iterdir() if p.name.startswith(".")] == []  # no partial file left
+
+
+def test_a_broken_latest_json_is_replaced_by_the_next_complete_run(tmp_path: Path) -> None:
+    publish(local(tmp_path), "runs/20261123_143000")
+    (tmp_path / "latest.json").write_bytes(b'{"format": "market-forecast-latest/1", "run_fol')  # cut short
+    with pytest.raises(InvalidStoredFileError, match=r"latest.json in local folder .* is not a valid LatestPointer"):
+        read_latest(local(tmp_path), timeout=TIMEOUT)
+    publish(local(tmp_path), "runs/20261124_143000")
+    assert json.loads((tmp_path / "latest.json").read_text())["run_folder"] == "runs/20261124_143000"
+
+
+def test_a_broken_champion_json_is_never_taken_for_no_champion(tmp_path: Path) -> None:
+    stored_model(tmp_path)
+    (tmp_path / "models" / "champion.json").write_bytes(b"")
+    with pytest.raises(InvalidStoredFileError) as caught:
+        read_champion_pointer(local(tmp_path), timeout=TIMEOUT)
+    message = str(caught.value)
+    assert "models/champion.json in local folder" in message and "is not a valid ChampionPointer (0 bytes" in message
+    assert "delete it to let the next training run promote a new champion" in message
