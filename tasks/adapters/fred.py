@@ -54,8 +54,8 @@ class FredSource:
     kind: Literal["fred"] = "fred"
 
     def describe(self) -> str:
-        """One line for the log, without the key."""
-        return f"FRED at {self.api_url} (credentials from {self.origin})"
+        """One line for the log, without the key (or a password in the URL of a proxy or mirror)."""
+        return f"FRED at {redact(self.api_url)} (credentials from {self.origin})"
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,14 @@ def test_environment_key_and_url_select_fred() -> None:
     assert KEY not in repr(source)
 
 
+def test_the_logged_description_hides_a_password_in_the_url_of_a_proxy() -> None:
+    source = resolve_source(
+        None, {"FRED_API_KEY": KEY, "FRED_API_URL": "http://proxyuser:Pr0xy-secret@127.0.0.1:9/fred"}
+    )
+    described = source.describe()
+    assert described == "FRED at http://proxyuser:***@127.0.0.1:9/fred (credentials from environment (FRED_API_KEY))"
+
+
 def test_a_url_without_a_key_is_a_configuration_error() -> None:
     with pytest.raises(FredConfigurationError, match="FRED_API_URL is set but FRED_API_KEY is not"):
         resolve_source(None, {"FRED_API_URL": "http://127.0.0.1:9/fred"})
