@@ -250,7 +250,7 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
         try:
             # The root is an http(s) URL: FredCredentials validates api_url.
             with urlopen(url, timeout=self._settings.timeout_seconds) as response:  # noqa: S310
-                body = response.read()
+                body = self._read_within_the_time_limit(response)
         except HTTPError as exc:
             raise self._http_error(exc) from None
         except (TimeoutError, URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
@@ -267,6 +267,21 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
                 f"{sid}: FRED answered with a body that is not XML ({exc}); a proxy error page or a "
                 f"truncated response. First bytes: {body[:80]!r}",
             ) from None
+
+    def _read_within_the_time_limit(self, response: http.client.HTTPResponse) -> bytes:
+        """The whole body, or TimeoutError once `timeout_seconds` have passed since the answer began.
+
+        urlopen's timeout bounds each socket operation only: a server that sends a few bytes at a
+        time would keep one request going for as long as it likes.
+        """
+        limit = self._settings.timeout_seconds
+        deadline = time.monotonic() + limit
+        pieces = []
+        while piece := response.read1(65536):
+            pieces.append(piece)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the answer was still arriving after {limit:g} s")
+        return b"".join(pieces)
 
     def _http_error(self, exc: HTTPError) -> FredError:
         sid = self._series_id

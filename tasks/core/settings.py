@@ -88,7 +88,13 @@ class FetchSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     timeout_seconds: float = Field(
-        default=30.0, gt=0, le=600, description="Timeout of one HTTP request to FRED, in seconds."
+        default=30.0,
+        gt=0,
+        le=600,
+        description=(
+            "Time limit of one HTTP request to FRED, in seconds: to connect, for the answer to begin, and for the "
+            "whole answer to arrive."
+        ),
     )
     retries: int = Field(
         default=4,

@@ -83,6 +83,13 @@ def test_a_timeout_is_a_transient_error_naming_the_series(fred: FredServer) -> N
         fetch_fred_series(source_for(fred), "SP500", START, END, settings=FAST)
 
 
+def test_an_answer_that_trickles_in_is_cut_at_the_time_limit(fred: FredServer) -> None:
+    # Every read gets a few bytes before the 1 s socket timeout; the whole answer would take minutes.
+    fred.inject(Fault("trickle", delay=0.3), series_id="SP500")
+    with pytest.raises(FredTransientError, match=r"SP500: .*TimeoutError: the answer was still arriving after 1 s"):
+        fetch_fred_series(source_for(fred), "SP500", START, END, settings=FAST)
+
+
 def test_a_refused_connection_is_transient() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -76,7 +76,9 @@ STATUS_MESSAGES: dict[int, str] = {
 #: Statuses answered with an HTML body, as a reverse proxy in front of FRED would.
 HTML_STATUSES = frozenset({502, 503})
 
-FAULT_KINDS = frozenset({"status", "timeout", "badxml", "reset"})
+FAULT_KINDS = frozenset({"status", "timeout", "trickle", "badxml", "reset"})
+# Bytes per piece of a "trickle" fault's body.
+TRICKLE_BYTES = 64
 BAD_XML_BODY = b"<html>not xml"
 
 #: Status recorded in the request log for a connection closed without a response.
@@ -95,11 +97,14 @@ class Fault:
 
     Attributes:
         kind: ``"status"`` (HTTP error), ``"timeout"`` (sleep ``delay`` seconds
-            before answering normally), ``"badxml"`` (200 with a non-XML body)
-            or ``"reset"`` (close the connection without any response).
+            before answering normally), ``"trickle"`` (answer normally, but send the
+            body ``TRICKLE_BYTES`` at a time, ``delay`` seconds apart: every read
+            gets data before a socket timeout, the whole answer takes long),
+            ``"badxml"`` (200 with a non-XML body) or ``"reset"`` (close the
+            connection without any response).
         status: HTTP status for ``kind == "status"``; one of
             ``STATUS_MESSAGES``' keys.
-        delay: Seconds to sleep for ``kind == "timeout"``.
+        delay: Seconds to sleep for ``kind == "timeout"``, between pieces for ``"trickle"``.
     """
 
     kind: str
@@ -592,13 +597,24 @@ class FredServer(Service):
                     return  # server stopping: drop the connection unanswered
 
         try:
-            handler.send_response(response.status)
-            handler.send_header("Content-Type", response.content_type)
-            handler.send_header("Content-Length", str(len(response.body)))
-            handler.end_headers()
-            handler.wfile.write(response.body)
+            self._answer(handler, response, trickle=fault if fault is not None and fault.kind == "trickle" else None)
         except (ConnectionError, TimeoutError):
             handler.close_connection = True  # client gave up (e.g. its own timeout)
+
+    def _answer(self, handler: _Handler, response: _Response, *, trickle: Fault | None) -> None:
+        handler.send_response(response.status)
+        handler.send_header("Content-Type", response.content_type)
+        handler.send_header("Content-Length", str(len(response.body)))
+        handler.end_headers()
+        if trickle is None:
+            handler.wfile.write(response.body)
+            return
+        for start in range(0, len(response.body), TRICKLE_BYTES):
+            handler.wfile.write(response.body[start : start + TRICKLE_BYTES])
+            handler.wfile.flush()
+            if self._stop_event.wait(trickle.delay):
+                handler.close_connection = True  # server stopping
+                return
 
     def _route(self, path: str, params: dict[str, str]) -> _Response:
         path = path.rstrip("/")
