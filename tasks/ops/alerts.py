@@ -135,9 +135,10 @@ def build_failure_alert(failure: RunFailure, *, secrets: Iterable[str | None] = 
     link = run_link(failure.ui_url, failure.run_id)
     if link:
         lines.append(f"Run in UI:    {link}")
-    lines += ["", "Error:", _clip(error)]
+    # Redacted before clipping: a secret cut in two by the clip would no longer be recognised.
+    lines += ["", "Error:", _clip(redact(error, *secrets))]
     if failure.state_message and failure.state_message.strip() not in error:
-        lines += ["", "Final state message:", _clip(failure.state_message)]
+        lines += ["", "Final state message:", _clip(redact(failure.state_message, *secrets))]
     lines += ["", _what_was_published(failure.failed_task)]
     body = "\n".join(lines) + "\n"
     return redact(subject, *secrets), redact(body, *secrets)

@@ -20,7 +20,7 @@ from blocks.automations import (
 )
 from blocks.notifications import ALERT_SENT_EVENT
 from blocks.redaction import environment_secrets, redact
-from tasks.ops.alerts import FailedTask, RunFailure, build_failure_alert
+from tasks.ops.alerts import MAX_ERROR_CHARS, FailedTask, RunFailure, build_failure_alert
 from tests.alerts.stack import delete_blocks
 from tests.harness.process import free_port
 from tests.harness.smtp import SmtpSink
@@ -96,6 +96,16 @@ def test_failure_alert_without_failed_task_shows_the_flow_error() -> None:
 
     assert "Failed task:  none recorded (the flow itself failed)" in body
     assert "KeyError: 'x'" in body
+
+
+def test_a_long_error_is_clipped_after_its_secrets_are_hidden() -> None:
+    # The key straddles the point where the error is cut: no piece of it may reach the e-mail.
+    error = "x" * (MAX_ERROR_CHARS - 30) + f" key {FRED_KEY} rejected " + "y" * 500  # the cut keeps 10 of its 32
+    _, body = build_failure_alert(
+        failure(failed_task=FailedTask("fetch-SP500-0", "Failed", error), state_message=None), secrets=[FRED_KEY]
+    )
+    assert "(truncated)" in body
+    assert FRED_KEY[:10] not in body
 
 
 def test_failure_alert_contains_no_smtp_password_fred_key_or_connection_string_key() -> None:
