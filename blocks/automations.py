@@ -34,6 +34,7 @@ from uuid import UUID
 from prefect.automations import Automation, AutomationCore, EventTrigger, Posture, SendNotification
 
 from blocks.notifications import ALERT_SENT_EVENT, DEFAULT_ALERT_BLOCK
+from blocks.redaction import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     from prefect.client.orchestration import PrefectClient
@@ -317,7 +318,8 @@ def run_automations(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> in
     except AutomationSetupError as exc:
         print(f"Nothing was changed: {exc}", file=out)
         return 2
-    print(f"Prefect API: {get_current_settings().api.url or 'local ephemeral server'}", file=out)
+    url = get_current_settings().api.url
+    print(f"Prefect API: {redact(url) if url else 'local ephemeral server'}", file=out)
     for action, name in results:
         print(f"  {action:<10} automation {name!r}", file=out)
     print(f"Notifications go through {args.notify_block}; deployments must carry the tag {args.tag!r}.", file=out)

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, SecretStr, field_validator
 
+from blocks.redaction import redact
+
 FRED_API_URL = "https://api.stlouisfed.org/fred"
 
 # The FRED request budget shared by every process: a Prefect global concurrency limit with a slot
@@ -58,5 +60,5 @@ class FredCredentials(Block):
     def _url_is_http(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"api_url must be an http(s) URL such as {FRED_API_URL!r}, got {value!r}")
+            raise ValueError(f"api_url must be an http(s) URL such as {FRED_API_URL!r}, got {redact(value)!r}")
         return value.rstrip("/")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, TextIO, cast
@@ -278,7 +278,9 @@ def _plan_fred(env: SetupVariables, plan: Plan) -> None:
         plan.errors.append(f"FRED_API_URL is malformed: {_first_error(exc)}")
         return
     plan.blocks.append(
-        PlannedBlock("fred-credentials", FRED_BLOCK, block, f"FRED API key from FRED_API_KEY, api_url {block.api_url}")
+        PlannedBlock(
+            "fred-credentials", FRED_BLOCK, block, f"FRED API key from FRED_API_KEY, api_url {redact(block.api_url)}"
+        )
     )
 
 
@@ -507,7 +509,7 @@ def _api_description() -> str:
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
-    return url or "none set: a local ephemeral server using the database under PREFECT_HOME"
+    return redact(url) if url else "none set: a local ephemeral server using the database under PREFECT_HOME"
 
 
 def ensure_fred_rate_limit(*, requests_per_minute: float, burst: int, name: str = FRED_RATE_LIMIT) -> str:
@@ -538,6 +540,21 @@ def ensure_fred_rate_limit(*, requests_per_minute: float, burst: int, name: str 
 
             client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
     return "created" if existing is None else "updated"
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number above 0 (a FRED budget of 0 would stop every fetch of every run)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
 
 
 def run_setup(
@@ -634,13 +651,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fred-requests-per-minute",
-        type=float,
+        type=_positive(float),
         default=FRED_REQUESTS_PER_MINUTE,
         help=f"rate of the FRED budget of every process (default {FRED_REQUESTS_PER_MINUTE:g}; FRED allows ~120)",
     )
     parser.add_argument(
         "--fred-burst",
-        type=int,
+        type=_positive(int),
         default=FRED_BURST,
         help=f"FRED requests that may go out at once (default {FRED_BURST})",
     )

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.fred import FRED_BURST, FRED_RATE_LIMIT, FRED_REQUESTS_PER_MINUTE
 from blocks.setup import SetupVariables, plan_blocks, read_environment
+from blocks.setup import _api_description as api_description
 from tests.alerts.stack import DEFAULT_BLOCKS, clean_env, delete_blocks, run_blocks_command
 
 FRED_KEY = "abcdef0123456789abcdef0123456789"
@@ -306,3 +308,22 @@ def test_plan_errors_never_contain_a_secret() -> None:
     assert len(plan.errors) == 3
     for secret in (FRED_KEY, FRED_KEY.upper(), SMTP_PASSWORD, ACCOUNT_KEY):
         assert secret not in text
+
+
+def test_a_password_in_a_url_is_never_printed() -> None:
+    proxy = "https://alice:Sup3rSecretPw@proxy.example.org/fred"
+    (fred,) = plan_blocks({"FRED_API_KEY": FRED_KEY, "FRED_API_URL": proxy}).blocks
+    assert fred.summary.endswith("api_url https://alice:***@proxy.example.org/fred")
+    malformed = plan_blocks({"FRED_API_KEY": FRED_KEY, "FRED_API_URL": "ftp://alice:Sup3rSecretPw@proxy.example.org"})
+    assert malformed.errors and "Sup3rSecretPw" not in "\n".join(malformed.errors)
+    with temporary_settings({PREFECT_API_URL: "http://admin:S3cretPw0rd@127.0.0.1:4200/api"}):
+        assert api_description() == "http://admin:***@127.0.0.1:4200/api"
+
+
+@pytest.mark.parametrize("flag", ["--fred-burst", "--fred-requests-per-minute"])
+def test_a_fred_budget_of_zero_is_refused_before_anything_is_saved(flag: str) -> None:
+    # A burst of 0 makes every FRED fetch of every run fail; the budget must stay above 0.
+    run = subprocess.run(
+        [sys.executable, "-m", "blocks", "setup", flag, "0"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2 and f"argument {flag}: must be above 0, got 0" in run.stderr
