@@ -41,7 +41,8 @@ from tasks.core.contracts import RunManifest, table_records
 
 FLOW_OF_KIND = {"training": "train-model", "daily": "daily-forecast"}
 
-# Columns in a series' own units (levels, and errors of levels), shown to the series' precision.
+# Columns in a series' own units (levels, and errors of levels), shown to the series' precision;
+# an error with at least ERROR_DECIMALS (a series observed in whole numbers still has errors of 0.4).
 LEVEL_COLUMNS = frozenset(
     {
         "value",
@@ -53,10 +54,8 @@ LEVEL_COLUMNS = frozenset(
         "lower_80",
         "upper_80",
         "upper_95",
-        "mse",
         "mae",
         "rmse",
-        "naive_mse",
         "naive_mae",
         "naive_rmse",
         "drift_mae",
@@ -64,6 +63,11 @@ LEVEL_COLUMNS = frozenset(
         "naive_pinball",
     }
 )
+ERROR_COLUMNS = frozenset({"mae", "rmse", "naive_mae", "naive_rmse", "drift_mae", "pinball", "naive_pinball"})
+ERROR_DECIMALS = 2
+# Squared units: no precision of the series applies; shown with SQUARED_DIGITS significant digits.
+SQUARED_COLUMNS = frozenset({"mse", "naive_mse"})
+SQUARED_DIGITS = 4
 RATIO_COLUMNS = frozenset(
     {"rel_mae", "rel_mae_vs_drift", "mase", "r2", "naive_r2", "dm_stat", "dm_pvalue", "rel_pinball"}
 )
@@ -93,14 +97,19 @@ def _format(value: object, column: str, places: int) -> str | None:
     number = float(cast(float, value))
     if column in PERCENT_COLUMNS:
         return f"{100 * number:.0f}%"
+    if column in SQUARED_COLUMNS:
+        return f"{number:.{SQUARED_DIGITS}g}"
+    if column in ERROR_COLUMNS:
+        places = max(places, ERROR_DECIMALS)
     return f"{number:.{RATIO_DECIMALS if column in RATIO_COLUMNS else places}f}"
 
 
 def readable_table(frame: pd.DataFrame, decimals: Mapping[str, int]) -> pd.DataFrame:
     """The frame as a reader should see it: figures rounded to what they mean, as text.
 
-    Level columns (`LEVEL_COLUMNS`) get the row's series' decimals (2 when the series is unknown),
-    ratios 3 decimals, coverage a whole percent, dates ISO text; missing values become None.
+    Level columns (`LEVEL_COLUMNS`) get the row's series' decimals (2 when the series is unknown;
+    errors at least 2), squared errors 4 significant digits, ratios 3 decimals, coverage a whole
+    percent, dates ISO text; missing values become None.
     Other columns (ids, counts, labels) are left as they are.
     """
     out = frame.copy()
@@ -109,7 +118,7 @@ def readable_table(frame: pd.DataFrame, decimals: Mapping[str, int]) -> pd.DataF
     for column in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[column]):
             out[column] = frame[column].dt.strftime("%Y-%m-%d")
-        elif column in LEVEL_COLUMNS | RATIO_COLUMNS | PERCENT_COLUMNS:
+        elif column in LEVEL_COLUMNS | SQUARED_COLUMNS | RATIO_COLUMNS | PERCENT_COLUMNS:
             # object dtype: pandas' string dtype would turn the missing values (None) into NaN.
             formatted = [_format(v, column, p) for v, p in zip(frame[column], places, strict=True)]
             out[column] = pd.Series(formatted, index=frame.index, dtype=object)

@@ -111,6 +111,17 @@ def test_levels_get_the_series_precision_ratios_three_decimals_and_coverage_a_pe
     assert table["n"].tolist() == [120, 120] and table["split"].tolist() == ["test", "test"]
 
 
+def test_errors_of_a_coarse_series_keep_their_size_and_squared_errors_their_digits() -> None:
+    # A series observed in whole numbers (0 decimals) or in hundredths (a yield, 2 decimals).
+    frame = pd.DataFrame(
+        {"series_id": ["WHOLE", "YIELD"], "mae": [0.4, 0.0412], "mse": [0.25, 0.002482], "naive_mse": [0.3, 0.00348]}
+    )
+    table = artifacts.readable_table(frame, {"WHOLE": 0, "YIELD": 2})
+    assert table["mae"].tolist() == ["0.40", "0.04"]
+    assert table["mse"].tolist() == ["0.25", "0.002482"]
+    assert table["naive_mse"].tolist() == ["0.3", "0.00348"]
+
+
 def manifest(series: tuple[str, ...]) -> RunManifest:
     return RunManifest(
         kind="daily",
