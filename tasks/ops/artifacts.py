@@ -71,7 +71,18 @@ SQUARED_DIGITS = 4
 RATIO_COLUMNS = frozenset(
     {"rel_mae", "rel_mae_vs_drift", "mase", "r2", "naive_r2", "dm_stat", "dm_pvalue", "rel_pinball"}
 )
-PERCENT_COLUMNS = frozenset({"coverage_80", "coverage_95"})
+PERCENT_COLUMNS = frozenset(
+    {
+        "coverage_80",
+        "coverage_95",
+        "calibrated_80_low",
+        "calibrated_80_high",
+        "calibrated_95_low",
+        "calibrated_95_high",
+    }
+)
+# A p-value below what RATIO_DECIMALS can show is shown as "<0.001", not as 0.000.
+P_VALUE_COLUMNS = frozenset({"dm_pvalue"})
 RATIO_DECIMALS = 3
 MAX_DECIMALS = 6
 MISSING = "-"
@@ -97,6 +108,8 @@ def _format(value: object, column: str, places: int) -> str | None:
     number = float(cast(float, value))
     if column in PERCENT_COLUMNS:
         return f"{100 * number:.0f}%"
+    if column in P_VALUE_COLUMNS and number < 10**-RATIO_DECIMALS:
+        return f"<{10**-RATIO_DECIMALS:.{RATIO_DECIMALS}f}"
     if column in SQUARED_COLUMNS:
         return f"{number:.{SQUARED_DIGITS}g}"
     if column in ERROR_COLUMNS:

@@ -184,7 +184,8 @@ def test_artifact_tables_show_rounded_figures(demo_run: tuple[Path, dict]) -> No
     out, _ = demo_run
     backtest = json.loads(run_artifact(out, "train-model-backtest").data)
     assert all(re.fullmatch(r"\d+\.\d{3}", row["rel_mae"]) for row in backtest)
-    assert all(re.fullmatch(r"\d+\.\d{3}", row["dm_pvalue"]) for row in backtest if row["dm_pvalue"] is not None)
+    p_values = [row["dm_pvalue"] for row in backtest if row["dm_pvalue"] is not None]
+    assert all(re.fullmatch(r"<0\.001|\d+\.\d{3}", p) for p in p_values)
     assert all(re.fullmatch(r"\d+%", row["coverage_80"]) for row in backtest if row["coverage_80"] is not None)
     forecast = json.loads(run_artifact(out, "train-model-forecast").data)
     assert all(re.fullmatch(r"\d+\.\d{2}", row["forecast"]) for row in forecast)  # the demo series have 2 decimals

@@ -122,6 +122,16 @@ def test_errors_of_a_coarse_series_keep_their_size_and_squared_errors_their_digi
     assert table["naive_mse"].tolist() == ["0.3", "0.00348"]
 
 
+def test_a_coverage_and_its_calibrated_range_read_alike_and_a_tiny_p_value_is_not_zero() -> None:
+    frame = pd.DataFrame(
+        {"series_id": ["A", "B"], "coverage_80": [0.81, 0.9], "calibrated_80_low": [0.765432, 0.7],
+         "dm_pvalue": [0.0004, 0.0412]}
+    )  # fmt: skip
+    table = artifacts.readable_table(frame, {})
+    assert table["coverage_80"].tolist() == ["81%", "90%"] and table["calibrated_80_low"].tolist() == ["77%", "70%"]
+    assert table["dm_pvalue"].tolist() == ["<0.001", "0.041"]
+
+
 def manifest(series: tuple[str, ...]) -> RunManifest:
     return RunManifest(
         kind="daily",
