@@ -418,9 +418,11 @@ class Settings(BaseModel):
                 f"ensemble.estimation_sessions ({self.ensemble.estimation_sessions})"
             )
         if max(self.backtest.horizons) > self.forecast_horizon:
+            shorter = [h for h in self.backtest.horizons if h <= self.forecast_horizon] or [self.forecast_horizon]
             raise ValueError(
                 f"backtest.horizons go up to {max(self.backtest.horizons)} sessions, beyond "
-                f"forecast_horizon ({self.forecast_horizon})"
+                f"forecast_horizon ({self.forecast_horizon}): give backtest.horizons that end at or before it too "
+                f"(e.g. {shorter}; on the command line --backtest.horizons {' '.join(map(str, shorter))})"
             )
         return self
 
