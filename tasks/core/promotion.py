@@ -54,10 +54,7 @@ def settings_for_model(card: ModelCard, settings: Settings) -> tuple[Settings, l
         **{k: card.settings[k] for k in MODEL_WINDOW_SETTINGS if k in card.settings},
     }
     changed = {k: v for k, v in trained.items() if getattr(settings, k) != v}
-    notes = [
-        f"{k}={v} as the model {card.version} was trained (this run's settings say {getattr(settings, k)})"
-        for k, v in changed.items()
-    ]
+    notes = [_taken(card, k, v, getattr(settings, k)) for k, v in changed.items()]
     if card.ensemble is not None:
         estimation = {
             "estimation_sessions": card.ensemble.estimation_sessions,
@@ -66,12 +63,13 @@ def settings_for_model(card: ModelCard, settings: Settings) -> tuple[Settings, l
         differ = {k: v for k, v in estimation.items() if getattr(settings.ensemble, k) != v}
         if differ:
             changed["ensemble"] = settings.ensemble.model_copy(update=differ)
-            notes += [
-                f"ensemble.{k}={v} as the model {card.version} was trained "
-                f"(this run's settings say {getattr(settings.ensemble, k)})"
-                for k, v in differ.items()
-            ]
+            notes += [_taken(card, f"ensemble.{k}", v, getattr(settings.ensemble, k)) for k, v in differ.items()]
     return (settings.model_copy(update=changed) if changed else settings), notes
+
+
+def _taken(card: ModelCard, name: str, value: object, run_value: object) -> str:
+    """The log's sentence for a setting a run takes from its model."""
+    return f"{name}={value} as the model {card.version} was trained (this run's settings say {run_value})"
 
 
 def gate_decision(
