@@ -43,28 +43,12 @@ FLOW_OF_KIND = {"training": "train-model", "daily": "daily-forecast"}
 
 # Columns in a series' own units (levels, and errors of levels), shown to the series' precision;
 # an error with at least ERROR_DECIMALS (a series observed in whole numbers still has errors of 0.4).
-LEVEL_COLUMNS = frozenset(
-    {
-        "value",
-        "actual",
-        "predicted",
-        "naive",
-        "forecast",
-        "lower_95",
-        "lower_80",
-        "upper_80",
-        "upper_95",
-        "mae",
-        "rmse",
-        "naive_mae",
-        "naive_rmse",
-        "drift_mae",
-        "pinball",
-        "naive_pinball",
-    }
-)
 ERROR_COLUMNS = frozenset({"mae", "rmse", "naive_mae", "naive_rmse", "drift_mae", "pinball", "naive_pinball"})
 ERROR_DECIMALS = 2
+LEVEL_COLUMNS = (
+    frozenset({"value", "actual", "predicted", "naive", "forecast", "lower_95", "lower_80", "upper_80", "upper_95"})
+    | ERROR_COLUMNS
+)
 # Squared units: no precision of the series applies; shown with SQUARED_DIGITS significant digits.
 SQUARED_COLUMNS = frozenset({"mse", "naive_mse"})
 SQUARED_DIGITS = 4
