@@ -309,12 +309,16 @@ def read_stored(storage: WritableFileSystem, path: str, model: type[S], *, timeo
     try:
         return model.from_bytes(content)
     except ValidationError as exc:
-        first = exc.errors()[0]
         raise InvalidStoredFileError(
             f"{path} in {describe_storage(storage)} is not a valid {model.__name__} ({len(content)} bytes; "
-            f"{exc.error_count()} problem(s), first: {first['loc']}: {first['msg']}): it was cut short or "
-            f"edited. {remedy}"
+            f"{validation_problems(exc)}): it was cut short or edited. {remedy}"
         ) from None
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """'<n> problem(s), first: <where>: <what>' of a stored file that did not parse."""
+    first = exc.errors()[0]
+    return f"{exc.error_count()} problem(s), first: {first['loc']}: {first['msg']}"
 
 
 def read_optional(storage: WritableFileSystem, path: str, *, timeout: float) -> bytes | None:

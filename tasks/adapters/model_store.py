@@ -32,7 +32,14 @@ import numpy as np
 from prefect.filesystems import WritableFileSystem
 from pydantic import ValidationError
 
-from tasks.adapters.blob_store import delete_paths, describe_storage, read_bytes, read_stored, write_bytes
+from tasks.adapters.blob_store import (
+    delete_paths,
+    describe_storage,
+    read_bytes,
+    read_stored,
+    validation_problems,
+    write_bytes,
+)
 from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
 from tasks.core.ensemble import Ensemble
 from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageError, StorageNotFoundError
@@ -279,8 +286,8 @@ def load_model_files(
         card = ModelCard.from_bytes(card_bytes)
     except ValidationError as exc:
         raise ModelStoreError(
-            f"{folder}/{MODEL_CARD} is not a model card this version can read ({exc.error_count()} problem(s), "
-            f"first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}). Retrain with this version."
+            f"{folder}/{MODEL_CARD} is not a model card this version can read ({validation_problems(exc)}). "
+            "Retrain with this version."
         ) from None
     for name, content in files.items():
         expected = card.files.get(name)
