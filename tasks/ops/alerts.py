@@ -90,13 +90,14 @@ def _clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 15].rstrip() + " ... (truncated)"
 
 
-# The training flow promotes its champion after its run folder is complete (flows/train_model.py).
-_PROMOTE_TASK = "promote-champion"
+# The training flow's promotion task (tasks/stages/models.py), run after its run folder is complete
+# (flows/train_model.py): when it is the task that failed, the folder was published.
+PROMOTE_TASK = "promote-champion"
 
 
 def _what_was_published(failed_task: FailedTask | None) -> str:
     """What the failed run left for its readers (Power BI, the daily runs)."""
-    if failed_task is not None and failed_task.name.startswith(_PROMOTE_TASK):
+    if failed_task is not None and failed_task.name.startswith(PROMOTE_TASK):
         return (
             "This run's folder was published, but models/champion.json was not moved: the daily runs keep "
             "using the previous champion. Re-run the training flow to promote a new one."

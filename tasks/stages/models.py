@@ -26,6 +26,7 @@ from tasks.core.contracts import ModelCard
 from tasks.core.errors import ModelStoreError
 from tasks.core.settings import DEFAULT_GROUP, Settings
 from tasks.core.training import TrainedModel
+from tasks.ops.alerts import PROMOTE_TASK
 from tasks.stages.retry import retry_options
 
 
@@ -127,7 +128,7 @@ def save_model_task(
     return _save_model.with_options(**retry_options(settings.storage))(storage, card, files, settings, group)
 
 
-@task(name="promote-champion", cache_policy=NO_CACHE)
+@task(name=PROMOTE_TASK, cache_policy=NO_CACHE)
 def _promote(
     storage: WritableFileSystem,
     card: ModelCard,
