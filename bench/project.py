@@ -223,7 +223,7 @@ def read_published_levels(actuals_csv: Path, series: Sequence[str]) -> Any:
 
 def promote_for_daily_run(storage: Any, version: str, settings: Any) -> None:
     """Make `version` the champion although the gate kept it out, recording why in its model card."""
-    from tasks.adapters.model_store import load_model_files, promote_champion, save_model_version
+    from tasks.adapters.model_store import load_model_files, promote_champion, read_champion_pointer, save_model_version
     from tasks.core.contracts import GateDecision
 
     timeout = settings.storage.timeout_seconds
@@ -231,7 +231,10 @@ def promote_for_daily_run(storage: Any, version: str, settings: Any) -> None:
     reason = "benchmark: promoted by bench.run to time the daily flow (the champion gate kept it out)"
     card = card.model_copy(update={"champion_gate": GateDecision(promoted=True, reason=reason)})
     card_sha = save_model_version(storage, card, files, timeout=timeout)
-    promote_champion(storage, card, card_sha, promoted_utc=datetime.now(UTC).replace(microsecond=0), timeout=timeout)
+    current = read_champion_pointer(storage, timeout=timeout)
+    promoted = datetime.now(UTC).replace(microsecond=0)
+    replaces = current.version if current else None
+    promote_champion(storage, card, card_sha, replaces=replaces, promoted_utc=promoted, timeout=timeout)
 
 
 def time_forecast(ensemble: Any, levels: Any, *, horizon: int) -> tuple[float, list[float], Any]:

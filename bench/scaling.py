@@ -74,7 +74,7 @@ MODEST_SETTINGS = (
 FLOW_TASKS = (
     "resolve-storage",
     "read-champion-card",
-    "choose-run-folder",
+    "claim-run-folder",
     "resolve-data-source",
     "promote-champion",
     "render-charts",

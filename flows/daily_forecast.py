@@ -21,7 +21,7 @@ from tasks.core.settings import Settings
 from tasks.ops.alerts import notify_run_failure
 from tasks.stages.data import check_market_calendar_task, resolve_source_task
 from tasks.stages.groups import forecast_group
-from tasks.stages.publish import free_run_folder_task, publish_outputs, resolve_storage_task
+from tasks.stages.publish import claimed_run_folder, publish_outputs, resolve_storage_task
 
 
 @flow(name="daily-forecast", flow_run_name=lambda: run_name("daily"), log_prints=True, on_failure=[notify_run_failure])
@@ -70,20 +70,20 @@ def daily_forecast(
         for name in settings.model_groups
     ]
 
-    folder = free_run_folder_task(storage, created, settings)
-    header = run_header(
-        kind="daily",
-        created_utc=created,
-        as_of=as_of,
-        data_source=source.kind,
-        data_start=min(g.data_start for g in groups),
-        data_through=max(g.data_through for g in groups),
-        models={g.group: g.model() for g in groups},
-        run_folder=folder,
-        settings=settings,
-        forced=force and not market.is_session,
-    )
-    published = publish_outputs(storage, [g.tables for g in groups], header, move_latest=True, settings=settings)
+    with claimed_run_folder(storage, created, settings) as folder:
+        header = run_header(
+            kind="daily",
+            created_utc=created,
+            as_of=as_of,
+            data_source=source.kind,
+            data_start=min(g.data_start for g in groups),
+            data_through=max(g.data_through for g in groups),
+            models={g.group: g.model() for g in groups},
+            run_folder=folder,
+            settings=settings,
+            forced=force and not market.is_session,
+        )
+        published = publish_outputs(storage, [g.tables for g in groups], header, move_latest=True, settings=settings)
     return {
         "run_folder": folder,
         "location": published.location,

@@ -28,8 +28,8 @@ from tasks.core.windows import short_groups
 from tasks.ops.alerts import notify_run_failure
 from tasks.stages.data import resolve_source_task
 from tasks.stages.groups import promote_champions, train_groups
-from tasks.stages.models import read_champion_card_task
-from tasks.stages.publish import free_run_folder_task, publish_outputs, resolve_storage_task
+from tasks.stages.models import read_current_champion_task
+from tasks.stages.publish import claimed_run_folder, publish_outputs, resolve_storage_task
 
 
 def _groups_hold_their_windows(settings: Settings, info: ValidationInfo) -> Settings:
@@ -73,45 +73,48 @@ def train_model(
     created = utc_now()
     storage = resolve_storage_task(storage_block, output_dir)
     # Read the champions first: a storage problem (e.g. a missing container) fails before training.
-    champion_cards = {
-        name: read_champion_card_task(storage, settings.for_group(name), group=name) for name in settings.model_groups
+    champions = {
+        name: read_current_champion_task(storage, settings.for_group(name), group=name)
+        for name in settings.model_groups
     }
-    folder = free_run_folder_task(storage, created, settings)
-    source = resolve_source_task(fred_block)
-    groups = train_groups(
-        settings,
-        source=source,
-        storage=storage,
-        champion_cards=champion_cards,
-        as_of=as_of,
-        created_utc=created,
-        run_folder=folder,
-        dask_address=dask_scheduler_address(dask_address),
-    )
-    header = run_header(
-        kind="training",
-        created_utc=created,
-        as_of=as_of,
-        data_source=source.kind,
-        data_start=min(g.data_start for g in groups.values()),
-        data_through=max(g.data_through for g in groups.values()),
-        models={name: g.model() for name, g in groups.items()},
-        run_folder=folder,
-        settings=settings,
-    )
-    # latest.json is what Power BI shows: daily forecasts only. A training run is found through
-    # models/champion.json and the daily manifests' model_training_run.
-    published = publish_outputs(
-        storage,
-        [g.tables for g in groups.values()],
-        header,
-        move_latest=False,
-        settings=settings,
-        note=f"Champion gate: {header.champion_gate}",
-    )
+    with claimed_run_folder(storage, created, settings) as folder:
+        source = resolve_source_task(fred_block)
+        groups = train_groups(
+            settings,
+            source=source,
+            storage=storage,
+            champion_cards={name: champion.card for name, champion in champions.items()},
+            as_of=as_of,
+            created_utc=created,
+            run_folder=folder,
+            dask_address=dask_scheduler_address(dask_address),
+        )
+        header = run_header(
+            kind="training",
+            created_utc=created,
+            as_of=as_of,
+            data_source=source.kind,
+            data_start=min(g.data_start for g in groups.values()),
+            data_through=max(g.data_through for g in groups.values()),
+            models={name: g.model() for name, g in groups.items()},
+            run_folder=folder,
+            settings=settings,
+        )
+        # latest.json is what Power BI shows: daily forecasts only. A training run is found through
+        # models/champion.json and the daily manifests' model_training_run.
+        published = publish_outputs(
+            storage,
+            [g.tables for g in groups.values()],
+            header,
+            move_latest=False,
+            settings=settings,
+            note=f"Champion gate: {header.champion_gate}",
+        )
     # Only now, with the training run's folder complete: a champion's training_run_folder (what the
     # daily runs' model_training_run and Power BI's model tables point at) is never half-written.
-    promote_champions(storage, groups, promoted_utc=created)
+    promote_champions(
+        storage, groups, replacing={name: c.version for name, c in champions.items()}, promoted_utc=created
+    )
     return {
         "run_folder": folder,
         "location": published.location,

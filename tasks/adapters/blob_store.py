@@ -16,14 +16,19 @@ container: there they go through the container client that the block's credentia
 an overall time limit, because the SDK alone retries a dead endpoint for about 85 s per call and our
 retry policy and its message should be in charge instead. The WritableFileSystem interface has no
 delete: removing a failed publish's partial files works for local folders and Azure containers.
+
+Files that several runs may write at once (latest.json, champion.json, a run folder's claim) change
+only through `update_bytes` / `create_bytes`: decided on what is there when written (ETag conditions
+in Azure, a lock file in a local folder).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
@@ -35,7 +40,13 @@ from pydantic import ValidationError
 from blocks.azure import parse_connection_string
 from blocks.redaction import redact
 from tasks.core.contracts import StoredJson
-from tasks.core.errors import InvalidStoredFileError, StorageError, StorageNotFoundError, StorageTransientError
+from tasks.core.errors import (
+    InvalidStoredFileError,
+    PipelineError,
+    StorageError,
+    StorageNotFoundError,
+    StorageTransientError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from azure.storage.blob.aio import ContainerClient
@@ -211,7 +222,7 @@ def _run(
                 return await asyncio.wait_for(azure(client), timeout)
 
         return cast(T, run_coro_as_sync(bounded()))
-    except StorageError:
+    except PipelineError:  # the pipeline's own errors (already classified, or raised by a caller's callback)
         raise
     except Exception as exc:
         raise _classified(exc, what=what, storage=storage, timeout=timeout) from exc
@@ -282,6 +293,125 @@ def write_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeo
     _run(storage, what=f"Writing {path}", timeout=timeout, block=block, azure=azure)
 
 
+def update_bytes(
+    storage: WritableFileSystem,
+    path: str,
+    decide: Callable[[bytes | None], bytes | None],
+    *,
+    timeout: float,
+    attempts: int = 5,
+) -> tuple[bytes | None, bool]:
+    """Read `path` and write what `decide` makes of it, unless another writer changes it in between.
+
+    `decide` gets the current content (None: no such file) and returns the new content, or None to
+    leave the file as it is. This is how two runs sharing one storage never overwrite each other's
+    pointer (latest.json, champion.json) or run folder:
+    - Azure container: the write is conditional on the blob's ETag (or, for a new blob, on its
+      absence); when another writer got there first, the blob is read and decided again, up to
+      `attempts` times;
+    - local folder: reading, deciding and writing hold an exclusive lock on the folder's
+      `LOCK_FILE` (fcntl; a platform without it reads and writes unprotected);
+    - any other block: read, then write, with no protection against a concurrent writer.
+
+    Returns:
+        What the file holds afterwards, and whether this call wrote it.
+
+    Raises:
+        StorageTransientError: a timeout, a retryable HTTP status, or the file changed under every
+            one of the `attempts`.
+        StorageError: any other failure.
+    """
+
+    def block() -> tuple[bytes | None, bool]:
+        def read_decide_write() -> tuple[bytes | None, bool]:
+            current = read_optional(storage, path, timeout=timeout)
+            new = decide(current)
+            if new is None:
+                return current, False
+            write_bytes(storage, path, new, timeout=timeout)
+            return new, True
+
+        if not isinstance(storage, LocalFileSystem):
+            return read_decide_write()
+        with _local_lock(storage, timeout=timeout):
+            return read_decide_write()
+
+    async def azure(client: ContainerClient) -> tuple[bytes | None, bool]:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.storage.blob import ContentSettings
+
+        blob = client.get_blob_client(_blob_name(storage, path))
+        settings = ContentSettings(content_type=content_type(path))
+        for _ in range(attempts):
+            try:
+                stream = await blob.download_blob(**_NO_SDK_RETRY)
+                current: bytes | None = bytes(await stream.readall())
+                etag: str | None = stream.properties.etag
+            except ResourceNotFoundError as exc:
+                if _error_code(exc) != "BlobNotFound":
+                    raise
+                current, etag = None, None
+            new = decide(current)
+            if new is None:
+                return current, False
+            condition: dict[str, Any] = (
+                {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+                if etag is not None
+                else {"overwrite": False}
+            )
+            try:
+                await blob.upload_blob(new, content_settings=settings, **condition, **_NO_SDK_RETRY)
+            except (ResourceModifiedError, ResourceExistsError):
+                continue  # another writer got there first: read what it wrote, and decide again
+            return new, True
+        raise StorageTransientError(
+            f"Updating {path} in {describe_storage(storage)}: another writer changed it {attempts} times in a "
+            "row. Re-run when the other runs sharing this storage have finished."
+        )
+
+    return _run(storage, what=f"Updating {path}", timeout=timeout, block=block, azure=azure)
+
+
+def create_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeout: float) -> bool:
+    """Write `content` to `path` only if no file is there; whether this call created it (`update_bytes`)."""
+    _, created = update_bytes(storage, path, lambda current: content if current is None else None, timeout=timeout)
+    return created
+
+
+LOCK_FILE = ".market-forecast.lock"
+"""The lock file `update_bytes` holds in a local storage folder (empty; safe to delete when no run is on)."""
+
+
+@contextlib.contextmanager
+def _local_lock(storage: LocalFileSystem, *, timeout: float) -> Iterator[None]:
+    """Hold the local storage folder's exclusive lock, waiting at most `timeout` seconds for it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock (documented in update_bytes)
+        yield
+        return
+    root = local_root(storage)
+    root.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with (root / LOCK_FILE).open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StorageTransientError(
+                        f"{root / LOCK_FILE} stayed locked for {timeout:g} s: another run is writing to this "
+                        "folder. Re-run when it has finished."
+                    ) from None
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _replace_local_file(target: Path, content: bytes) -> None:
     """Write a new file and rename it over `target`.
 
@@ -340,12 +470,21 @@ def delete_paths(storage: WritableFileSystem, paths: list[str], *, timeout: floa
     def block() -> None:
         if not isinstance(storage, LocalFileSystem):  # no delete in the WritableFileSystem interface
             return
+        root = local_root(storage)
         for path in paths:
+            target = _local_path(storage, path)
             try:
-                _local_path(storage, path).unlink(missing_ok=True)
+                target.unlink(missing_ok=True)
                 removed.add(path)
             except OSError:
                 continue
+            for folder in target.parents:  # the folders left empty go too (a failed run's runs/<folder>/)
+                if folder == root or not folder.is_relative_to(root):
+                    break
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (or already gone)
+                    break
 
     async def azure(client: ContainerClient) -> None:
         for path in paths:

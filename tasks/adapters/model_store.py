@@ -37,12 +37,19 @@ from tasks.adapters.blob_store import (
     describe_storage,
     read_bytes,
     read_stored,
+    update_bytes,
     validation_problems,
     write_bytes,
 )
 from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
 from tasks.core.ensemble import Ensemble
-from tasks.core.errors import ModelIntegrityError, ModelStoreError, StorageError, StorageNotFoundError
+from tasks.core.errors import (
+    ChampionMovedError,
+    ModelIntegrityError,
+    ModelStoreError,
+    StorageError,
+    StorageNotFoundError,
+)
 from tasks.core.features import Scaler, SplitDates
 from tasks.core.lstm_numpy import LstmWeights, numpy_predictor
 from tasks.core.model import Predictor
@@ -240,11 +247,22 @@ def promote_champion(
     card: ModelCard,
     card_sha256: str,
     *,
+    replaces: str | None,
     promoted_utc: datetime,
     timeout: float,
     group: str = DEFAULT_GROUP,
 ) -> ChampionPointer:
-    """Point the group's champion.json at the card's version (and the run folder its training published)."""
+    """Point the group's champion.json at the card's version (and the run folder its training published).
+
+    Only if champion.json still names `replaces`, the champion the gate compared the model with (None:
+    there was none), when it is written: a training run that promoted another model meanwhile is never
+    undone by one gated against the older champion. Promoting the same version again (a retried
+    promotion whose first write landed) changes nothing.
+
+    Raises:
+        ChampionMovedError: champion.json names another version now (or is not a valid pointer).
+    """
+    path = champion_path(group)
     pointer = ChampionPointer(
         version=card.version,
         model_card=f"{group_folder(group)}/{card.version}/{MODEL_CARD}",
@@ -253,8 +271,32 @@ def promote_champion(
         promoted_utc=promoted_utc,
         reason=card.champion_gate.reason if card.champion_gate else "promoted",
     )
-    write_bytes(storage, champion_path(group), pointer.to_bytes(), timeout=timeout)
-    return pointer
+    content = pointer.to_bytes()
+
+    def named(current: bytes | None) -> str | None:
+        """The version `current` names (None: no champion.json; "" when it is not a valid pointer)."""
+        if current is None:
+            return None
+        try:
+            return ChampionPointer.from_bytes(current).version
+        except ValidationError:
+            return ""
+
+    now, written = update_bytes(
+        storage, path, lambda current: content if named(current) == replaces else None, timeout=timeout
+    )
+    found = named(now)
+    if written:
+        return pointer
+    if now is not None and found == card.version:
+        return ChampionPointer.from_bytes(now)
+    raise ChampionMovedError(
+        f"{path} changed during this training run: the champion gate compared model {card.version} with "
+        f"{replaces or 'no champion'}, and {path} now "
+        + ("does not exist" if found is None else f"names {found}" if found else "is not a valid pointer")
+        + ". The model was saved but not promoted (another training run promoted its model meanwhile, or "
+        "the file was edited). Re-run the train-model flow to gate a model against the current champion."
+    )
 
 
 def load_model_files(
@@ -300,15 +342,41 @@ def load_model_files(
     return files, card
 
 
-def read_champion_card(storage: WritableFileSystem, *, timeout: float, group: str = DEFAULT_GROUP) -> ModelCard | None:
-    """The group champion's verified model card, or None when no model of the group was ever promoted."""
+@dataclass(frozen=True)
+class CurrentChampion:
+    """A group's champion as a training run finds it before training.
+
+    Attributes:
+        version: The version champion.json names (None: there is no champion.json). The new model is
+            promoted only if champion.json still names it then (`promote_champion`).
+        card: Its verified model card, for the champion gate; None when there is no champion or it
+            cannot be used.
+        problem: Why it cannot be used (a missing or changed file); None when it can.
+    """
+
+    version: str | None
+    card: ModelCard | None
+    problem: str | None = None
+
+
+def read_current_champion(
+    storage: WritableFileSystem, *, timeout: float, group: str = DEFAULT_GROUP
+) -> CurrentChampion:
+    """The group's champion and its verified card; a champion whose files are unusable comes with the problem.
+
+    Raises:
+        InvalidStoredFileError: champion.json is not a valid pointer (never taken for "no champion").
+    """
     pointer = read_champion_pointer(storage, timeout=timeout, group=group)
     if pointer is None:
-        return None
-    _, card = load_model_files(
-        storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout, group=group
-    )
-    return card
+        return CurrentChampion(version=None, card=None)
+    try:
+        _, card = load_model_files(
+            storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout, group=group
+        )
+    except ModelStoreError as exc:
+        return CurrentChampion(version=pointer.version, card=None, problem=str(exc))
+    return CurrentChampion(version=pointer.version, card=card)
 
 
 def load_champion(

@@ -7,6 +7,11 @@ Layout in the storage block (what Power BI reads):
 
 A run folder is complete when its manifest.json exists: the manifest is written after every data
 file and latest.json after the manifest, so a reader following latest.json never sees a half run.
+
+Runs sharing one storage (two deployments, a manual run beside a scheduled one) do not get in each
+other's way: a run claims its folder by creating its claim.json where none exists, and moves
+latest.json with a write that fails if another run moved it since it was read (then it reads and
+decides again). Both go through `blob_store.update_bytes`.
 """
 
 from __future__ import annotations
@@ -16,13 +21,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prefect.filesystems import WritableFileSystem
+from pydantic import ValidationError
 
-from tasks.adapters.blob_store import delete_paths, describe_storage, read_optional, read_stored, write_bytes
-from tasks.core.contracts import LatestPointer, RunManifest
+from tasks.adapters.blob_store import (
+    create_bytes,
+    delete_paths,
+    describe_storage,
+    read_optional,
+    read_stored,
+    update_bytes,
+    write_bytes,
+)
+from tasks.core.contracts import LatestPointer, RunClaim, RunManifest
 from tasks.core.errors import InvalidStoredFileError, PublishError, StorageError
 
 LATEST = "latest.json"
 MANIFEST = "manifest.json"
+CLAIM = "claim.json"
 RUNS = "runs"
 
 
@@ -43,13 +58,38 @@ def run_folder_name(created_utc: datetime) -> str:
     return f"{RUNS}/{created_utc:%Y%m%d_%H%M%S}"
 
 
-def free_run_folder(storage: WritableFileSystem, created_utc: datetime, *, timeout: float) -> str:
-    """The run folder for `created_utc`, or the next free second if a complete run already holds it."""
+def claim_run_folder(
+    storage: WritableFileSystem, created_utc: datetime, *, flow_run_id: str | None, timeout: float
+) -> str:
+    """Claim the run folder for `created_utc` (or the next second whose folder is free) and return it.
+
+    A folder is free when it holds no claim.json and no manifest.json (a run published before claims
+    existed). The claim is created only where none exists, so two runs never share a folder.
+    """
     for extra in range(60):
         folder = run_folder_name(created_utc + timedelta(seconds=extra))
-        if read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout) is None:
+        if read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout) is not None:
+            continue
+        claim = RunClaim(run_folder=folder, created_utc=created_utc, flow_run_id=flow_run_id).to_bytes()
+        if create_bytes(storage, f"{folder}/{CLAIM}", claim, timeout=timeout):
             return folder
-    raise PublishError(f"Every run folder from {run_folder_name(created_utc)} on for a minute is taken.")
+    raise PublishError(
+        f"Every run folder from {run_folder_name(created_utc)} on for a minute is claimed by another run in "
+        f"{describe_storage(storage)}. Re-run in a minute."
+    )
+
+
+def release_run_folder(storage: WritableFileSystem, folder: str, *, timeout: float) -> bool:
+    """Remove the claim of a run that failed before its folder was complete; whether the folder is free again.
+
+    A complete folder (it holds manifest.json) keeps its claim.
+
+    Raises:
+        StorageError: the storage cannot say whether the folder is complete.
+    """
+    if read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout) is not None:
+        return False
+    return not delete_paths(storage, [f"{folder}/{CLAIM}"], timeout=timeout)
 
 
 def read_latest(storage: WritableFileSystem, *, timeout: float) -> LatestPointer | None:
@@ -135,15 +175,32 @@ def publish_run(
         written.append(path)
         if on_file is not None:
             on_file(name, index, len(ordered))
+    if not move_latest:
+        return PublishedRun(folder, manifest, False, describe_storage(storage), latest)
     pointer = LatestPointer.for_run(manifest)
-    moves = move_latest and pointer.supersedes(latest)
-    if moves:
-        try:
-            write_bytes(storage, LATEST, pointer.to_bytes(), timeout=timeout)
-        except StorageError as exc:
-            raise PublishError(
-                f"{folder} was published completely (manifest.json written), but latest.json could "
-                f"not be updated and may still point at {previous or 'nothing'}: {exc}. Re-run, or "
-                f"point latest.json at {folder} by hand."
-            ) from exc
-    return PublishedRun(folder, manifest, moves, describe_storage(storage), pointer if moves else latest)
+    pointer_bytes = pointer.to_bytes()
+    try:
+        # Decided on latest.json as it is when written: a run that moved it meanwhile is never undone.
+        now, moves = update_bytes(
+            storage,
+            LATEST,
+            lambda current: pointer_bytes if pointer.supersedes(_valid_latest(current)) else None,
+            timeout=timeout,
+        )
+    except StorageError as exc:
+        raise PublishError(
+            f"{folder} was published completely (manifest.json written), but latest.json could "
+            f"not be updated and may still point at {previous or 'nothing'}: {exc}. Re-run, or "
+            f"point latest.json at {folder} by hand."
+        ) from exc
+    return PublishedRun(folder, manifest, moves, describe_storage(storage), pointer if moves else _valid_latest(now))
+
+
+def _valid_latest(content: bytes | None) -> LatestPointer | None:
+    """latest.json's pointer; None when there is none or it is broken (a complete run replaces it)."""
+    if content is None:
+        return None
+    try:
+        return LatestPointer.from_bytes(content)
+    except ValidationError:
+        return None

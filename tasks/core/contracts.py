@@ -29,6 +29,7 @@ CARD_FORMAT: Final = "market-forecast-model-card/2"
 MANIFEST_FORMAT: Final = "market-forecast-run/1"
 LATEST_FORMAT: Final = "market-forecast-latest/1"
 CHAMPION_FORMAT: Final = "market-forecast-champion/1"
+CLAIM_FORMAT: Final = "market-forecast-run-claim/1"
 
 DataSource = Literal["fred", "demo"]
 RunKind = Literal["training", "daily"]
@@ -363,9 +364,23 @@ class LatestPointer(StoredJson):
         return current is None or (self.as_of, self.created_utc) >= (current.as_of, current.created_utc)
 
 
+class RunClaim(StoredJson):
+    """runs/<folder>/claim.json: the first file of a run folder, created only where none exists.
+
+    Two runs started in the same second (two deployments, or a manual run beside a scheduled one)
+    never share a folder: the second finds the claim and takes the next second.
+    """
+
+    format: Literal["market-forecast-run-claim/1"] = Field(default=CLAIM_FORMAT, description="Layout version.")
+    run_folder: str = Field(description="The run folder it claims, runs/YYYYMMDD_HHMMSS.")
+    created_utc: AwareDatetime = Field(description="When the claiming run started (UTC).")
+    flow_run_id: str | None = Field(description="The Prefect flow run that claimed it.")
+
+
 STORED_JSON: dict[str, type[StoredJson]] = {
     "model_card.json": ModelCard,
     "manifest.json": RunManifest,
     "latest.json": LatestPointer,
     "champion.json": ChampionPointer,
+    "claim.json": RunClaim,
 }

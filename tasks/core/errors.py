@@ -147,6 +147,10 @@ class ModelMismatchError(ModelStoreError):
     """The stored model was trained for other series or settings than this run asks for."""
 
 
+class ChampionMovedError(ModelStoreError):
+    """champion.json changed between a training run's gate and its promotion; the new model was not promoted."""
+
+
 class StorageError(PipelineError):
     """Reading from or writing to the storage block failed."""
 

@@ -268,15 +268,24 @@ def train_groups(
 
 
 def promote_champions(
-    storage: WritableFileSystem, groups: Mapping[str, GroupTrained], *, promoted_utc: datetime
+    storage: WritableFileSystem,
+    groups: Mapping[str, GroupTrained],
+    *,
+    replacing: Mapping[str, str | None],
+    promoted_utc: datetime,
 ) -> None:
-    """Point each group's champion.json at its new version if the gate promoted it (all groups trained)."""
+    """Point each group's champion.json at its new version if the gate promoted it (all groups trained).
+
+    `replacing`: the version each group's champion.json named when the gate read it (None: none); a
+    champion.json that names another one now is left alone (`promote_champion`).
+    """
     for name, trained in groups.items():
         if trained.card.champion_gate is not None and trained.card.champion_gate.promoted:
             promote_champion_task(
                 storage,
                 trained.card,
                 trained.card_sha256,
+                replaces=replacing.get(name),
                 promoted_utc=promoted_utc,
                 settings=trained.settings,
                 group=name,

@@ -14,16 +14,16 @@ from prefect.filesystems import WritableFileSystem
 
 from tasks.adapters.blob_store import describe_storage
 from tasks.adapters.model_store import (
+    CurrentChampion,
     LoadedModel,
     SerializedModel,
     load_champion,
     promote_champion,
-    read_champion_card,
+    read_current_champion,
     save_model_version,
     serialize_model,
 )
 from tasks.core.contracts import ModelCard
-from tasks.core.errors import ModelStoreError
 from tasks.core.settings import DEFAULT_GROUP, Settings
 from tasks.core.training import TrainedModel
 from tasks.ops.alerts import PROMOTE_TASK
@@ -80,23 +80,25 @@ def load_champion_task(
 
 
 @task(name="read-champion-card", cache_policy=NO_CACHE)
-def _read_champion_card(storage: WritableFileSystem, settings: Settings, group: str) -> ModelCard | None:
+def _read_current_champion(storage: WritableFileSystem, settings: Settings, group: str) -> CurrentChampion:
     logger = get_run_logger()
-    try:
-        card = read_champion_card(storage, timeout=settings.storage.timeout_seconds, group=group)
-    except ModelStoreError as exc:
-        logger.warning("The current champion cannot be used (%s); the new model is compared with nothing", exc)
-        return None
-    if card is None:
+    champion = read_current_champion(storage, timeout=settings.storage.timeout_seconds, group=group)
+    if champion.problem is not None:
+        logger.warning(
+            "The current champion %s cannot be used (%s); the new model is compared with nothing",
+            champion.version,
+            champion.problem,
+        )
+    elif champion.card is None:
         logger.info("No champion%s yet in %s", _of_group(group), describe_storage(storage))
-    return card
+    return champion
 
 
-def read_champion_card_task(
+def read_current_champion_task(
     storage: WritableFileSystem, settings: Settings, *, group: str = DEFAULT_GROUP
-) -> ModelCard | None:
-    """The group's current champion card (for the gate), or None if there is none or it is unusable."""
-    return _read_champion_card.with_options(**retry_options(settings.storage))(storage, settings, group)
+) -> CurrentChampion:
+    """The group's current champion: its card for the gate (None if there is none or it is unusable) and version."""
+    return _read_current_champion.with_options(**retry_options(settings.storage))(storage, settings, group)
 
 
 @task(name="serialize-model", cache_policy=NO_CACHE)
@@ -134,12 +136,19 @@ def _promote(
     card: ModelCard,
     card_sha256: str,
     *,
+    replaces: str | None,
     promoted_utc: datetime,
     settings: Settings,
     group: str,
 ) -> None:
     promote_champion(
-        storage, card, card_sha256, promoted_utc=promoted_utc, timeout=settings.storage.timeout_seconds, group=group
+        storage,
+        card,
+        card_sha256,
+        replaces=replaces,
+        promoted_utc=promoted_utc,
+        timeout=settings.storage.timeout_seconds,
+        group=group,
     )
     get_run_logger().info("Model %s is the champion%s now", card.version, _of_group(group))
 
@@ -149,11 +158,12 @@ def promote_champion_task(
     card: ModelCard,
     card_sha256: str,
     *,
+    replaces: str | None,
     promoted_utc: datetime,
     settings: Settings,
     group: str = DEFAULT_GROUP,
 ) -> None:
-    """Point the group's champion.json at the new version."""
+    """Point the group's champion.json at the new version, if it still names `replaces` (the gate's champion)."""
     _promote.with_options(**retry_options(settings.storage))(
-        storage, card, card_sha256, promoted_utc=promoted_utc, settings=settings, group=group
+        storage, card, card_sha256, replaces=replaces, promoted_utc=promoted_utc, settings=settings, group=group
     )

@@ -5,19 +5,22 @@ The tail is shared by both flows: serialize, render the charts, manifest, publis
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import WritableFileSystem
+from prefect.runtime import flow_run
 
 from tasks.adapters.blob_store import describe_storage, published_url, resolve_storage
-from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run
+from tasks.adapters.run_store import CLAIM, PublishedRun, claim_run_folder, publish_run, release_run_folder
 from tasks.core.align import AlignedData
 from tasks.core.charts import render_charts
 from tasks.core.contracts import LatestPointer, RunHeader, RunManifest
+from tasks.core.errors import StorageError
 from tasks.core.outputs import actuals_table, assemble_tables, combine_tables, serialize_tables, validate_outputs
 from tasks.core.settings import Settings
 from tasks.ops.artifacts import post_artifacts_task
@@ -32,16 +35,40 @@ def resolve_storage_task(storage_block: str | None, output_dir: str) -> Writable
     return storage
 
 
-@task(name="choose-run-folder", cache_policy=NO_CACHE)
-def _free_run_folder(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> str:
-    folder = free_run_folder(storage, created_utc, timeout=settings.storage.timeout_seconds)
+@task(name="claim-run-folder", cache_policy=NO_CACHE)
+def _claim_run_folder(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> str:
+    folder = claim_run_folder(
+        storage, created_utc, flow_run_id=flow_run.get_id(), timeout=settings.storage.timeout_seconds
+    )
     get_run_logger().info("This run publishes to %s", folder)
     return folder
 
 
-def free_run_folder_task(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> str:
-    """The run's folder, runs/YYYYMMDD_HHMMSS (UTC), moved on by a second if a complete run holds it."""
-    return _free_run_folder.with_options(**retry_options(settings.storage))(storage, created_utc, settings)
+@task(name="release-run-folder", cache_policy=NO_CACHE)
+def _release_run_folder(storage: WritableFileSystem, folder: str, settings: Settings) -> None:
+    logger = get_run_logger()
+    try:
+        released = release_run_folder(storage, folder, timeout=settings.storage.timeout_seconds)
+    except StorageError as exc:
+        logger.warning("%s/%s could not be removed (%s); the folder holds no complete run", folder, CLAIM, exc)
+        return
+    if released:
+        logger.info("%s released: the run failed before it was complete", folder)
+
+
+@contextmanager
+def claimed_run_folder(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> Iterator[str]:
+    """The run's folder, runs/YYYYMMDD_HHMMSS (UTC), claimed for it for the block (`run_store.claim_run_folder`).
+
+    The folder is moved on by a second if another run holds it. If the block fails before the folder
+    is complete, the claim is removed (best effort: the block's own error is what the run fails with).
+    """
+    folder = _claim_run_folder.with_options(**retry_options(settings.storage))(storage, created_utc, settings)
+    try:
+        yield folder
+    except Exception:
+        _release_run_folder(storage, folder, settings, return_state=True)
+        raise
 
 
 @task(name="build-outputs", cache_policy=NO_CACHE)

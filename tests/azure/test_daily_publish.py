@@ -58,12 +58,15 @@ def test_daily_run_from_empty_directory_uses_the_champion_from_azurite(published
 def test_published_run_folder_has_every_file(published: Published) -> None:
     folder = published.result["run_folder"]
     assert folder.startswith("runs/") and len(folder) == len("runs/YYYYMMDD_HHMMSS")
-    assert sorted(run_files(published)) == sorted(DAILY_FILES)
+    assert sorted(run_files(published)) == sorted([*DAILY_FILES, "claim.json"])
+    claim = json.loads(published.store.read(f"{folder}/claim.json"))
+    assert (claim["run_folder"], claim["flow_run_id"]) == (folder, str(published.flow_run_id))
 
 
 def test_manifest_rows_and_sha256_match_the_published_blobs(published: Published) -> None:
     files = run_files(published)
     manifest = json.loads(files.pop("manifest.json"))
+    files.pop("claim.json")  # written before the run's files, not one of them
     assert sorted(entry["name"] for entry in manifest["files"]) == sorted(files)
     for entry in manifest["files"]:
         content = files[entry["name"]]
@@ -187,7 +190,7 @@ def test_daily_flow_task_runs_are_named_after_the_stages(published: Published) -
         "score-predictions",
         "forecast-sessions",
         "build-outputs",
-        "choose-run-folder",
+        "claim-run-folder",
         "render-charts",
         "publish-run",
         "post-run-artifacts",

@@ -46,7 +46,7 @@ def test_daily_run_publishes_a_complete_folder_and_moves_latest(store: Path) -> 
     folder = store / result["run_folder"]
     csvs = {"actuals.csv", "forecasted_data.csv", "model_metrics.csv", "predicted.csv"}
     charts = chart_names(promoting_settings().series, training=False)  # fan charts only: no backtest in a daily run
-    assert {p.name for p in folder.iterdir()} == csvs | charts | {"manifest.json"}
+    assert {p.name for p in folder.iterdir()} == csvs | charts | {"claim.json", "manifest.json"}
     assert json.loads((store / "latest.json").read_text())["run_folder"] == result["run_folder"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {f["name"]: f["sha256"] for f in manifest["files"]} == {

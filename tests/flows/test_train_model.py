@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import flows.train_model as train_module
 from flows.common import today_in_new_york
 from flows.train_model import train_model
 from tasks.core.charts import fan_chart_name, skill_chart_name
@@ -351,3 +352,27 @@ def test_a_training_run_that_cannot_publish_its_folder_promotes_nothing(
     assert state.is_failed() and "storage down while publishing" in state.message
     assert not (tmp_path / "models" / "champion.json").exists()
     assert len(list((tmp_path / "models").glob("*/model_card.json"))) == 1  # saved, for the record
+
+
+def test_a_training_run_does_not_promote_over_a_champion_promoted_while_it_trained(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path))
+    assert first["promoted"]
+    pointer = tmp_path / "models" / "champion.json"
+    # While the second run trains against the first champion, another run promotes its own model.
+    meanwhile = pointer.read_text().replace(first["model_version"], "20250630_000000-0ther0ne")
+    real_publish = train_module.publish_outputs
+
+    def another_run_promotes_first(*args: Any, **kwargs: Any) -> Any:
+        pointer.write_text(meanwhile)
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "publish_outputs", another_run_promotes_first)
+    state = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
+    assert state.is_failed()
+    assert "the champion gate compared model" in state.message and f"with {first['model_version']}" in state.message
+    assert "now names 20250630_000000-0ther0ne" in state.message
+    assert pointer.read_text() == meanwhile  # the other run's promotion stands
+    manifests = sorted((tmp_path / "runs").glob("*/manifest.json"))
+    assert len(manifests) == 2  # the second run's folder is published all the same (its summary says why)

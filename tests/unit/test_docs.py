@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.contracts import ChampionPointer, GroupModel, LatestPointer, ManifestFile, ModelCard, RunManifest
+from tasks.core.contracts import (
+    ChampionPointer,
+    GroupModel,
+    LatestPointer,
+    ManifestFile,
+    ModelCard,
+    RunClaim,
+    RunManifest,
+)
 from tasks.core.outputs import SCHEMAS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -33,6 +41,7 @@ STORED_JSON_SECTIONS = {
     "Each entry of `files`": ManifestFile,
     "Each entry of `model_groups`": GroupModel,
     "**`latest.json`**": LatestPointer,
+    "**`runs/<folder>/claim.json`**": RunClaim,
     "**`models/champion.json`**": ChampionPointer,
     "**`models/<version>/model_card.json`**": ModelCard,
 }

@@ -34,7 +34,7 @@ def champion(levels: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> 
     assert ModelCard.from_bytes(old.to_bytes()).format == CARD_FORMAT_1
     storage = resolve_storage(None, str(tmp_path_factory.mktemp("format-1-store")))
     card_sha = save_model_version(storage, old, model.files, timeout=10)
-    promote_champion(storage, old, card_sha, promoted_utc=CREATED, timeout=10)
+    promote_champion(storage, old, card_sha, replaces=None, promoted_utc=CREATED, timeout=10)
     return load_champion(storage, settings, data_source="demo")
 
 

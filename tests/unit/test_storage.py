@@ -13,7 +13,7 @@ from prefect.filesystems import LocalFileSystem
 from tasks.adapters import blob_store
 from tasks.adapters.blob_store import read_bytes, resolve_storage, write_bytes
 from tasks.adapters.model_store import load_model_files, promote_champion, read_champion_pointer, save_model_version
-from tasks.adapters.run_store import PublishedRun, free_run_folder, publish_run, read_latest
+from tasks.adapters.run_store import PublishedRun, claim_run_folder, publish_run, read_latest
 from tasks.core.contracts import RunHeader, RunManifest, sha256_hex
 from tasks.core.errors import (
     InvalidStoredFileError,
@@ -157,7 +157,7 @@ def stored_model(tmp_path: Path) -> LocalFileSystem:
         update={"files": {name: sha256_hex(content) for name, content in files.items()}}
     )
     card_sha = save_model_version(storage, card, files, timeout=TIMEOUT)
-    promote_champion(storage, card, card_sha, promoted_utc=CREATED, timeout=TIMEOUT)
+    promote_champion(storage, card, card_sha, replaces=None, promoted_utc=CREATED, timeout=TIMEOUT)
     return storage
 
 
@@ -206,9 +206,9 @@ def test_a_storage_block_name_needs_its_type() -> None:
 
 def test_a_second_run_in_the_same_second_gets_the_next_folder(tmp_path: Path) -> None:
     storage = local(tmp_path)
-    assert free_run_folder(storage, CREATED, timeout=TIMEOUT) == "runs/20261123_143000"
+    assert claim_run_folder(storage, CREATED, flow_run_id=None, timeout=TIMEOUT) == "runs/20261123_143000"
     publish(storage, "runs/20261123_143000")
-    assert free_run_folder(storage, CREATED, timeout=TIMEOUT) == "runs/20261123_143001"
+    assert claim_run_folder(storage, CREATED, flow_run_id=None, timeout=TIMEOUT) == "runs/20261123_143001"
 
 
 def test_a_reader_never_sees_a_half_written_local_file(tmp_path: Path) -> None:
