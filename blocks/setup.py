@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal, TextIO, cast
+from typing import Any, Literal, TextIO, cast
 
 from prefect.blocks.core import Block
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -273,15 +273,14 @@ def _plan_fred(env: SetupVariables, plan: Plan) -> None:
         plan.skipped.append((f"fred-credentials/{FRED_BLOCK}", "FRED_API_KEY is not set"))
         return
     try:
-        block = FredCredentials(api_key=SecretStr(key), api_url=env.FRED_API_URL or FRED_API_URL)
+        # api_url only from FRED_API_URL: without it a saved block keeps its own (FRED's by default).
+        url = {"api_url": env.FRED_API_URL} if env.FRED_API_URL else {}
+        block = FredCredentials(api_key=SecretStr(key), **url)
     except ValidationError as exc:
         plan.errors.append(f"FRED_API_URL is malformed: {_first_error(exc)}")
         return
-    plan.blocks.append(
-        PlannedBlock(
-            "fred-credentials", FRED_BLOCK, block, f"FRED API key from FRED_API_KEY, api_url {redact(block.api_url)}"
-        )
-    )
+    where = f"api_url {redact(block.api_url)}" if url else f"api_url as saved, else {FRED_API_URL}"
+    plan.blocks.append(PlannedBlock("fred-credentials", FRED_BLOCK, block, f"FRED API key from FRED_API_KEY, {where}"))
 
 
 def _plan_email(env: SetupVariables, plan: Plan) -> bool:
@@ -328,7 +327,9 @@ def _plan_alerts(env: SetupVariables, plan: Plan, *, smtp_planned: bool) -> None
     recipients = parse_recipients(env.NOTIFICATION_EMAIL)
     smtp = next(b.block for b in plan.blocks if b.name == SMTP_BLOCK)
     try:
-        block = EmailAlerts(email_server_credentials=smtp, recipients=recipients, sender=env.EMAIL_FROM)
+        # sender only from EMAIL_FROM: without it a saved block keeps its own (by default the SMTP login).
+        sender: dict[str, Any] = {"sender": env.EMAIL_FROM} if env.EMAIL_FROM else {}
+        block = EmailAlerts(email_server_credentials=smtp, recipients=recipients, **sender)
     except ValidationError as exc:
         plan.errors.append(f"EMAIL_FROM is malformed: {_first_error(exc)}")
         return
@@ -337,7 +338,8 @@ def _plan_alerts(env: SetupVariables, plan: Plan, *, smtp_planned: bool) -> None
             "email-alerts",
             ALERTS_BLOCK,
             block,
-            f"{len(recipients)} recipient(s): {', '.join(recipients)}; from {block.from_address}",
+            f"{len(recipients)} recipient(s): {', '.join(recipients)}; "
+            + (f"from {block.from_address}" if sender else f"from as saved, else {block.from_address}"),
             children={"email_server_credentials": SMTP_BLOCK},
         )
     )
@@ -453,8 +455,18 @@ def register_block_types() -> list[str]:
     return [t.get_block_type_slug() for t in types]
 
 
+def _keep_saved_values(block: Block, existing: Block) -> None:
+    """Give `block` the saved values of the fields no variable sets (an edit in the UI stays)."""
+    for name in type(block).model_fields:
+        if name not in block.model_fields_set:
+            setattr(block, name, getattr(existing, name))
+
+
 def save_planned(plan: Plan) -> list[tuple[str, PlannedBlock]]:
     """Create, update or leave each planned block; nested blocks point at the saved documents.
+
+    Only the fields the variables set are changed in a saved block: the others keep their saved
+    values (e.g. the SMTP block's `verify` or the container block's `base_folder`, edited in the UI).
 
     Returns:
         (action, planned block) per block, action being 'created', 'updated' or 'unchanged'.
@@ -466,6 +478,8 @@ def save_planned(plan: Plan) -> list[tuple[str, PlannedBlock]]:
         for field_name, child in planned.children.items():
             setattr(block, field_name, saved[child])  # a reference to the saved document, not a copy
         existing = _load_existing(planned)
+        if existing is not None:
+            _keep_saved_values(block, existing)
         if existing is not None and _comparable(existing) == _comparable(block):
             saved[planned.name] = existing
             results.append(("unchanged", planned))

@@ -180,6 +180,59 @@ def test_setup_updates_a_changed_value_in_place(
         assert EmailAlerts.load("market-forecast-alerts").recipients == ["new-oncall@example.org"]
 
 
+def test_setup_keeps_what_was_edited_in_the_ui_where_no_variable_says_otherwise(
+    setup_twice: SetupRuns, setup_server: Any
+) -> None:
+    from prefect_azure import AzureBlobStorageContainer
+    from prefect_email import EmailServerCredentials
+
+    from blocks.fred import FRED_API_URL, FredCredentials
+    from blocks.notifications import EmailAlerts
+
+    edits: list[tuple[type[Any], str, str, Any, Any]] = [
+        (EmailServerCredentials, "market-forecast-smtp", "verify", False, True),
+        (EmailAlerts, "market-forecast-alerts", "subject_prefix", "[ops]", "[market-forecast]"),
+        (EmailAlerts, "market-forecast-alerts", "sender", "forecasts@example.org", None),
+        (AzureBlobStorageContainer, "market-forecast", "base_folder", "production", None),
+        (FredCredentials, "fred", "api_url", "http://127.0.0.1:9/fred", FRED_API_URL),
+    ]
+
+    def save_fields(values: dict[tuple[type[Any], str], dict[str, Any]]) -> None:
+        """What a user does in the UI's Blocks page: change a field of a saved block and save it."""
+        with setup_server.settings():
+            for (block_type, name), fields in values.items():
+                block = block_type.load(name)
+                for field_name, value in fields.items():
+                    setattr(block, field_name, value)
+                block.save(name, overwrite=True)
+
+    def grouped(index: int) -> dict[tuple[type[Any], str], dict[str, Any]]:
+        values: dict[tuple[type[Any], str], dict[str, Any]] = {}
+        for edit in edits:
+            values.setdefault((edit[0], edit[1]), {})[edit[2]] = edit[index]
+        return values
+
+    save_fields(grouped(3))
+    try:
+        third = run_blocks_command(setup_server, "setup", env=clean_env(setup_server, **FULL_ENV))
+        assert third.returncode == 0, third.stdout + third.stderr
+        for reference in DEFAULT_BLOCKS:
+            assert f"unchanged  {reference}" in third.stdout
+        with setup_server.settings():
+            kept = {(t, n, f): getattr(t.load(n), f) for t, n, f, *_ in edits}
+        assert kept == {(t, n, f): value for t, n, f, value, _ in edits}
+
+        # A variable still wins over the edit of the field it sets.
+        env = clean_env(setup_server, **{**FULL_ENV, "EMAIL_FROM": "desk@example.org"})
+        fourth = run_blocks_command(setup_server, "setup", env=env)
+        assert "updated    email-alerts/market-forecast-alerts" in fourth.stdout
+        with setup_server.settings():
+            alerts = EmailAlerts.load("market-forecast-alerts")
+        assert (alerts.sender, alerts.subject_prefix) == ("desk@example.org", "[ops]")
+    finally:
+        save_fields(grouped(4))
+
+
 def test_setup_names_every_malformed_variable_and_saves_nothing(setup_server: Any) -> None:
     before = documents(setup_server)
     env = clean_env(
