@@ -46,11 +46,26 @@ class SmtpSink(Service):
     def __init__(self, port: int | None = None) -> None:
         from aiosmtpd.controller import Controller
 
+        self._auto_port = port is None
         self.port = free_port() if port is None else port
         self._lock = threading.Lock()
         self._mails: list[Mail] = []
         self._controller = Controller(self, hostname=HOST, port=self.port)
         self._running = False
+
+    def _start_controller(self) -> None:
+        """Start aiosmtpd; a free port taken before it bound (another test's server) is replaced."""
+        from aiosmtpd.controller import Controller
+
+        for attempt in range(5):
+            try:
+                self._controller.start()
+                return
+            except OSError:
+                if not self._auto_port or attempt == 4:
+                    raise
+                self.port = free_port()
+                self._controller = Controller(self, hostname=HOST, port=self.port)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -70,7 +85,7 @@ class SmtpSink(Service):
     def start(self) -> SmtpSink:
         """Start the SMTP server thread (ready when this returns). No-op if it runs."""
         if not self._running:
-            self._controller.start()
+            self._start_controller()
             self._running = True
         return self
 
