@@ -43,8 +43,8 @@ def published(prefect_harness: None, fred: FredServer, tmp_path_factory: pytest.
     store = tmp_path_factory.mktemp("lagging-store")
     settings = promoting_settings()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FRED_API_KEY", KEY)
-        patch.setenv("FRED_API_URL", fred.url)
+        for name, value in fred.environment().items():
+            patch.setenv(name, value)
         trained = train_model(as_of=TRAIN_AS_OF, settings=settings, output_dir=str(store))
         assert trained["data_source"] == "fred" and trained["promoted"]
         result = daily_forecast(as_of=DAILY_AS_OF, settings=settings, output_dir=str(store))

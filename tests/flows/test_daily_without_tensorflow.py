@@ -75,11 +75,11 @@ def daily_run(
     store = tmp_path_factory.mktemp("no-tf-store")
     settings = promoting_settings(lstm_units=16, epochs=3)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FRED_API_KEY", KEY)
-        patch.setenv("FRED_API_URL", fred.url)
+        for name, value in fred.environment().items():
+            patch.setenv(name, value)
         trained = train_model(as_of=TRAIN_AS_OF, settings=settings, output_dir=str(store))
     assert trained["data_source"] == "fred" and trained["promoted"]
-    env = prefect_server.env(FRED_API_KEY=KEY, FRED_API_URL=fred.url)
+    env = prefect_server.env(**fred.environment())
     proc = subprocess.run(
         [sys.executable, "-c", DAILY_CHILD, settings.model_dump_json(), DAILY_AS_OF.isoformat(), str(store)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,

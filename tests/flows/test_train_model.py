@@ -235,8 +235,8 @@ def fred_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FredServer]:
     """A FRED-compatible server with the demo history, selected through FRED_API_KEY/FRED_API_URL."""
     data = generate_demo_series(Settings().series, AS_OF)
     with FredServer(data, api_key=KEY) as server:
-        monkeypatch.setenv("FRED_API_KEY", KEY)
-        monkeypatch.setenv("FRED_API_URL", server.url)
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
         yield server
 
 

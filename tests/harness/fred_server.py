@@ -440,6 +440,10 @@ class FredServer(Service):
         """The API key this server accepts."""
         return self._api_key
 
+    def environment(self) -> dict[str, str]:
+        """The variables that point the pipeline at this server: FRED_API_KEY and FRED_API_URL."""
+        return {"FRED_API_KEY": self.api_key, "FRED_API_URL": self.url}
+
     # ---------------------------------------------------------------------- data
     def set_series(self, series_id: str, values: pd.Series, *, info: Mapping[str, str] | None = None) -> None:
         """Add or replace a series.
