@@ -33,7 +33,7 @@ from tasks.adapters.blob_store import (
     write_bytes,
 )
 from tasks.core.contracts import LatestPointer, RunClaim, RunManifest
-from tasks.core.errors import InvalidStoredFileError, PublishError, StorageError
+from tasks.core.errors import PublishError, StorageError
 
 LATEST = "latest.json"
 MANIFEST = "manifest.json"
@@ -138,10 +138,7 @@ def publish_run(
     manifest_bytes = manifest.to_bytes()
     try:
         existing = read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout)
-        try:
-            latest = read_latest(storage, timeout=timeout)
-        except InvalidStoredFileError:
-            latest = None  # a broken pointer: a complete run replaces it with a valid one
+        latest = _valid_latest(read_optional(storage, LATEST, timeout=timeout))
     except StorageError as exc:
         raise PublishError(
             f"Publishing {folder} to {describe_storage(storage)} failed before any file was written: {exc}. "
