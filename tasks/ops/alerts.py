@@ -99,8 +99,8 @@ def _what_was_published(failed_task: FailedTask | None) -> str:
     """What the failed run left for its readers (Power BI, the daily runs)."""
     if failed_task is not None and failed_task.name.startswith(PROMOTE_TASK):
         return (
-            "This run's folder was published, but models/champion.json was not moved: the daily runs keep "
-            "using the previous champion. Re-run the training flow to promote a new one."
+            "This run's folder was published, but models/champion.json was not moved by this run: the daily "
+            "runs keep using the champion it names. Re-run the training flow to promote a new one."
         )
     return "Nothing was published by this run; latest.json still points at the last complete run."
 
