@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -28,15 +28,14 @@ from tasks.adapters.model_store import (
     save_model_version,
 )
 from tasks.adapters.run_store import CLAIM, claim_run_folder, publish_run, read_latest, release_run_folder
-from tasks.core.contracts import ModelCard, RunClaim, RunHeader, RunManifest, sha256_hex
+from tasks.core.contracts import ModelCard, RunClaim, sha256_hex
 from tasks.core.errors import ChampionMovedError, StorageTransientError
 from tests.azure.stores import unique_name
 from tests.harness.azurite import Azurite
 from tests.unit.test_promotion import card as model_card
+from tests.unit.test_storage import CREATED, FILES, manifest_for
 
 TIMEOUT = 10.0
-CREATED = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
-FILES = {"forecasted_data.csv": b"date\n2026-11-24\n", "actuals.csv": b"date\n2026-11-23\n"}
 
 
 @pytest.fixture(params=["azurite", "local"])
@@ -103,25 +102,6 @@ def test_a_released_folder_is_free_again_and_a_complete_one_keeps_its_claim(stor
     publish_run(storage, FILES, manifest_for(published, as_of=date(2026, 11, 23)), move_latest=True, timeout=TIMEOUT)
     assert not release_run_folder(storage, published, timeout=TIMEOUT)
     assert b'"published"' in read_bytes(storage, f"{published}/{CLAIM}", timeout=TIMEOUT)
-
-
-def manifest_for(folder: str, *, as_of: date) -> RunManifest:
-    header = RunHeader(
-        kind="daily",
-        created_utc=CREATED,
-        as_of=as_of,
-        data_source="demo",
-        demo_data=True,
-        data_start=date(2026, 1, 2),
-        data_through=as_of,
-        model_version="v1",
-        model_training_run=None,
-        series=("SP500",),
-        code_version="test",
-        flow_run_id=None,
-        run_folder=folder,
-    )
-    return RunManifest.for_files(header, FILES, {"forecasted_data.csv": 1, "actuals.csv": 1})
 
 
 def test_latest_json_stays_on_a_newer_run_published_while_an_older_one_was_publishing(
