@@ -18,7 +18,8 @@ deployments carry; `--tag` changes it) and both notifying through one notificati
    it. A run that fails is left to automation 1, so it is not reported twice.
 
 Idempotent: an automation with the same name is updated in place (or left alone when nothing
-changed); extra copies with that name, if any, are deleted; nothing is ever duplicated.
+changed); extra copies with that name, if any, are deleted; nothing is ever duplicated. One paused
+in the UI stays paused.
 """
 
 from __future__ import annotations
@@ -215,20 +216,24 @@ async def resolve_notification_block(client: PrefectClient, reference: str) -> U
 async def apply_automations(client: PrefectClient, automations: Sequence[Automation]) -> list[tuple[str, str]]:
     """Create, update or keep each automation, matched by name; delete duplicates of a name.
 
+    An automation paused in the UI stays paused (its definition is still brought up to date).
+
     Returns:
         (action, name) per automation; action is 'created', 'updated' or 'unchanged', plus
-        ' (removed N duplicate(s))' when there were several with the name.
+        ' (removed N duplicate(s))' when there were several with the name, and ' (paused: resume it
+        in the UI)' when it is paused.
     """
     results: list[tuple[str, str]] = []
-    for wanted in automations:
-        existing = await client.read_automations_by_name(name=wanted.name)
+    for automation in automations:
+        existing = await client.read_automations_by_name(name=automation.name)
         if not existing:
-            await client.create_automation(automation=AutomationCore(**wanted.model_dump(exclude={"id"})))
-            results.append(("created", wanted.name))
+            await client.create_automation(automation=AutomationCore(**automation.model_dump(exclude={"id"})))
+            results.append(("created", automation.name))
             continue
         keep, *duplicates = sorted(existing, key=lambda a: str(a.id))
         for duplicate in duplicates:
             await client.delete_automation(duplicate.id)
+        wanted = automation.model_copy(update={"enabled": keep.enabled})  # a pause in the UI is the user's call
         if _same(keep, wanted):
             action = "unchanged"
         else:
@@ -238,6 +243,8 @@ async def apply_automations(client: PrefectClient, automations: Sequence[Automat
             action = "updated"
         if duplicates:
             action += f" (removed {len(duplicates)} duplicate(s))"
+        if not keep.enabled:
+            action += " (paused: resume it in the UI)"
         results.append((action, wanted.name))
     return results
 
