@@ -76,6 +76,7 @@ FLOW_TASKS = (
     "read-champion-card",
     "claim-run-folder",
     "resolve-data-source",
+    "check-champion-unchanged",
     "promote-champion",
     "render-charts",
     "publish-run",

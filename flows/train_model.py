@@ -27,7 +27,7 @@ from tasks.core.settings import Settings
 from tasks.core.windows import short_groups
 from tasks.ops.alerts import notify_run_failure
 from tasks.stages.data import resolve_source_task
-from tasks.stages.groups import promote_champions, train_groups
+from tasks.stages.groups import confirm_champions, promote_champions, train_groups
 from tasks.stages.models import read_current_champion_task
 from tasks.stages.publish import claimed_run_folder, publish_outputs, resolve_storage_task
 
@@ -89,6 +89,9 @@ def train_model(
             run_folder=folder,
             dask_address=dask_scheduler_address(dask_address),
         )
+        replacing = {name: champion.version for name, champion in champions.items()}
+        # Before publishing: the folder must not call its model promoted if another run promoted one meanwhile.
+        confirm_champions(storage, groups, replacing=replacing)
         header = run_header(
             kind="training",
             created_utc=created,
@@ -112,9 +115,7 @@ def train_model(
         )
     # Only now, with the training run's folder complete: a champion's training_run_folder (what the
     # daily runs' model_training_run and Power BI's model tables point at) is never half-written.
-    promote_champions(
-        storage, groups, replacing={name: c.version for name, c in champions.items()}, promoted_utc=created
-    )
+    promote_champions(storage, groups, replacing=replacing, promoted_utc=created)
     return {
         "run_folder": folder,
         "location": published.location,

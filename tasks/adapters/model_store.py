@@ -36,6 +36,7 @@ from tasks.adapters.blob_store import (
     delete_paths,
     describe_storage,
     read_bytes,
+    read_optional,
     read_stored,
     update_bytes,
     validation_problems,
@@ -262,7 +263,6 @@ def promote_champion(
     Raises:
         ChampionMovedError: champion.json names another version now (or is not a valid pointer).
     """
-    path = champion_path(group)
     pointer = ChampionPointer(
         version=card.version,
         model_card=f"{group_folder(group)}/{card.version}/{MODEL_CARD}",
@@ -272,25 +272,48 @@ def promote_champion(
         reason=card.champion_gate.reason if card.champion_gate else "promoted",
     )
     content = pointer.to_bytes()
-
-    def named(current: bytes | None) -> str | None:
-        """The version `current` names (None: no champion.json; "" when it is not a valid pointer)."""
-        if current is None:
-            return None
-        try:
-            return ChampionPointer.from_bytes(current).version
-        except ValidationError:
-            return ""
-
     now, written = update_bytes(
-        storage, path, lambda current: content if named(current) == replaces else None, timeout=timeout
+        storage,
+        champion_path(group),
+        lambda current: content if _named_version(current) == replaces else None,
+        timeout=timeout,
     )
-    found = named(now)
     if written:
         return pointer
-    if now is not None and found == card.version:
+    if now is not None and _named_version(now) == card.version:
         return ChampionPointer.from_bytes(now)
-    raise ChampionMovedError(
+    raise _champion_moved(card, replaces=replaces, now=now, group=group)
+
+
+def check_champion_unchanged(
+    storage: WritableFileSystem, card: ModelCard, *, replaces: str | None, timeout: float, group: str = DEFAULT_GROUP
+) -> None:
+    """Whether `promote_champion` could still promote `card`: champion.json names `replaces` (or `card` itself).
+
+    A training run checks this before it publishes its folder, so that the folder never reports as
+    promoted a model that another run's promotion (during the training) has since made stale.
+
+    Raises:
+        ChampionMovedError: champion.json names another version now (or is not a valid pointer).
+    """
+    now = read_optional(storage, champion_path(group), timeout=timeout)
+    if _named_version(now) not in (replaces, card.version):
+        raise _champion_moved(card, replaces=replaces, now=now, group=group)
+
+
+def _named_version(content: bytes | None) -> str | None:
+    """The version a champion.json names (None: there is none; "" when it is not a valid pointer)."""
+    if content is None:
+        return None
+    try:
+        return ChampionPointer.from_bytes(content).version
+    except ValidationError:
+        return ""
+
+
+def _champion_moved(card: ModelCard, *, replaces: str | None, now: bytes | None, group: str) -> ChampionMovedError:
+    path, found = champion_path(group), _named_version(now)
+    return ChampionMovedError(
         f"{path} changed during this training run: the champion gate compared model {card.version} with "
         f"{replaces or 'no champion'}, and {path} now "
         + ("does not exist" if found is None else f"names {found}" if found else "is not a valid pointer")

@@ -41,7 +41,13 @@ from tasks.core.contracts import GroupModel, ModelCard
 from tasks.core.errors import TaskRunnerError
 from tasks.core.settings import Settings
 from tasks.stages.data import align_sessions_task, daily_fetch_start_task, fetch_all
-from tasks.stages.models import load_champion_task, promote_champion_task, save_model_task, serialize_model_task
+from tasks.stages.models import (
+    check_champion_unchanged_task,
+    load_champion_task,
+    promote_champion_task,
+    save_model_task,
+    serialize_model_task,
+)
 from tasks.stages.predict import forecast_sessions_task, predict_history_task, score_predictions_task
 from tasks.stages.publish import build_outputs_task
 from tasks.stages.train import (
@@ -267,6 +273,30 @@ def train_groups(
     return results
 
 
+def _promoted(groups: Mapping[str, GroupTrained]) -> dict[str, GroupTrained]:
+    """The groups whose model the gate promoted."""
+    return {
+        name: trained
+        for name, trained in groups.items()
+        if trained.card.champion_gate is not None and trained.card.champion_gate.promoted
+    }
+
+
+def confirm_champions(
+    storage: WritableFileSystem, groups: Mapping[str, GroupTrained], *, replacing: Mapping[str, str | None]
+) -> None:
+    """Fail (ChampionMovedError) before the training run publishes, if a group's champion.json moved during it.
+
+    `replacing`: the version each group's champion.json named when the gate read it (None: none). Another
+    training run may have promoted its model meanwhile; this run's gate decision is then stale, and its
+    folder must not report its model as promoted.
+    """
+    for name, trained in _promoted(groups).items():
+        check_champion_unchanged_task(
+            storage, trained.card, replaces=replacing.get(name), settings=trained.settings, group=name
+        )
+
+
 def promote_champions(
     storage: WritableFileSystem,
     groups: Mapping[str, GroupTrained],
@@ -276,20 +306,19 @@ def promote_champions(
 ) -> None:
     """Point each group's champion.json at its new version if the gate promoted it (all groups trained).
 
-    `replacing`: the version each group's champion.json named when the gate read it (None: none); a
-    champion.json that names another one now is left alone (`promote_champion`).
+    `replacing`: as for `confirm_champions`; a champion.json that names another version by now is left
+    alone (`promote_champion`).
     """
-    for name, trained in groups.items():
-        if trained.card.champion_gate is not None and trained.card.champion_gate.promoted:
-            promote_champion_task(
-                storage,
-                trained.card,
-                trained.card_sha256,
-                replaces=replacing.get(name),
-                promoted_utc=promoted_utc,
-                settings=trained.settings,
-                group=name,
-            )
+    for name, trained in _promoted(groups).items():
+        promote_champion_task(
+            storage,
+            trained.card,
+            trained.card_sha256,
+            replaces=replacing.get(name),
+            promoted_utc=promoted_utc,
+            settings=trained.settings,
+            group=name,
+        )
 
 
 # ---------------------------------------------------------------- daily

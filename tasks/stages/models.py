@@ -17,6 +17,7 @@ from tasks.adapters.model_store import (
     CurrentChampion,
     LoadedModel,
     SerializedModel,
+    check_champion_unchanged,
     load_champion,
     promote_champion,
     read_current_champion,
@@ -128,6 +129,27 @@ def save_model_task(
 ) -> str:
     """Write the group's model version (files, then its card); returns the card's sha256."""
     return _save_model.with_options(**retry_options(settings.storage))(storage, card, files, settings, group)
+
+
+@task(name="check-champion-unchanged", cache_policy=NO_CACHE)
+def _check_unchanged(
+    storage: WritableFileSystem, card: ModelCard, *, replaces: str | None, settings: Settings, group: str
+) -> None:
+    check_champion_unchanged(storage, card, replaces=replaces, timeout=settings.storage.timeout_seconds, group=group)
+
+
+def check_champion_unchanged_task(
+    storage: WritableFileSystem,
+    card: ModelCard,
+    *,
+    replaces: str | None,
+    settings: Settings,
+    group: str = DEFAULT_GROUP,
+) -> None:
+    """Fail (ChampionMovedError) if the group's champion.json no longer names `replaces`, the gate's champion."""
+    _check_unchanged.with_options(**retry_options(settings.storage))(
+        storage, card, replaces=replaces, settings=settings, group=group
+    )
 
 
 @task(name=PROMOTE_TASK, cache_policy=NO_CACHE)

@@ -22,6 +22,7 @@ from prefect_azure.blob_storage import AzureBlobStorageContainer
 
 from tasks.adapters.blob_store import read_bytes, resolve_storage, update_bytes, write_bytes
 from tasks.adapters.model_store import (
+    check_champion_unchanged,
     promote_champion,
     read_champion_pointer,
     read_current_champion,
@@ -149,6 +150,9 @@ def test_a_training_run_never_replaces_a_champion_promoted_while_it_trained(stor
     promote_champion(storage, quick, quick_sha, replaces="v1", promoted_utc=CREATED, timeout=TIMEOUT)
     champion = read_bytes(storage, "models/champion.json", timeout=TIMEOUT)
 
+    check_champion_unchanged(storage, quick, replaces="v1", timeout=TIMEOUT)  # it names the model itself
+    with pytest.raises(ChampionMovedError, match="now names v3"):
+        check_champion_unchanged(storage, slow, replaces="v1", timeout=TIMEOUT)  # what the run checks first
     with pytest.raises(ChampionMovedError) as moved:
         promote_champion(storage, slow, slow_sha, replaces="v1", promoted_utc=CREATED, timeout=TIMEOUT)
     assert "compared model v2 with v1, and models/champion.json now names v3" in str(moved.value)

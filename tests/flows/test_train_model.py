@@ -354,8 +354,15 @@ def test_a_training_run_that_cannot_publish_its_folder_promotes_nothing(
     assert len(list((tmp_path / "models").glob("*/model_card.json"))) == 1  # saved, for the record
 
 
+@pytest.mark.parametrize(
+    ("moved_during", "published_folders"),
+    [
+        ("train_groups", 1),  # found before publishing: the run publishes nothing and releases its folder
+        ("publish_outputs", 2),  # found at the promotion: the run's folder is published all the same
+    ],
+)
 def test_a_training_run_does_not_promote_over_a_champion_promoted_while_it_trained(
-    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moved_during: str, published_folders: int
 ) -> None:
     # The first champion covers two series only, so the gate promotes the second run's model whatever
     # its scores (a champion trained for other series is not compared).
@@ -364,17 +371,22 @@ def test_a_training_run_does_not_promote_over_a_champion_promoted_while_it_train
     pointer = tmp_path / "models" / "champion.json"
     # While the second run trains against the first champion, another run promotes its own model.
     meanwhile = pointer.read_text().replace(first["model_version"], "20250630_000000-0ther0ne")
-    real_publish = train_module.publish_outputs
+    real = getattr(train_module, moved_during)
 
-    def another_run_promotes_first(*args: Any, **kwargs: Any) -> Any:
-        pointer.write_text(meanwhile)
-        return real_publish(*args, **kwargs)
+    def another_run_promotes_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if moved_during == "train_groups":  # once this run's groups are trained
+            trained = real(*args, **kwargs)
+            pointer.write_text(meanwhile)
+            return trained
+        pointer.write_text(meanwhile)  # just before this run publishes
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "publish_outputs", another_run_promotes_first)
+    monkeypatch.setattr(train_module, moved_during, another_run_promotes_meanwhile)
     state = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
     assert state.is_failed()
     assert "the champion gate compared model" in state.message and f"with {first['model_version']}" in state.message
     assert "now names 20250630_000000-0ther0ne" in state.message
     assert pointer.read_text() == meanwhile  # the other run's promotion stands
-    manifests = sorted((tmp_path / "runs").glob("*/manifest.json"))
-    assert len(manifests) == 2  # the second run's folder is published all the same (its summary says why)
+    assert len(list((tmp_path / "runs").glob("*/manifest.json"))) == published_folders
+    assert len(list((tmp_path / "runs").iterdir())) == published_folders  # no claimed folder left behind
+    assert len(list((tmp_path / "models").glob("*/model_card.json"))) == 2  # the model is kept for the record
