@@ -83,7 +83,7 @@ def train_model(
             settings,
             source=source,
             storage=storage,
-            champion_cards={name: champion.card for name, champion in champions.items()},
+            champions=champions,
             as_of=as_of,
             created_utc=created,
             run_folder=folder,

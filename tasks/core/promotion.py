@@ -79,8 +79,12 @@ def gate_decision(
     *,
     data_source: str,
     data_through: date,
+    unusable_champion: str | None = None,
 ) -> GateDecision:
     """Whether a newly trained model should become champion, and why.
+
+    `unusable_champion`: when champion_card is None because the champion's files cannot be used,
+    which version that is and why (said in the reason instead of "first model").
 
     The challenger's backtest `rel_mae` (MAE over the random walk's on the same origins) must be at
     most `champion_gate.max_rel_mae` plus `champion_gate.tolerance` at every gated horizon of every
@@ -110,8 +114,9 @@ def gate_decision(
         )
     challenger = float(np.mean(list(scores.values())))
     if champion_card is None:
+        replaced = f"the champion {unusable_champion}" if unusable_champion else "first model"
         return GateDecision(
-            promoted=True, reason=f"promoted: first model, backtest mean rel_mae {challenger:.4f} {where}"
+            promoted=True, reason=f"promoted: {replaced}, backtest mean rel_mae {challenger:.4f} {where}"
         )
     comparable = champion_card.series == settings.series and champion_card.data_source == data_source
     stands = _champion_stands(champion_card, comparable=comparable, data_source=data_source, data_through=data_through)

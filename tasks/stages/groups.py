@@ -36,7 +36,7 @@ from prefect.settings import get_current_settings
 from prefect.task_runners import TaskRunner
 
 from tasks.adapters.fred import Source
-from tasks.adapters.model_store import LoadedModel
+from tasks.adapters.model_store import CurrentChampion, LoadedModel
 from tasks.core.contracts import GroupModel, ModelCard
 from tasks.core.errors import TaskRunnerError
 from tasks.core.settings import Settings
@@ -111,7 +111,7 @@ def train_group_task(
     *,
     source: Source,
     storage: WritableFileSystem,
-    champion_card: ModelCard | None,
+    champion: CurrentChampion,
     as_of: date,
     created_utc: datetime,
     run_folder: str,
@@ -123,7 +123,7 @@ def train_group_task(
         settings: The group's settings (Settings.for_group): its series, its history start.
         source: Where the data comes from.
         storage: The model store (and run store) block.
-        champion_card: The group's current champion card, for the gate (None: there is none).
+        champion: The group's current champion, for the gate.
         as_of: The run's reference date.
         created_utc: The run's time (names the model version).
         run_folder: The training run's folder (recorded in the card).
@@ -156,7 +156,7 @@ def train_group_task(
         settings=settings,
     )
     gate = champion_gate_task(
-        backtest.metrics, champion_card, settings, data_source=source.kind, data_through=aligned.last_date
+        backtest.metrics, champion, settings, data_source=source.kind, data_through=aligned.last_date
     )
     card = describe_model_task(
         trained,
@@ -229,7 +229,7 @@ def train_groups(
     *,
     source: Source,
     storage: WritableFileSystem,
-    champion_cards: Mapping[str, ModelCard | None],
+    champions: Mapping[str, CurrentChampion],
     as_of: date,
     created_utc: datetime,
     run_folder: str,
@@ -252,7 +252,7 @@ def train_groups(
                     "settings": settings.for_group(name),
                     "source": source,
                     "storage": storage,
-                    "champion_card": champion_cards.get(name),
+                    "champion": champions.get(name, CurrentChampion(version=None, card=None)),
                     "as_of": as_of,
                     "created_utc": created_utc,
                     "run_folder": run_folder,

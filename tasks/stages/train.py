@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.adapters.model_store import CurrentChampion
 from tasks.core.backtest import BacktestResult, run_backtest
 from tasks.core.contracts import GateDecision, ModelCard
 from tasks.core.ensemble import Ensemble, fit_ensemble
@@ -110,10 +111,23 @@ def backtest_task(
 
 @task(name="champion-gate", cache_policy=NO_CACHE)
 def champion_gate_task(
-    backtest: pd.DataFrame, champion_card: ModelCard | None, settings: Settings, *, data_source: str, data_through: date
+    backtest: pd.DataFrame,
+    champion: CurrentChampion,
+    settings: Settings,
+    *,
+    data_source: str,
+    data_through: date,
 ) -> GateDecision:
-    """Decide whether the new model replaces the champion, and log why."""
-    decision = gate_decision(backtest, champion_card, settings, data_source=data_source, data_through=data_through)
+    """Decide whether the new model replaces the group's current champion, and log why."""
+    unusable = f"{champion.version} cannot be used ({champion.problem})" if champion.problem else None
+    decision = gate_decision(
+        backtest,
+        champion.card,
+        settings,
+        data_source=data_source,
+        data_through=data_through,
+        unusable_champion=unusable,
+    )
     get_run_logger().info("Champion gate: %s", decision.reason)
     return decision
 

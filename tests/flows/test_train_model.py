@@ -354,6 +354,18 @@ def test_a_training_run_that_cannot_publish_its_folder_promotes_nothing(
     assert len(list((tmp_path / "models").glob("*/model_card.json"))) == 1  # saved, for the record
 
 
+def test_a_champion_whose_files_are_unusable_is_replaced_and_the_reason_names_it(
+    prefect_harness: None, tmp_path: Path
+) -> None:
+    first = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path))
+    (tmp_path / "models" / first["model_version"] / "lstm_model.keras").unlink()  # lost, say
+    second = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path))
+    assert second["promoted"]
+    assert second["reason"].startswith(f"promoted: the champion {first['model_version']} cannot be used (Model version")
+    assert "lstm_model.keras" in second["reason"] and "first model" not in second["reason"]
+    assert second["model_version"] in (tmp_path / "models" / "champion.json").read_text()
+
+
 @pytest.mark.parametrize(
     ("moved_during", "published_folders"),
     [

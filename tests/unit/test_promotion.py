@@ -68,6 +68,20 @@ def test_gate_promotes_a_first_model_that_is_not_worse_than_the_random_walk() ->
     assert decision.promoted and "first model" in decision.reason
 
 
+def test_gate_names_the_unusable_champion_a_model_replaces_rather_than_calling_it_the_first() -> None:
+    settings = tiny_settings(series=["SP500", "VIXCLS"])
+    decision = gate_decision(
+        backtest({"SP500": 1.0, "VIXCLS": 0.97}),
+        None,
+        settings,
+        data_source="fred",
+        data_through=THROUGH,
+        unusable_champion="v1 cannot be used (its model file is missing)",
+    )
+    assert decision.promoted and "first model" not in decision.reason
+    assert decision.reason.startswith("promoted: the champion v1 cannot be used (its model file is missing), backtest")
+
+
 def test_gate_rejects_a_model_worse_than_the_random_walk_at_any_horizon_and_says_where() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     decision = gate_decision(
