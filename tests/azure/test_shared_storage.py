@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.filesystems import WritableFileSystem
@@ -29,9 +30,9 @@ from tasks.adapters.model_store import (
     save_model_version,
 )
 from tasks.adapters.run_store import CLAIM, claim_run_folder, publish_run, read_latest, release_run_folder
-from tasks.core.contracts import ModelCard, RunClaim, sha256_hex
+from tasks.core.contracts import ModelCard, RunClaim, RunManifest, sha256_hex
 from tasks.core.errors import ChampionMovedError, StorageTransientError
-from tests.azure.stores import unique_name
+from tests.azure.stores import DAILY_AS_OF, unique_name
 from tests.harness.azurite import Azurite
 from tests.unit.test_promotion import card as model_card
 from tests.unit.test_storage import CREATED, FILES, manifest_for
@@ -196,3 +197,29 @@ def test_an_azure_update_gives_up_when_the_blob_keeps_changing(live_azurite: Azu
     with pytest.raises(StorageTransientError, match="another writer changed it 3 times in a row"):
         update_bytes(storage, "latest.json", decide_while_another_writer_writes, timeout=TIMEOUT, attempts=3)
     assert decisions["count"] == 3 and read_bytes(storage, "latest.json", timeout=TIMEOUT) == b"3"
+
+
+def test_two_daily_runs_started_in_the_same_second_publish_two_complete_folders(
+    champion_store: Callable[..., Any], trained: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.daily_forecast as daily_module
+
+    store = champion_store("same-second")
+    started = datetime.now(UTC).replace(microsecond=0)
+    monkeypatch.setattr(daily_module, "utc_now", lambda: started)  # both runs start in this very second
+
+    def daily_run(_: int) -> Any:
+        return daily_module.daily_forecast(as_of=DAILY_AS_OF, settings=trained.settings, storage_block=store.block)
+
+    results: list[Any] = in_threads(2, daily_run)
+    folders = sorted(result["run_folder"] for result in results)
+    assert folders == [f"runs/{started:%Y%m%d_%H%M%S}", f"runs/{started + timedelta(seconds=1):%Y%m%d_%H%M%S}"]
+    for folder in folders:
+        blobs = store.blobs(f"{folder}/")
+        manifest = RunManifest.from_bytes(blobs[f"{folder}/manifest.json"])
+        assert manifest.run_folder == folder
+        assert set(blobs) == {
+            f"{folder}/{name}" for name in (*(f.name for f in manifest.files), "manifest.json", CLAIM)
+        }
+        assert all(sha256_hex(blobs[f"{folder}/{f.name}"]) == f.sha256 for f in manifest.files)
+    assert json.loads(store.read("latest.json"))["run_folder"] in folders
