@@ -373,10 +373,15 @@ def update_bytes(
     return _run(storage, what=f"Updating {path}", timeout=timeout, block=block, azure=azure)
 
 
-def create_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeout: float) -> bool:
-    """Write `content` to `path` only if no file is there; whether this call created it (`update_bytes`)."""
-    _, created = update_bytes(storage, path, lambda current: content if current is None else None, timeout=timeout)
-    return created
+def create_bytes(
+    storage: WritableFileSystem, path: str, content: bytes, *, timeout: float
+) -> tuple[bytes | None, bool]:
+    """Write `content` to `path` only if no file is there (`update_bytes`).
+
+    Returns:
+        What the file holds afterwards, and whether this call created it.
+    """
+    return update_bytes(storage, path, lambda current: content if current is None else None, timeout=timeout)
 
 
 LOCK_FILE = ".market-forecast.lock"

@@ -64,14 +64,16 @@ def claim_run_folder(
     """Claim the run folder for `created_utc` (or the next second whose folder is free) and return it.
 
     A folder is free when it holds no claim.json and no manifest.json (a run published before claims
-    existed). The claim is created only where none exists, so two runs never share a folder.
+    existed). The claim is created only where none exists, so two runs never share a folder. A claim
+    of this very run (same flow run, same start: a retried claim whose first write landed) is its own.
     """
     for extra in range(60):
         folder = run_folder_name(created_utc + timedelta(seconds=extra))
         if read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout) is not None:
             continue
-        claim = RunClaim(run_folder=folder, created_utc=created_utc, flow_run_id=flow_run_id).to_bytes()
-        if create_bytes(storage, f"{folder}/{CLAIM}", claim, timeout=timeout):
+        content = RunClaim(run_folder=folder, created_utc=created_utc, flow_run_id=flow_run_id).to_bytes()
+        now, claimed = create_bytes(storage, f"{folder}/{CLAIM}", content, timeout=timeout)
+        if claimed or (flow_run_id is not None and now == content):
             return folder
     raise PublishError(
         f"Every run folder from {run_folder_name(created_utc)} on for a minute is claimed by another run in "

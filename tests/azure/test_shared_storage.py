@@ -95,6 +95,15 @@ def test_runs_started_in_the_same_second_claim_a_folder_each(storage: WritableFi
         assert (claim.run_folder, claim.flow_run_id, claim.created_utc) == (folder, f"run-{index}", CREATED)
 
 
+def test_a_retried_claim_of_the_same_run_gets_its_folder_back(storage: WritableFileSystem) -> None:
+    # The claim task is retried when the storage's answer was lost although the claim landed.
+    first = claim_run_folder(storage, CREATED, flow_run_id="run-a", timeout=TIMEOUT)
+    assert claim_run_folder(storage, CREATED, flow_run_id="run-a", timeout=TIMEOUT) == first
+    assert claim_run_folder(storage, CREATED, flow_run_id="run-b", timeout=TIMEOUT) != first
+    anonymous = claim_run_folder(storage, CREATED, flow_run_id=None, timeout=TIMEOUT)
+    assert claim_run_folder(storage, CREATED, flow_run_id=None, timeout=TIMEOUT) != anonymous  # no id: never shared
+
+
 def test_a_released_folder_is_free_again_and_a_complete_one_keeps_its_claim(storage: WritableFileSystem) -> None:
     failed = claim_run_folder(storage, CREATED, flow_run_id="failed", timeout=TIMEOUT)
     assert release_run_folder(storage, failed, timeout=TIMEOUT)
