@@ -381,6 +381,11 @@ class CurrentChampion:
     card: ModelCard | None
     problem: str | None = None
 
+    @property
+    def unusable(self) -> str | None:
+        """'<version> cannot be used (<problem>)' when it cannot be used; None otherwise."""
+        return f"{self.version} cannot be used ({self.problem})" if self.problem is not None else None
+
 
 def read_current_champion(
     storage: WritableFileSystem, *, timeout: float, group: str = DEFAULT_GROUP

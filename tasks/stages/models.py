@@ -84,12 +84,8 @@ def load_champion_task(
 def _read_current_champion(storage: WritableFileSystem, settings: Settings, group: str) -> CurrentChampion:
     logger = get_run_logger()
     champion = read_current_champion(storage, timeout=settings.storage.timeout_seconds, group=group)
-    if champion.problem is not None:
-        logger.warning(
-            "The current champion %s cannot be used (%s); the new model is compared with nothing",
-            champion.version,
-            champion.problem,
-        )
+    if champion.unusable is not None:
+        logger.warning("The current champion %s; the new model is compared with nothing", champion.unusable)
     elif champion.card is None:
         logger.info("No champion%s yet in %s", _of_group(group), describe_storage(storage))
     return champion

@@ -119,14 +119,13 @@ def champion_gate_task(
     data_through: date,
 ) -> GateDecision:
     """Decide whether the new model replaces the group's current champion, and log why."""
-    unusable = f"{champion.version} cannot be used ({champion.problem})" if champion.problem else None
     decision = gate_decision(
         backtest,
         champion.card,
         settings,
         data_source=data_source,
         data_through=data_through,
-        unusable_champion=unusable,
+        unusable_champion=champion.unusable,
     )
     get_run_logger().info("Champion gate: %s", decision.reason)
     return decision
