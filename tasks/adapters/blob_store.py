@@ -49,7 +49,7 @@ from tasks.core.errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from azure.storage.blob.aio import ContainerClient
+    from azure.storage.blob.aio import BlobClient, ContainerClient
     from prefect_azure import AzureBlobStorageContainer
 
 T = TypeVar("T")
@@ -277,12 +277,7 @@ def write_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeo
     """
 
     async def azure(client: ContainerClient) -> None:
-        from azure.storage.blob import ContentSettings
-
-        settings = ContentSettings(content_type=content_type(path))
-        await client.get_blob_client(_blob_name(storage, path)).upload_blob(
-            content, overwrite=True, content_settings=settings, **_NO_SDK_RETRY
-        )
+        await _upload(client.get_blob_client(_blob_name(storage, path)), path, content, {"overwrite": True})
 
     def block() -> object:
         if isinstance(storage, LocalFileSystem):
@@ -291,6 +286,14 @@ def write_bytes(storage: WritableFileSystem, path: str, content: bytes, *, timeo
         return storage.write_path(path, content)  # the block's own (sync-compatible) write
 
     _run(storage, what=f"Writing {path}", timeout=timeout, block=block, azure=azure)
+
+
+async def _upload(blob: BlobClient, path: str, content: bytes, conditions: dict[str, Any]) -> None:
+    """Upload `content` to a blob with `path`'s content type, no SDK retries, under `conditions`."""
+    from azure.storage.blob import ContentSettings
+
+    settings = ContentSettings(content_type=content_type(path))
+    await blob.upload_blob(content, content_settings=settings, **conditions, **_NO_SDK_RETRY)
 
 
 def update_bytes(
@@ -339,10 +342,8 @@ def update_bytes(
     async def azure(client: ContainerClient) -> tuple[bytes | None, bool]:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-        from azure.storage.blob import ContentSettings
 
         blob = client.get_blob_client(_blob_name(storage, path))
-        settings = ContentSettings(content_type=content_type(path))
         for _ in range(attempts):
             try:
                 stream = await blob.download_blob(**_NO_SDK_RETRY)
@@ -361,7 +362,7 @@ def update_bytes(
                 else {"overwrite": False}
             )
             try:
-                await blob.upload_blob(new, content_settings=settings, **condition, **_NO_SDK_RETRY)
+                await _upload(blob, path, new, condition)
             except (ResourceModifiedError, ResourceExistsError):
                 continue  # another writer got there first: read what it wrote, and decide again
             return new, True
