@@ -81,6 +81,7 @@ FLOW_TASKS = (
     "render-charts",
     "publish-run",
     "post-run-artifacts",
+    "remove-incomplete-folders",
 )
 # The FRED source's environment is never passed on: every mode runs on the demo source.
 _FRED_ENV = ("FRED_API_KEY", "FRED_API_URL")

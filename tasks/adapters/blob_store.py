@@ -504,3 +504,35 @@ def delete_paths(storage: WritableFileSystem, paths: list[str], *, timeout: floa
     with contextlib.suppress(StorageError):  # what was not removed is reported below
         _run(storage, what="Removing partial files", timeout=timeout, block=block, azure=azure)
     return [path for path in paths if path not in removed]
+
+
+def list_paths(storage: WritableFileSystem, prefix: str, *, timeout: float) -> list[str] | None:
+    """The paths of the files whose path starts with `prefix` (a string prefix, not only a folder), sorted.
+
+    None when the block cannot list its files: the WritableFileSystem interface has no listing, so
+    this works for local folders and Azure containers only.
+
+    Raises:
+        StorageTransientError: a timeout or a retryable HTTP status.
+        StorageError: any other failure.
+    """
+    if not isinstance(storage, LocalFileSystem) and not _is_azure(storage):
+        return None
+    base = (getattr(storage, "base_folder", None) or "").strip("/")
+
+    def block() -> list[str]:
+        root = local_root(cast(LocalFileSystem, storage))
+        folder, _, start = prefix.rpartition("/")
+        parent = _local_path(cast(LocalFileSystem, storage), folder or ".")
+        entries = [entry for entry in parent.iterdir() if entry.name.startswith(start)] if parent.is_dir() else []
+        files = [entry for entry in entries if entry.is_file()]
+        files += [path for entry in entries if entry.is_dir() for path in entry.rglob("*") if path.is_file()]
+        return sorted(path.relative_to(root).as_posix() for path in files)
+
+    async def azure(client: ContainerClient) -> list[str]:
+        names = [
+            blob.name async for blob in client.list_blobs(name_starts_with=_blob_name(storage, prefix), **_NO_SDK_RETRY)
+        ]
+        return sorted(name[len(base) + 1 :] if base else name for name in names)
+
+    return _run(storage, what=f"Listing {prefix}*", timeout=timeout, block=block, azure=azure)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from prefect.filesystems import WritableFileSystem
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ from tasks.adapters.blob_store import (
     create_bytes,
     delete_paths,
     describe_storage,
+    list_paths,
     read_optional,
     read_stored,
     update_bytes,
@@ -39,6 +40,8 @@ LATEST = "latest.json"
 MANIFEST = "manifest.json"
 CLAIM = "claim.json"
 RUNS = "runs"
+# How far before its cut-off `remove_incomplete_folders` looks for folders (one listing per month).
+INCOMPLETE_LOOK_BACK = timedelta(days=62)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,68 @@ def release_run_folder(storage: WritableFileSystem, folder: str, *, timeout: flo
     if read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout) is not None:
         return False
     return not delete_paths(storage, [f"{folder}/{CLAIM}"], timeout=timeout)
+
+
+@dataclass(frozen=True)
+class RemovedFolders:
+    """What `remove_incomplete_folders` did."""
+
+    removed: list[str]
+    left: list[str]
+    """Incomplete folders some file of which could not be removed (the next run tries again)."""
+
+
+def remove_incomplete_folders(
+    storage: WritableFileSystem, *, older_than: datetime, timeout: float
+) -> RemovedFolders | None:
+    """Remove the run folders named before `older_than` that never became complete (no manifest.json).
+
+    Such a folder is what a run leaves when it was killed, or lost its storage, before its manifest
+    was written (its own clean-up is best effort): its claim.json and whatever files it wrote. No
+    reader uses it. Folders named in the `INCOMPLETE_LOOK_BACK` before `older_than` are looked at
+    (one listing per month); None when the block cannot list its files (only local folders and
+    Azure containers can).
+
+    Raises:
+        StorageError: the folders could not be listed.
+    """
+    first = older_than - INCOMPLETE_LOOK_BACK
+    files: dict[str, list[str]] = {}
+    for month in _months(first, older_than):
+        listed = list_paths(storage, f"{RUNS}/{month}", timeout=timeout)
+        if listed is None:
+            return None
+        for path in listed:
+            folder = "/".join(path.split("/")[:2])
+            files.setdefault(folder, []).append(path)
+    removed: list[str] = []
+    left: list[str] = []
+    for folder, paths in sorted(files.items()):
+        named = _folder_time(folder)
+        if named is None or not first <= named < older_than or f"{folder}/{MANIFEST}" in paths:
+            continue
+        # The claim last: a folder left half removed still says which run held it.
+        ordered = sorted(paths, key=lambda path: path == f"{folder}/{CLAIM}")
+        (left if delete_paths(storage, ordered, timeout=timeout) else removed).append(folder)
+    return RemovedFolders(removed, left)
+
+
+def _months(first: datetime, last: datetime) -> list[str]:
+    """'YYYYMM' of every month from `first`'s to `last`'s."""
+    months = []
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(f"{year:04d}{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def _folder_time(folder: str) -> datetime | None:
+    """When the run of runs/YYYYMMDD_HHMMSS started (UTC); None for any other name."""
+    try:
+        return datetime.strptime(folder, f"{RUNS}/%Y%m%d_%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def read_latest(storage: WritableFileSystem, *, timeout: float) -> LatestPointer | None:

@@ -147,6 +147,16 @@ class StorageSettings(BaseModel):
     retry_delay_seconds: float = Field(
         default=2.0, ge=0, le=300, description="Delay before the first retry; doubled for each further one."
     )
+    incomplete_folder_days: int | None = Field(
+        default=7,
+        ge=1,
+        le=3650,
+        description=(
+            "A run folder without manifest.json (its run was killed, or lost the storage, before it was "
+            "complete) is removed by the next run that publishes once it is this many days old; looked for "
+            "in local folders and Azure containers, up to two months further back. None = keep them."
+        ),
+    )
 
 
 class BacktestSettings(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -16,7 +16,14 @@ from prefect.filesystems import WritableFileSystem
 from prefect.runtime import flow_run
 
 from tasks.adapters.blob_store import describe_storage, published_url, resolve_storage
-from tasks.adapters.run_store import CLAIM, PublishedRun, claim_run_folder, publish_run, release_run_folder
+from tasks.adapters.run_store import (
+    CLAIM,
+    PublishedRun,
+    claim_run_folder,
+    publish_run,
+    release_run_folder,
+    remove_incomplete_folders,
+)
 from tasks.core.align import AlignedData
 from tasks.core.charts import render_charts
 from tasks.core.contracts import LatestPointer, RunHeader, RunManifest
@@ -69,6 +76,38 @@ def claimed_run_folder(storage: WritableFileSystem, created_utc: datetime, setti
     except Exception:
         _release_run_folder(storage, folder, settings, return_state=True)
         raise
+
+
+@task(name="remove-incomplete-folders", cache_policy=NO_CACHE)
+def _remove_incomplete_folders(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> None:
+    """Remove run folders that were never completed, once `storage.incomplete_folder_days` old (best effort)."""
+    days = settings.storage.incomplete_folder_days
+    if days is None:
+        return
+    logger = get_run_logger()
+    try:
+        result = remove_incomplete_folders(
+            storage, older_than=created_utc - timedelta(days=days), timeout=settings.storage.timeout_seconds
+        )
+    except StorageError as exc:
+        logger.warning("Incomplete run folders were not looked for (%s); the next run looks again", exc)
+        return
+    if result is None:
+        return  # a block that cannot list its files
+    if result.removed:
+        logger.info(
+            "Removed %d incomplete run folder(s) older than %d days (no manifest.json: the run was killed or "
+            "lost the storage before it was complete): %s",
+            len(result.removed),
+            days,
+            ", ".join(result.removed),
+        )
+    if result.left:
+        logger.warning(
+            "%d incomplete run folder(s) could not be removed completely (the next run tries again): %s",
+            len(result.left),
+            ", ".join(result.left),
+        )
 
 
 @task(name="build-outputs", cache_policy=NO_CACHE)
@@ -211,4 +250,5 @@ def publish_outputs(
             published.folder,
             posted.message,
         )
+    _remove_incomplete_folders(storage, header.created_utc, settings, return_state=True)
     return published

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.filesystems import WritableFileSystem
+from prefect_azure import AzureBlobStorageCredentials
+from prefect_azure.blob_storage import AzureBlobStorageContainer
 
+from tasks.adapters.blob_store import resolve_storage
 from tasks.core.settings import Settings
 from tests.azure.stores import (
     DAILY_AS_OF,
@@ -31,6 +35,19 @@ from tests.azure.stores import (
 from tests.harness.azurite import Azurite, AzuriteUnavailable
 from tests.harness.ci import running, unavailable
 from tests.harness.settings import promoting_settings
+
+
+@pytest.fixture(params=["azurite", "local"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WritableFileSystem]:
+    """A storage block on each real backend: a fresh Azurite container, and a local folder."""
+    if request.param == "local":
+        yield resolve_storage(None, str(tmp_path))
+        return
+    azurite: Azurite = request.getfixturevalue("live_azurite")
+    container = unique_name("shared")
+    azurite.create_container(container)
+    credentials = AzureBlobStorageCredentials(connection_string=azurite.connection_string)
+    yield AzureBlobStorageContainer(container_name=container, credentials=credentials)
 
 
 @pytest.fixture(scope="session")

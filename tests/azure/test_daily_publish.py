@@ -194,4 +194,5 @@ def test_daily_flow_task_runs_are_named_after_the_stages(published: Published) -
         "render-charts",
         "publish-run",
         "post-run-artifacts",
+        "remove-incomplete-folders",
     }

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect_azure import AzureBlobStorageCredentials
 from prefect_azure.blob_storage import AzureBlobStorageContainer
 
-from tasks.adapters.blob_store import read_bytes, resolve_storage, update_bytes, write_bytes
+from tasks.adapters.blob_store import read_bytes, update_bytes, write_bytes
 from tasks.adapters.model_store import (
     check_champion_unchanged,
     promote_champion,
@@ -38,18 +37,6 @@ from tests.unit.test_promotion import card as model_card
 from tests.unit.test_storage import CREATED, FILES, manifest_for
 
 TIMEOUT = 10.0
-
-
-@pytest.fixture(params=["azurite", "local"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WritableFileSystem]:
-    if request.param == "local":
-        yield resolve_storage(None, str(tmp_path))
-        return
-    azurite: Azurite = request.getfixturevalue("live_azurite")
-    container = unique_name("shared")
-    azurite.create_container(container)
-    credentials = AzureBlobStorageCredentials(connection_string=azurite.connection_string)
-    yield AzureBlobStorageContainer(container_name=container, credentials=credentials)
 
 
 def in_threads(count: int, work: Callable[[int], object]) -> list[object]:

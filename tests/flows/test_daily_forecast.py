@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -175,3 +175,19 @@ def test_a_dashboard_that_cannot_take_the_summary_does_not_fail_a_published_run(
     assert any(
         f"{folder} is published, but its summary and tables could not be posted" in m and "503" in m for m in logs
     )
+
+
+def test_a_daily_run_removes_old_folders_of_runs_that_never_completed(store: Path) -> None:
+    now = datetime.now(UTC)
+    killed, recent = (f"runs/{now - timedelta(days=days):%Y%m%d_%H%M%S}" for days in (10, 1))
+    for folder in (killed, recent):
+        (store / folder).mkdir(parents=True)
+        (store / folder / "claim.json").write_text("{}")
+        (store / folder / "actuals.csv").write_text("date\n")
+    before = {p for p in listing(store) if not p.startswith((killed, recent))}
+    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store), return_state=True)
+    published = state.result()["run_folder"]
+    assert not (store / killed).exists() and (store / recent / "claim.json").exists()
+    assert {p for p in listing(store) if not p.startswith((published, recent))} == before | {"latest.json"}
+    logs = flow_run_logs(state.state_details.flow_run_id)
+    assert any(m.startswith("Removed 1 incomplete run folder(s) older than 7 days") and killed in m for m in logs)
