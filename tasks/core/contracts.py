@@ -359,9 +359,18 @@ class LatestPointer(StoredJson):
         """Whether this run replaces `current` as latest: a later as_of, or the same as_of started later.
 
         A replay of a past day, or an attempt overtaken by a later run of the same day, publishes its
-        folder but leaves latest.json on the newer forecast, so Power BI never goes back in time.
+        folder but leaves latest.json on the newer forecast, so Power BI never goes back in time. Two
+        runs started in the same second (the second claimed the next folder) are ordered by folder:
+        whichever publishes last, latest.json ends on the later one. The same run replaces itself (a
+        retried publish).
         """
-        return current is None or (self.as_of, self.created_utc) >= (current.as_of, current.created_utc)
+        if current is None:
+            return True
+        return (self.as_of, self.created_utc, self.run_folder) >= (
+            current.as_of,
+            current.created_utc,
+            current.run_folder,
+        )
 
 
 class RunClaim(StoredJson):

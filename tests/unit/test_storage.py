@@ -207,8 +207,29 @@ def test_a_storage_block_name_needs_its_type() -> None:
 def test_a_second_run_in_the_same_second_gets_the_next_folder(tmp_path: Path) -> None:
     storage = local(tmp_path)
     assert claim_run_folder(storage, CREATED, flow_run_id=None, timeout=TIMEOUT) == "runs/20261123_143000"
-    publish(storage, "runs/20261123_143000")
     assert claim_run_folder(storage, CREATED, flow_run_id=None, timeout=TIMEOUT) == "runs/20261123_143001"
+
+
+def test_a_complete_folder_from_before_claims_is_never_claimed(tmp_path: Path) -> None:
+    storage = local(tmp_path)
+    publish(storage, "runs/20261123_143000")  # a manifest, no claim.json
+    assert claim_run_folder(storage, CREATED, flow_run_id=None, timeout=TIMEOUT) == "runs/20261123_143001"
+    assert not (tmp_path / "runs/20261123_143000/claim.json").exists()
+
+
+@pytest.mark.parametrize(
+    "order", [("runs/20261123_143000", "runs/20261123_143001"), ("runs/20261123_143001", "runs/20261123_143000")]
+)
+def test_of_two_runs_started_in_the_same_second_latest_ends_on_the_later_folder(
+    tmp_path: Path, order: tuple[str, str]
+) -> None:
+    storage = local(tmp_path)
+    moved = [
+        publish_run(storage, FILES, manifest_for(folder), move_latest=True, timeout=TIMEOUT).moved_latest
+        for folder in order
+    ]
+    assert json.loads((tmp_path / "latest.json").read_text())["run_folder"] == "runs/20261123_143001"
+    assert moved == [True, order[1] == "runs/20261123_143001"]
 
 
 def test_a_reader_never_sees_a_half_written_local_file(tmp_path: Path) -> None:
