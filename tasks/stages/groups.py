@@ -38,7 +38,7 @@ from prefect.task_runners import TaskRunner
 from tasks.adapters.fred import Source
 from tasks.adapters.model_store import CurrentChampion, LoadedModel
 from tasks.core.contracts import GroupModel, ModelCard
-from tasks.core.errors import TaskRunnerError
+from tasks.core.errors import ModelStoreError, PipelineError, TaskRunnerError
 from tasks.core.settings import Settings
 from tasks.stages.data import align_sessions_task, daily_fetch_start_task, fetch_all
 from tasks.stages.models import (
@@ -307,18 +307,31 @@ def promote_champions(
     """Point each group's champion.json at its new version if the gate promoted it (all groups trained).
 
     `replacing`: as for `confirm_champions`; a champion.json that names another version by now is left
-    alone (`promote_champion`).
+    alone (`promote_champion`). Every group is tried: one that cannot be promoted does not keep the
+    others, which the published folder already reports as promoted, from being promoted; the run then
+    fails with what went wrong (ModelStoreError naming each group when several failed).
     """
+    failed: dict[str, PipelineError] = {}
     for name, trained in _promoted(groups).items():
-        promote_champion_task(
-            storage,
-            trained.card,
-            trained.card_sha256,
-            replaces=replacing.get(name),
-            promoted_utc=promoted_utc,
-            settings=trained.settings,
-            group=name,
-        )
+        try:
+            promote_champion_task(
+                storage,
+                trained.card,
+                trained.card_sha256,
+                replaces=replacing.get(name),
+                promoted_utc=promoted_utc,
+                settings=trained.settings,
+                group=name,
+            )
+        except PipelineError as exc:
+            failed[name] = exc
+    if len(failed) == 1:
+        raise next(iter(failed.values()))
+    if failed:
+        raise ModelStoreError(
+            f"The promotions of {len(failed)} model groups failed: "
+            + "; ".join(f"{name}: {exc}" for name, exc in failed.items())
+        ) from next(iter(failed.values()))
 
 
 # ---------------------------------------------------------------- daily

@@ -402,3 +402,35 @@ def test_a_training_run_does_not_promote_over_a_champion_promoted_while_it_train
     assert len(list((tmp_path / "runs").glob("*/manifest.json"))) == published_folders
     assert len(list((tmp_path / "runs").iterdir())) == published_folders  # no claimed folder left behind
     assert len(list((tmp_path / "models").glob("*/model_card.json"))) == 2  # the model is kept for the record
+
+
+@pytest.mark.parametrize("moved", [("a",), ("a", "b")])
+def test_a_group_whose_champion_moved_does_not_keep_the_other_groups_from_being_promoted(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moved: tuple[str, ...]
+) -> None:
+    # Group a's first champion covers SP500 only, so the gate promotes the next model of a whatever its
+    # scores; group b has no champion yet.
+    first = train_model(as_of=AS_OF, settings=promoting_settings(groups={"a": ["SP500"]}), output_dir=str(tmp_path))
+    assert first["promoted"]
+    pointers = {group: tmp_path / "models" / group / "champion.json" for group in ("a", "b")}
+    meanwhile = pointers["a"].read_text().replace(first["groups"]["a"]["model_version"], "20250630_000000-0ther0ne")
+    real = train_module.publish_outputs
+
+    def another_run_promotes_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        for group in moved:  # just before this run publishes
+            pointers[group].parent.mkdir(parents=True, exist_ok=True)
+            pointers[group].write_text(meanwhile)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "publish_outputs", another_run_promotes_meanwhile)
+    settings = promoting_settings(groups={"a": ["SP500", "VIXCLS"], "b": ["DJIA"]})
+    state = train_model(as_of=AS_OF, settings=settings, output_dir=str(tmp_path), return_state=True)
+    assert state.is_failed() and "models/a/champion.json" in state.message
+    for group in moved:  # the other run's promotions stand
+        assert pointers[group].read_text() == meanwhile
+    if moved == ("a", "b"):
+        assert "The promotions of 2 model groups failed: a: " in state.message and "; b: " in state.message
+        return
+    published = next(p for p in (tmp_path / "runs").glob("*/manifest.json") if "DJIA" in p.read_text())
+    version_b = json.loads(published.read_text())["model_groups"]["b"]["model_version"]
+    assert json.loads(pointers["b"].read_text())["version"] == version_b  # b promoted all the same
