@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from prefect.filesystems import WritableFileSystem
 from pydantic import ValidationError
@@ -84,17 +85,23 @@ def claim_run_folder(
     )
 
 
-def release_run_folder(storage: WritableFileSystem, folder: str, *, timeout: float) -> bool:
-    """Remove the claim of a run that failed before its folder was complete; whether the folder is free again.
+Release = Literal["released", "complete", "left"]
+"""What `release_run_folder` did: removed the claim; kept it (the folder is complete); could not remove it."""
 
-    A complete folder (it holds manifest.json) keeps its claim.
+
+def release_run_folder(storage: WritableFileSystem, folder: str, *, timeout: float) -> Release:
+    """Remove the claim of a run that failed before its folder was complete.
+
+    A complete folder (it holds manifest.json) keeps its claim. A claim that cannot be removed ("left":
+    the storage is down, or a block without delete) is removed with its folder by a later run
+    (`remove_incomplete_folders`), where the block can list its files.
 
     Raises:
         StorageError: the storage cannot say whether the folder is complete.
     """
     if read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout) is not None:
-        return False
-    return not delete_paths(storage, [f"{folder}/{CLAIM}"], timeout=timeout)
+        return "complete"
+    return "left" if delete_paths(storage, [f"{folder}/{CLAIM}"], timeout=timeout) else "released"
 
 
 @dataclass(frozen=True)

@@ -54,13 +54,32 @@ def _claim_run_folder(storage: WritableFileSystem, created_utc: datetime, settin
 @task(name="release-run-folder", cache_policy=NO_CACHE)
 def _release_run_folder(storage: WritableFileSystem, folder: str, settings: Settings) -> None:
     logger = get_run_logger()
+    later = (
+        f"a later run removes the folder once {settings.storage.incomplete_folder_days} days old"
+        if settings.storage.incomplete_folder_days is not None
+        else "it can be deleted"
+    )
     try:
-        released = release_run_folder(storage, folder, timeout=settings.storage.timeout_seconds)
+        outcome = release_run_folder(storage, folder, timeout=settings.storage.timeout_seconds)
     except StorageError as exc:
-        logger.warning("%s/%s could not be removed (%s); the folder holds no complete run", folder, CLAIM, exc)
+        logger.warning(
+            "Could not check whether %s is complete (%s); its %s was left: if it has no manifest.json, %s",
+            folder,
+            exc,
+            CLAIM,
+            later,
+        )
         return
-    if released:
+    if outcome == "released":
         logger.info("%s released: the run failed before it was complete", folder)
+    elif outcome == "left":
+        logger.warning(
+            "%s/%s could not be removed from %s; the folder holds no complete run (no manifest.json) and %s",
+            folder,
+            CLAIM,
+            describe_storage(storage),
+            later,
+        )
 
 
 @contextmanager

@@ -93,12 +93,12 @@ def test_a_retried_claim_of_the_same_run_gets_its_folder_back(storage: WritableF
 
 def test_a_released_folder_is_free_again_and_a_complete_one_keeps_its_claim(storage: WritableFileSystem) -> None:
     failed = claim_run_folder(storage, CREATED, flow_run_id="failed", timeout=TIMEOUT)
-    assert release_run_folder(storage, failed, timeout=TIMEOUT)
+    assert release_run_folder(storage, failed, timeout=TIMEOUT) == "released"
     assert claim_run_folder(storage, CREATED, flow_run_id="next", timeout=TIMEOUT) == failed
 
     published = claim_run_folder(storage, CREATED, flow_run_id="published", timeout=TIMEOUT)
     publish_run(storage, FILES, manifest_for(published, as_of=date(2026, 11, 23)), move_latest=True, timeout=TIMEOUT)
-    assert not release_run_folder(storage, published, timeout=TIMEOUT)
+    assert release_run_folder(storage, published, timeout=TIMEOUT) == "complete"
     assert b'"published"' in read_bytes(storage, f"{published}/{CLAIM}", timeout=TIMEOUT)
 
 
