@@ -302,17 +302,28 @@ def _plan_email(env: SetupVariables, plan: Plan) -> bool:
                 "relay on a trusted network)."
             )
             return False
-        smtp_type = "SSL" if port is None else _PORT_TYPES[port]  # type: ignore[assignment]
+        if port is not None:
+            smtp_type = _PORT_TYPES[port]  # type: ignore[assignment]
     if bool(user) != bool(password):
         return False  # reported by _pairing_errors
+    # Port and type only when a variable gives them: a saved block keeps its own (an edit in the UI).
+    given = {"smtp_port": port, "smtp_type": smtp_type}
     block = EmailServerCredentials(
-        smtp_server=host, smtp_port=port, smtp_type=smtp_type, username=user, password=SecretStr(password or "")
+        smtp_server=host,
+        username=user,
+        password=SecretStr(password or ""),
+        **{name: value for name, value in given.items() if value is not None},
     )
     login = f"login {user}" if user else "no login"
-    if smtp_type == "INSECURE" and user:
+    if block.smtp_type.name == "INSECURE" and user:
         login += " (WARNING: INSECURE sends the password unencrypted)"
-    where = f"{host}:{port}" if port else host
-    plan.blocks.append(PlannedBlock("email-server-credentials", SMTP_BLOCK, block, f"{where} {smtp_type}, {login}"))
+    if port is not None:
+        where = f"{host}:{port} {smtp_type}"
+    elif smtp_type is not None:
+        where = f"{host} {smtp_type} (port as saved, else {smtp_type}'s default)"
+    else:
+        where = f"{host} (port and type as saved, else {block.smtp_type.name} on its default port)"
+    plan.blocks.append(PlannedBlock("email-server-credentials", SMTP_BLOCK, block, f"{where}, {login}"))
     return True
 
 

@@ -233,6 +233,25 @@ def test_setup_keeps_what_was_edited_in_the_ui_where_no_variable_says_otherwise(
         save_fields(grouped(4))
 
 
+def test_without_email_port_the_smtp_port_and_type_edited_in_the_ui_stay(
+    setup_twice: SetupRuns, setup_server: Any, blocks_restored: None
+) -> None:
+    from prefect_email import EmailServerCredentials
+
+    with setup_server.settings():
+        smtp = EmailServerCredentials.load("market-forecast-smtp")
+        smtp.smtp_port, smtp.smtp_type = 2525, "INSECURE"  # a relay, as set in the Blocks page
+        smtp.save("market-forecast-smtp", overwrite=True)
+    env = {name: value for name, value in FULL_ENV.items() if name != "EMAIL_PORT"}
+    run = run_blocks_command(setup_server, "setup", env=clean_env(setup_server, **env))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "unchanged  email-server-credentials/market-forecast-smtp" in run.stdout
+    assert "127.0.0.1 (port and type as saved, else SSL on its default port)" in run.stdout
+    with setup_server.settings():
+        smtp = EmailServerCredentials.load("market-forecast-smtp")
+    assert (smtp.smtp_port, smtp.smtp_type.name) == (2525, "INSECURE")
+
+
 def test_setup_names_every_malformed_variable_and_saves_nothing(setup_server: Any) -> None:
     before = documents(setup_server)
     env = clean_env(
