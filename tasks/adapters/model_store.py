@@ -314,8 +314,9 @@ def _named_version(content: bytes | None) -> str | None:
 def _champion_moved(card: ModelCard, *, replaces: str | None, now: bytes | None, group: str) -> ChampionMovedError:
     path, found = champion_path(group), _named_version(now)
     return ChampionMovedError(
-        f"{path} changed during this training run: the champion gate compared model {card.version} with "
-        f"{replaces or 'no champion'}, and {path} now "
+        f"{path} changed during this training run: its champion gate decided on model {card.version} when "
+        + (f"{path} named {replaces}" if replaces else "there was no champion")
+        + f", and {path} now "
         + ("does not exist" if found is None else f"names {found}" if found else "is not a valid pointer")
         + ". The model was saved but not promoted (another training run promoted its model meanwhile, or "
         "the file was edited). Re-run the train-model flow to gate a model against the current champion."

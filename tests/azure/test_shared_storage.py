@@ -152,7 +152,9 @@ def test_a_training_run_never_replaces_a_champion_promoted_while_it_trained(stor
         check_champion_unchanged(storage, slow, replaces="v1", timeout=TIMEOUT)  # what the run checks first
     with pytest.raises(ChampionMovedError) as moved:
         promote_champion(storage, slow, slow_sha, replaces="v1", promoted_utc=CREATED, timeout=TIMEOUT)
-    assert "compared model v2 with v1, and models/champion.json now names v3" in str(moved.value)
+    assert "decided on model v2 when models/champion.json named v1, and models/champion.json now names v3" in str(
+        moved.value
+    )
     assert "Re-run the train-model flow" in str(moved.value)
     assert read_bytes(storage, "models/champion.json", timeout=TIMEOUT) == champion
 

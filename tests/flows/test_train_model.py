@@ -396,7 +396,10 @@ def test_a_training_run_does_not_promote_over_a_champion_promoted_while_it_train
     monkeypatch.setattr(train_module, moved_during, another_run_promotes_meanwhile)
     state = train_model(as_of=AS_OF, settings=promoting_settings(), output_dir=str(tmp_path), return_state=True)
     assert state.is_failed()
-    assert "the champion gate compared model" in state.message and f"with {first['model_version']}" in state.message
+    assert (
+        "its champion gate decided on model" in state.message
+        and f"champion.json named {first['model_version']}" in state.message
+    )
     assert "now names 20250630_000000-0ther0ne" in state.message
     assert pointer.read_text() == meanwhile  # the other run's promotion stands
     assert len(list((tmp_path / "runs").glob("*/manifest.json"))) == published_folders
