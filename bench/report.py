@@ -30,6 +30,7 @@ from bench.targets import (
     HEADLINE,
     PEERS,
     REL_MAE_MAX,
+    REL_PINBALL_MAX,
     VIX_HORIZONS,
     VIX_REL_MAE_MAX,
     VIX_SERIES,
@@ -169,6 +170,40 @@ def coverage_reference(coverage: list[dict[str, Any]], *, origin_step: int) -> d
     }
 
 
+def _decisive(digits: int, verdict: Callable[[Callable[[float], float]], object], *, scale: float = 1.0) -> int:
+    """The fewest decimals, from `digits` up to 6, at which the printed numbers give the verdict the raw ones do.
+
+    `verdict(shown)` computes the row's verdict(s) with every number passed through `shown`: first
+    the raw numbers, then as printed with d decimals (of the number times `scale`, e.g. 100 for a
+    percentage). So a value just past its threshold (0.9945 against a best peer of 0.9940) never
+    prints as the same number as the threshold beside a verdict it does not explain.
+    """
+    raw = verdict(lambda x: x)
+    for d in range(digits, 7):
+        if verdict(lambda x, d=d: float(f"{x * scale:.{d}f}") / scale if math.isfinite(x) else x) == raw:
+            return d
+    return 6
+
+
+def _seed_caveat(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What the seed column is: the old design as it ran, on its own test windows (n beside the project's)."""
+
+    def counts(key: str) -> str:
+        values = [int(r[key]) for r in rows if r.get(key) is not None]
+        return f"{min(values)}-{max(values)}" if values else "n/a"
+
+    return (
+        "seed = the old design as it ran: its scaler was fitted on every row, test part included, and it is "
+        f"scored on its own test windows (n {counts('n_seed')} per cell; the project's and the peers' "
+        f"{counts('n_project')})"
+    )
+
+
+def _pinball_digits(value: Any) -> int:
+    mean = number(value)
+    return _decisive(3, lambda shown: shown(mean) <= REL_PINBALL_MAX)
+
+
 def _fmt(value: Any, digits: int = 2) -> str:
     n = number(value)
     return f"{n:,.{digits}f}" if math.isfinite(n) else "n/a"
@@ -186,11 +221,16 @@ def _range(bounds: Sequence[float] | None) -> str:
     return f"{bounds[0] * 100:.0f}-{bounds[1] * 100:.0f}%"
 
 
-def _ratio_text(value: Any) -> str:
+def _ratio_text(value: Any, digits: int | None = None) -> str:
     n = number(value)
     if not math.isfinite(n):
         return "n/a"
-    return f"{n:.3f}x" if n < 0.1 else f"{n:.2f}x"
+    return f"{n:.{digits if digits is not None else 3 if n < 0.1 else 2}f}x"
+
+
+def _percent_digits(value: Any, digits: int) -> str:
+    n = number(value)
+    return f"{100 * n:.{digits}f}%" if math.isfinite(n) else "n/a"
 
 
 def coverage_lines(report: Mapping[str, Any]) -> list[str]:
@@ -206,12 +246,21 @@ def coverage_lines(report: Mapping[str, Any]) -> list[str]:
         sid, h = item["series_id"], item["horizon"]
         verdicts = [targets.get(f"coverage_80:{sid}:h{h}"), targets.get(f"coverage_95:{sid}:h{h}")]
         result = "PASS" if all(v and v["result"] == "PASS" for v in verdicts) else "MISS"
+        cover = (number(item["coverage_80"]), number(item["coverage_95"]))
+        digits = _decisive(
+            1,
+            lambda shown, cover=cover: [
+                abs(shown(c) - nominal) <= COVERAGE_TOLERANCE + 1e-12
+                for c, nominal in zip(cover, (0.80, 0.95), strict=True)
+            ],
+            scale=100,
+        )
         lines.append(
             row.format(
                 sid,
                 h,
-                _percent(item["coverage_80"]),
-                _percent(item["coverage_95"]),
+                _percent_digits(cover[0], digits),
+                _percent_digits(cover[1], digits),
                 item["n_coverage"] if item["n_coverage"] is not None else "n/a",
                 result,
                 _fmt(item["rel_pinball"], 3),
@@ -264,12 +313,21 @@ def format_report(report: Mapping[str, Any]) -> str:
     lines.append(row.format("measurement", "project", "seed", "ratio", "target", "result"))
     for c in HEADLINE:
         values, verdict = head[c.id], targets.get(c.target_id or "")
+        digits, ratio_digits = c.digits, None
+        if verdict is not None:  # the judged number (the ratio, or the project's own) shows its verdict
+            judged, threshold = number(verdict["measured"]), number(verdict["threshold"])
+            on_ratio = judged == number(values["ratio"])
+            decided = _decisive(
+                2 if on_ratio else c.digits,
+                lambda shown, judged=judged, threshold=threshold: shown(judged) <= threshold,
+            )
+            digits, ratio_digits = (c.digits, decided if decided > 2 else None) if on_ratio else (decided, None)
         lines.append(
             row.format(
                 c.label.format(steps=config["forecast_sessions"]),
-                _fmt(values["project"], c.digits),
-                _fmt(values["seed"], c.digits),
-                _ratio_text(values["ratio"]),
+                _fmt(values["project"], digits),
+                _fmt(values["seed"], digits),
+                _ratio_text(values["ratio"], ratio_digits),
                 c.target,
                 verdict["result"] if verdict else "",
             )
@@ -333,12 +391,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         "Peers fitted on the training part, forecasting from the project's test origins (statsforecast "
         f"{peers_info.get('statsforecast') or 'n/a'}); "
         f"dm p = the project's Diebold-Mariano p-value against the random walk, peer p = the best peer's; targets: "
-        f"<= {REL_MAE_MAX:.2f}, <= best peer"
-        + (
-            f", {VIX_SERIES} <= {VIX_REL_MAE_MAX:.2f} at {', '.join(map(str, VIX_HORIZONS))}"
-            if VIX_SERIES in settings["series"]
-            else ""
-        ),
+        f"<= {REL_MAE_MAX:.2f}, <= best peer, {VIX_SERIES} <= {VIX_REL_MAE_MAX:.2f} at "
+        f"{', '.join(map(str, VIX_HORIZONS))}; a row prints more decimals where 3 would hide its verdict",
+        _seed_caveat(report["rel_mae"]),
     ]
     row = "{:<18} {:>3} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>13} {:>6} {:>6} {:>5}  {:<5} {:<5} {}"
     lines.append(
@@ -363,13 +418,22 @@ def format_report(report: Mapping[str, Any]) -> str:
     for item in report["rel_mae"]:
         sid, h = item["series_id"], item["horizon"]
         vix = targets.get(f"vix_rel_mae_h{h}") if sid == VIX_SERIES else None
+        project_rel, best = number(item["project"]), number(targets[f"peers:{sid}:h{h}"]["threshold"])
+        digits = _decisive(
+            3,
+            lambda shown, p=project_rel, b=best, vix=vix: (
+                shown(p) <= REL_MAE_MAX,
+                shown(p) <= shown(b),
+                vix is not None and shown(p) <= VIX_REL_MAE_MAX,
+            ),
+        )
         lines.append(
             row.format(
                 sid,
                 h,
-                _fmt(item["project"], 3),
-                _fmt(item["seed"], 3),
-                *(_fmt(item[name], 3) for name in PEERS),
+                _fmt(item["project"], digits),
+                _fmt(item["seed"], digits),
+                *(_fmt(item[name], digits) for name in PEERS),
                 item["best_peer"],
                 _fmt(item["best_peer_dm_pvalue"], 3),
                 _fmt(item["dm_pvalue"], 3),
@@ -386,7 +450,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(
             "Pinball loss, mean over series of model / random walk with empirical bands (target <= 1.00): "
             + ", ".join(
-                f"h={t['id'].removeprefix('pinball_h')} {_fmt(t['measured'], 3)} {t['result']}" for t in pinball
+                f"h={t['id'].removeprefix('pinball_h')} {_fmt(t['measured'], _pinball_digits(t['measured']))} "
+                f"{t['result']}"
+                for t in pinball
             )
         )
 

@@ -14,7 +14,10 @@ from typing import Any
 
 from bench.results import number
 
-# Issue 12: accuracy at every series and horizon, on the shared data's test part.
+# Issue 12: accuracy at every series and horizon, on the shared data's test part. Its targets are
+# judged on this grid whatever a run measures: a series or horizon the run lacks is a MISS.
+ISSUE12_SERIES = ("SP500", "VIXCLS", "DJIA", "BAMLCC4A0710YTRIV")
+ISSUE12_HORIZONS = (1, 5, 10, 20, 30)
 REL_MAE_MAX = 1.00
 VIX_SERIES = "VIXCLS"
 VIX_HORIZONS = (10, 20, 30)
@@ -226,9 +229,16 @@ def evaluate_targets(
     horizons: Sequence[int],
     peers: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """Every target with its measured value and PASS/MISS (a missing value is a MISS)."""
+    """Every target with its measured value and PASS/MISS (a missing value is a MISS).
+
+    The accuracy and interval targets cover issue 12's series and horizons and the run's own: a run
+    that lacks one of the issue's (other data, fewer horizons) misses those targets, and so never
+    reports fewer targets than the issue set.
+    """
     bt = by_series_horizon(project["backtest"])
     peer_rows = by_series_horizon(peers)
+    series = list(dict.fromkeys([*ISSUE12_SERIES, *series]))
+    horizons = sorted({*ISSUE12_HORIZONS, *horizons})
     targets = []
     for sid in series:
         for h in horizons:
@@ -252,18 +262,17 @@ def evaluate_targets(
                     rel <= best,
                 )
             )
-    if VIX_SERIES in series:
-        for h in VIX_HORIZONS:
-            rel = number(bt.get((VIX_SERIES, h), {}).get("rel_mae"))
-            targets.append(
-                _target(
-                    f"vix_rel_mae_h{h}",
-                    f"{VIX_SERIES} rel_mae at {h} sessions <= {VIX_REL_MAE_MAX:.2f}",
-                    rel,
-                    VIX_REL_MAE_MAX,
-                    rel <= VIX_REL_MAE_MAX,
-                )
+    for h in VIX_HORIZONS:
+        rel = number(bt.get((VIX_SERIES, h), {}).get("rel_mae"))
+        targets.append(
+            _target(
+                f"vix_rel_mae_h{h}",
+                f"{VIX_SERIES} rel_mae at {h} sessions <= {VIX_REL_MAE_MAX:.2f}",
+                rel,
+                VIX_REL_MAE_MAX,
+                rel <= VIX_REL_MAE_MAX,
             )
+        )
     for h in horizons:
         values = [number(bt.get((sid, h), {}).get("rel_pinball")) for sid in series]
         mean = sum(values) / len(values) if values and all(math.isfinite(v) for v in values) else math.nan

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from bench.processes import REPO_ROOT
-from bench.report import build_report, format_report, run_main
+from bench.report import build_report, coverage_lines, format_report, run_main
 from bench.run import main
-from bench.targets import compute_ratios
+from bench.targets import ISSUE12_HORIZONS, ISSUE12_SERIES, compute_ratios
 from tasks.core.demo import generate_demo_series
 from tasks.core.settings import DEFAULT_SERIES
 
@@ -193,7 +193,77 @@ def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     assert verdicts["coverage_80:VIXCLS:h1"] == "PASS"  # 2 points below nominal
     assert verdicts["coverage_95:VIXCLS:h1"] == "MISS"  # 4 points below nominal
     assert verdicts["coverage_80:VIXCLS:h30"] == "MISS"  # not measured is a miss
-    assert verdicts["pinball_h1"] == "PASS" and verdicts["pinball_h20"] == "MISS" and verdicts["pinball_h30"] == "MISS"
+    # The pinball target is a mean over issue 12's four series: with three not measured, a miss.
+    assert verdicts["pinball_h1"] == "MISS" and verdicts["pinball_h20"] == "MISS" and verdicts["pinball_h30"] == "MISS"
+    assert verdicts["rel_mae:SP500:h5"] == "MISS"  # a cell of the issue's grid the run lacks
+
+
+def _grid_backtest(rel_mae: float = 0.99, pinball: float = 0.95) -> list[dict]:
+    return [
+        {
+            "series_id": sid,
+            "horizon": h,
+            "n": 100,
+            "rel_mae": rel_mae,
+            "coverage_80": 0.80,
+            "coverage_95": 0.95,
+            "rel_pinball": pinball,
+        }
+        for sid in ISSUE12_SERIES
+        for h in ISSUE12_HORIZONS
+    ]
+
+
+def test_the_targets_cover_issue_12s_grid_whatever_the_run_measured() -> None:
+    project = _child("project")
+    project["backtest"] = _grid_backtest()
+    config = {"settings": {"series": list(ISSUE12_SERIES)}, "horizons": list(ISSUE12_HORIZONS)}
+    full = build_report({"project": project, "seed": _child("seed")}, config=config, machine={})["targets"]
+    assert all(t["result"] == "PASS" for t in full if t["id"].startswith(("rel_mae:", "pinball_h", "coverage_")))
+
+    project["backtest"] = [row for row in project["backtest"] if row["horizon"] in (1, 5)]
+    fewer = {**config, "horizons": [1, 5]}
+    cut = build_report({"project": project, "seed": _child("seed")}, config=fewer, machine={})["targets"]
+    assert [t["id"] for t in cut] == [t["id"] for t in full]  # the same targets: none disappears
+    verdicts = {t["id"]: t["result"] for t in cut}
+    assert verdicts["rel_mae:DJIA:h5"] == "PASS" and verdicts["rel_mae:DJIA:h10"] == "MISS"
+    assert verdicts["pinball_h5"] == "PASS" and verdicts["pinball_h30"] == "MISS"
+
+
+def test_a_printed_row_shows_the_digits_its_verdict_turns_on() -> None:
+    project = _child("project", train_seconds=5.03)  # 0.503x against a 0.5 target
+    project["backtest"] = _grid_backtest(rel_mae=0.99405)
+    project["backtest"][1]["rel_mae"] = 0.9925  # SP500 h5: 3 decimals show its verdict
+    project["backtest"][0]["coverage_80"] = 0.7699  # SP500 h1: prints as 77.0% but misses 77%
+    peers = {
+        "rel_mae": [
+            {"series_id": sid, "horizon": h, "drift": 0.994, "ar1_log_level": 1.1, "auto_ets": 1.1, "auto_arima": 1.1}
+            for sid in ISSUE12_SERIES
+            for h in ISSUE12_HORIZONS
+        ]
+    }
+    config = {
+        "settings": {"series": list(ISSUE12_SERIES), "history_start": "2020-01-01", "test_fraction": 0.2, "epochs": 2},
+        "horizons": list(ISSUE12_HORIZONS),
+        "data_folder": "fred",
+        "as_of": "2025-03-31",
+        "sessions": 1000,
+        "forecast_sessions": 30,
+    }
+    machine = {"cpu_count": 2, "python": "3.11"}
+    report = build_report({"project": project, "seed": _child("seed"), "peers": peers}, config=config, machine=machine)
+    lines = coverage_lines(report)
+    assert any(line.startswith("SP500                  1") and "76.99%" in line and "MISS" in line for line in lines)
+    printed = format_report(report).splitlines()
+    sp500_h1 = next(line for line in printed if line.split()[:2] == ["SP500", "1"] and "drift" in line)
+    assert (
+        sp500_h1.split()[2:4] == ["0.99405", "n/a"]
+        and "0.99400" in sp500_h1
+        and sp500_h1.rstrip().endswith("PASS  MISS")
+    )
+    sp500_h5 = next(line for line in printed if line.split()[:2] == ["SP500", "5"] and "drift" in line)
+    assert sp500_h5.split()[2:3] == ["0.993"]  # 3 decimals show 0.9925 beating 0.994
+    assert next(line for line in printed if line.startswith("training seconds")).split()[4] == "0.503x"
 
 
 def test_the_daily_run_alone_is_judged_from_process_start_to_completed() -> None:
