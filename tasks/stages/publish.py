@@ -55,7 +55,8 @@ def _claim_run_folder(storage: WritableFileSystem, created_utc: datetime, settin
 def _release_run_folder(storage: WritableFileSystem, folder: str, settings: Settings) -> None:
     logger = get_run_logger()
     later = (
-        f"a later run removes the folder once {settings.storage.incomplete_folder_days} days old"
+        f"a later run removes the folder once {settings.storage.incomplete_folder_days} days old (in an Azure "
+        "container or a local folder; elsewhere it can be deleted by hand)"
         if settings.storage.incomplete_folder_days is not None
         else "it can be deleted"
     )
@@ -230,7 +231,8 @@ def publish_outputs(
     """The publishing tail of both flows.
 
     The run folder (CSVs, then their charts, manifest last), then latest.json when `move_latest`,
-    then the run summary (charts inline) and tables in the Prefect dashboard.
+    then the run summary (charts inline) and tables in the Prefect dashboard, then (best effort) the
+    removal of earlier runs' folders that never became complete (`storage.incomplete_folder_days`).
 
     Args:
         storage: the storage block.
