@@ -22,6 +22,9 @@ from typing import Any
 
 from bench.coverage_reference import CalibratedCoverage, calibrated_coverage
 from bench.daily import HEAVY_LIBRARIES
+from bench.dm_size import ALPHA as DM_ALPHA
+from bench.dm_size import REPS as DM_REPS
+from bench.dm_size import dm_size
 from bench.errors import BenchError
 from bench.processes import REPO_ROOT
 from bench.results import number, to_json
@@ -85,6 +88,12 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
         for h in horizons
     ]
     reference = coverage_reference(coverage, origin_step=origin_step)
+    origins = {
+        h: [int(row["n"]) for row in project["backtest"] if row["horizon"] == h and row.get("n")] for h in horizons
+    }
+    significance = {
+        str(h): {"n": max(ns), "size": dm_size(h, max(ns), origin_step=origin_step)} for h, ns in origins.items() if ns
+    }
     headline = {
         c.id: {
             "project": results.get(c.project[0], {}).get(c.project[1]),
@@ -103,6 +112,7 @@ def build_report(results: Results, *, config: Mapping[str, Any], machine: Mappin
         "rel_mae": rel_mae,
         "coverage": coverage,
         "coverage_reference": reference,
+        "dm_size": significance,
         "targets": targets,
         "summary": {
             "passed": sum(t["result"] == "PASS" for t in targets),
@@ -444,6 +454,14 @@ def format_report(report: Mapping[str, Any]) -> str:
             )
         )
 
+    sizes = report.get("dm_size") or {}
+    if sizes:
+        lines.append(
+            f"(info) dm p on these origins: with two equally accurate forecasts ({DM_REPS} simulated test parts), "
+            f"a {DM_ALPHA:.0%} test rejects "
+            + ", ".join(f"{_percent(cell['size'])} at h={h} (n {cell['n']})" for h, cell in sizes.items())
+            + "; a p-value just below 0.05 where this exceeds 5% is weak evidence"
+        )
     lines += ["", *coverage_lines(report)]
     pinball = [t for t in report["targets"] if t["id"].startswith("pinball_h")]
     if pinball:
