@@ -63,19 +63,34 @@ def run_folder_name(created_utc: datetime) -> str:
 
 
 def claim_run_folder(
-    storage: WritableFileSystem, created_utc: datetime, *, flow_run_id: str | None, timeout: float
+    storage: WritableFileSystem,
+    created_utc: datetime,
+    *,
+    flow_run_id: str | None,
+    timeout: float,
+    retried: bool = False,
 ) -> str:
     """Claim the run folder for `created_utc` (or the next second whose folder is free) and return it.
 
     A folder is free when it holds no claim.json and no manifest.json (a run published before claims
     existed). The claim is created only where none exists, so two runs never share a folder. A claim
     of this very run (same flow run, same start: a retried claim whose first write landed) is its own.
+    `retried`: an earlier attempt of this claim may have landed further on (a folder before it has
+    been released since), so this run's own claim is looked for in the minute first.
     """
-    for extra in range(60):
-        folder = run_folder_name(created_utc + timedelta(seconds=extra))
+    folders = [run_folder_name(created_utc + timedelta(seconds=extra)) for extra in range(60)]
+
+    def claim(folder: str) -> bytes:
+        return RunClaim(run_folder=folder, created_utc=created_utc, flow_run_id=flow_run_id).to_bytes()
+
+    if retried and flow_run_id is not None:
+        for folder in folders:
+            if read_optional(storage, f"{folder}/{CLAIM}", timeout=timeout) == claim(folder):
+                return folder
+    for folder in folders:
         if read_optional(storage, f"{folder}/{MANIFEST}", timeout=timeout) is not None:
             continue
-        content = RunClaim(run_folder=folder, created_utc=created_utc, flow_run_id=flow_run_id).to_bytes()
+        content = claim(folder)
         now, claimed = create_bytes(storage, f"{folder}/{CLAIM}", content, timeout=timeout)
         if claimed or (flow_run_id is not None and now == content):
             return folder

@@ -13,7 +13,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import WritableFileSystem
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 
 from tasks.adapters.blob_store import describe_storage, published_url, resolve_storage
 from tasks.adapters.run_store import (
@@ -45,7 +45,11 @@ def resolve_storage_task(storage_block: str | None, output_dir: str) -> Writable
 @task(name="claim-run-folder", cache_policy=NO_CACHE)
 def _claim_run_folder(storage: WritableFileSystem, created_utc: datetime, settings: Settings) -> str:
     folder = claim_run_folder(
-        storage, created_utc, flow_run_id=flow_run.get_id(), timeout=settings.storage.timeout_seconds
+        storage,
+        created_utc,
+        flow_run_id=flow_run.get_id(),
+        timeout=settings.storage.timeout_seconds,
+        retried=task_run.get_run_count() > 1,
     )
     get_run_logger().info("This run publishes to %s", folder)
     return folder

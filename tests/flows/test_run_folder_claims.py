@@ -1,4 +1,4 @@
-"""A run that fails before its folder is complete releases its claim, and says so when it cannot."""
+"""A run claims its folder once, even through a retry, and releases it when it fails before it is complete."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from prefect.filesystems import WritableFileSystem
 
 from tasks.adapters import run_store
 from tasks.adapters.blob_store import resolve_storage
-from tasks.core.errors import StorageError
+from tasks.core.errors import StorageError, StorageTransientError
 from tasks.core.settings import Settings
 from tasks.stages import publish
 from tasks.stages.publish import claimed_run_folder
@@ -64,3 +64,34 @@ def test_a_folder_that_cannot_be_checked_is_not_called_incomplete(
     logs = failed_run_logs(storage)
     warning = next(m for m in logs if m.startswith(f"Could not check whether {FOLDER} is complete"))
     assert "connection refused" in warning and "holds no complete run" not in warning
+
+
+@flow
+def claims_its_folder(storage: WritableFileSystem, settings: Settings) -> str:
+    with claimed_run_folder(storage, CREATED, settings) as folder:
+        return folder
+
+
+def test_a_retried_claim_keeps_the_folder_its_lost_first_attempt_claimed(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = resolve_storage(None, str(tmp_path))
+    other = tmp_path / FOLDER / "claim.json"  # another run holds this second's folder
+    other.parent.mkdir(parents=True)
+    other.write_text("{}")
+    real = run_store.create_bytes
+    attempts: list[str] = []
+
+    def lands_but_the_answer_is_lost(storage: WritableFileSystem, path: str, content: bytes, **kwargs: float) -> object:
+        result = real(storage, path, content, **kwargs)
+        attempts.append(path)
+        if len(attempts) == 2:  # the first attempt's claim of the next second landed
+            other.unlink()  # meanwhile the other run failed and released its folder
+            raise StorageTransientError(f"Writing {path} failed: no answer within 60 s")
+        return result
+
+    monkeypatch.setattr(run_store, "create_bytes", lands_but_the_answer_is_lost)
+    settings = Settings.model_validate({"storage": {"retry_delay_seconds": 0}})
+    folder = claims_its_folder(storage, settings)
+    assert folder == "runs/20261123_143001"
+    assert not other.exists()  # the freed second was not claimed as well
