@@ -219,9 +219,9 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{n:,.{digits}f}" if math.isfinite(n) else "n/a"
 
 
-def _percent(value: Any) -> str:
+def _percent(value: Any, digits: int = 1) -> str:
     n = number(value)
-    return f"{100 * n:.1f}%" if math.isfinite(n) else "n/a"
+    return f"{100 * n:.{digits}f}%" if math.isfinite(n) else "n/a"
 
 
 def _range(bounds: Sequence[float] | None) -> str:
@@ -236,11 +236,6 @@ def _ratio_text(value: Any, digits: int | None = None) -> str:
     if not math.isfinite(n):
         return "n/a"
     return f"{n:.{digits if digits is not None else 3 if n < 0.1 else 2}f}x"
-
-
-def _percent_digits(value: Any, digits: int) -> str:
-    n = number(value)
-    return f"{100 * n:.{digits}f}%" if math.isfinite(n) else "n/a"
 
 
 def coverage_lines(report: Mapping[str, Any]) -> list[str]:
@@ -269,8 +264,8 @@ def coverage_lines(report: Mapping[str, Any]) -> list[str]:
             row.format(
                 sid,
                 h,
-                _percent_digits(cover[0], digits),
-                _percent_digits(cover[1], digits),
+                _percent(cover[0], digits),
+                _percent(cover[1], digits),
                 item["n_coverage"] if item["n_coverage"] is not None else "n/a",
                 result,
                 _fmt(item["rel_pinball"], 3),
