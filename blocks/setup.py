@@ -267,6 +267,11 @@ def _pairing_errors(env: SetupVariables) -> list[str]:
     return []
 
 
+def _given(**fields: object) -> dict[str, Any]:
+    """The fields a variable gives (set and not empty); a saved block keeps its own values of the others."""
+    return {name: value for name, value in fields.items() if value not in (None, "")}
+
+
 def _plan_fred(env: SetupVariables, plan: Plan) -> None:
     key = env.secret("FRED_API_KEY")
     if key is None:
@@ -274,7 +279,7 @@ def _plan_fred(env: SetupVariables, plan: Plan) -> None:
         return
     try:
         # api_url only from FRED_API_URL: without it a saved block keeps its own (FRED's by default).
-        url = {"api_url": env.FRED_API_URL} if env.FRED_API_URL else {}
+        url = _given(api_url=env.FRED_API_URL)
         block = FredCredentials(api_key=SecretStr(key), **url)
     except ValidationError as exc:
         plan.errors.append(f"FRED_API_URL is malformed: {_first_error(exc)}")
@@ -307,12 +312,11 @@ def _plan_email(env: SetupVariables, plan: Plan) -> bool:
     if bool(user) != bool(password):
         return False  # reported by _pairing_errors
     # Port and type only when a variable gives them: a saved block keeps its own (an edit in the UI).
-    given = {"smtp_port": port, "smtp_type": smtp_type}
     block = EmailServerCredentials(
         smtp_server=host,
         username=user,
         password=SecretStr(password or ""),
-        **{name: value for name, value in given.items() if value is not None},
+        **_given(smtp_port=port, smtp_type=smtp_type),
     )
     login = f"login {user}" if user else "no login"
     if block.smtp_type.name == "INSECURE" and user:
@@ -339,7 +343,7 @@ def _plan_alerts(env: SetupVariables, plan: Plan, *, smtp_planned: bool) -> None
     smtp = next(b.block for b in plan.blocks if b.name == SMTP_BLOCK)
     try:
         # sender only from EMAIL_FROM: without it a saved block keeps its own (by default the SMTP login).
-        sender: dict[str, Any] = {"sender": env.EMAIL_FROM} if env.EMAIL_FROM else {}
+        sender = _given(sender=env.EMAIL_FROM)
         block = EmailAlerts(email_server_credentials=smtp, recipients=recipients, **sender)
     except ValidationError as exc:
         plan.errors.append(f"EMAIL_FROM is malformed: {_first_error(exc)}")
