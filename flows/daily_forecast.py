@@ -1,4 +1,4 @@
-"""The daily flow `daily-forecast`: calendar gate -> recent FRED window -> champion -> publish for Power BI.
+"""The daily flow `daily-forecast`: calendar gate -> champion -> recent FRED window -> publish for Power BI.
 
 Scheduled every weekday; on a day the NYSE is closed it completes at once with a message saying
 why and writes nothing. It needs nothing on local disk: the champion model comes from the storage

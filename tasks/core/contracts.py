@@ -320,7 +320,9 @@ class RunManifest(RunHeader):
     """runs/<folder>/manifest.json: written after every data file; a folder without it is incomplete."""
 
     files: tuple[ManifestFile, ...] = Field(
-        description="Every file of the folder but the manifest (CSVs, then charts), in the order written."
+        description=(
+            "Every file of the folder but the manifest and `claim.json` (CSVs, then charts), in the order written."
+        )
     )
 
     @classmethod
