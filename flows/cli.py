@@ -9,8 +9,10 @@ docstring, and the pydantic fields of `Settings`), so the help can never drift f
     --fetch.timeout-seconds 10 --backtest.horizons 1 5 10                         nested settings
     --groups '{"equities": ["SP500", "DJIA"], "risk": ["VIXCLS"]}'               mappings, as JSON
 
-Values are validated by the same pydantic models as the flow's parameters, so a bad value fails
-with the message naming the field.
+Values are validated by the same pydantic models as the flow's parameters, before any run starts:
+a bad value exits with status 2 and a message naming the field (no run, so no failure alert). A run
+that fails with one of the pipeline's own errors (tasks/core/errors.py) ends with `error: <what to
+do>` on stderr and status 1, after the run's log; any other error keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +28,10 @@ from typing import Any, cast
 
 from prefect import Flow
 from prefect.client.schemas.objects import State
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from tasks.core.errors import PipelineError
 from tasks.core.settings import Settings
 
 SETTINGS_PARAMETER = "settings"
@@ -123,14 +127,51 @@ def parse_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) 
     try:
         settings = Settings.model_validate(overrides)
     except ValidationError as exc:
-        parser.error(f"invalid settings: {exc}")
+        _usage_error(parser, "invalid settings:\n" + validation_errors(exc))
+    # The flow's own annotations (validators included), checked before a run exists: Prefect would
+    # check them too, but only after the run has started, failed it and called its failure hooks.
+    annotations = typing.get_type_hints(flow.fn, include_extras=True)
+    problems = []
+    for name, value in values.items():
+        try:
+            TypeAdapter(annotations[name]).validate_python(value)
+        except ValidationError as exc:
+            problems.append(validation_errors(exc, prefix=name))
+    if problems:
+        _usage_error(parser, "invalid flow parameters:\n" + "\n".join(problems))
     return {**values, SETTINGS_PARAMETER: settings}
+
+
+def validation_errors(exc: ValidationError, *, prefix: str = "") -> str:
+    """Validation errors, one line each, field path first.
+
+    Without pydantic's echo that a list whose items were rejected is too short: `--series sp500` is
+    one bad id, not an empty list.
+    """
+    errors = exc.errors()
+    rejected_items = {tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)}
+    return "\n".join(
+        f"  {'.'.join(str(part) for part in (prefix, *e['loc']) if part != '')}: {e['msg']}"
+        for e in errors
+        if not (e["type"] == "too_short" and tuple(e["loc"]) in rejected_items)
+    )
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> typing.NoReturn:
+    """Exit with status 2 and `message`, pointing at --help rather than printing the long usage."""
+    parser.exit(2, f"{parser.prog}: error: {message}\n(see {parser.prog} --help)\n")
 
 
 def run_from_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) -> None:
     """Run `flow` with the command line's arguments and print where its outputs went."""
     state = cast(State, flow(**parse_command_line(flow, argv), return_state=True))
-    result = state.result()  # raises the flow's error if it failed
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, PipelineError):
+        # The run's log above already holds the traceback; the last line says what to do.
+        print(f"error: {flow.name} {state.name}: {result}", file=sys.stderr)
+        raise SystemExit(1)
+    if isinstance(result, BaseException):
+        raise result
     if not isinstance(result, dict):  # e.g. the daily flow on a day the NYSE is closed
         print(state.message)
         return

@@ -1,0 +1,73 @@
+"""The flows' command line (flows/cli.py): bad values stop before a run exists; the pipeline's own
+errors end with one line saying what to do."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.cli import parse_command_line, run_from_command_line
+from flows.common import today_in_new_york
+from flows.daily_forecast import daily_forecast
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        parse_command_line(daily_forecast, argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_bad_series_id_is_one_error_without_the_long_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    err = usage_error(["--series", "sp500"], capsys)
+    assert "series.0: Value error, 'sp500' is not a FRED series id" in err
+    assert "at least 1 item" not in err  # pydantic's echo of the rejected item is left out
+    assert "usage:" not in err and len(err.splitlines()) == 3, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--lookback-sessions", "0"], "lookback_sessions: Input should be greater than or equal to 1"),
+        (["--as-of", "20-11-2026"], "as_of: Input should be a valid date"),
+    ],
+)
+def test_bad_flow_parameters_are_usage_errors(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = usage_error(argv, capsys)
+    assert "invalid flow parameters:" in err and expected in err, err
+
+
+async def flow_run_count() -> int:
+    async with get_client() as client:
+        return await client.count_flow_runs()
+
+
+def test_a_date_after_today_starts_no_run_so_no_failure_alert(
+    prefect_harness: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import asyncio
+
+    later = (today_in_new_york() + timedelta(days=2)).isoformat()
+    before = asyncio.run(flow_run_count())
+    with pytest.raises(SystemExit) as exited:
+        run_from_command_line(daily_forecast, ["--as-of", later, "--output-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert f"as_of: Value error, as_of {later} is after today" in capsys.readouterr().err
+    assert asyncio.run(flow_run_count()) == before
+
+
+def test_a_pipeline_error_ends_with_what_to_do_and_status_1(
+    prefect_harness: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    as_of = (today_in_new_york() - timedelta(days=1)).isoformat()
+    with pytest.raises(SystemExit) as exited:
+        run_from_command_line(daily_forecast, ["--as-of", as_of, "--force", "--output-dir", str(tmp_path)])
+    assert exited.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: daily-forecast Failed: No champion model in local folder"), last
+    assert "Run the train-model flow" in last
