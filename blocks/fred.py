@@ -51,8 +51,15 @@ class FredCredentials(Block):
     @field_validator("api_key")
     @classmethod
     def _key_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+        key = value.get_secret_value()
+        if not key.strip():
             raise ValueError("api_key is empty: paste the FRED API key from your FRED account page")
+        if not (key.isascii() and key.isprintable()) or any(c.isspace() for c in key):
+            # Never the key itself: only what is wrong with it.
+            raise ValueError(
+                "api_key holds a space, a line break or a character outside ASCII (quotes pasted around it?); "
+                "a FRED API key is 32 lower-case letters and digits: paste it again from your FRED account page"
+            )
         return value
 
     @field_validator("api_url")

@@ -282,7 +282,7 @@ def _plan_fred(env: SetupVariables, plan: Plan) -> None:
         url = _given(api_url=env.FRED_API_URL)
         block = FredCredentials(api_key=SecretStr(key), **url)
     except ValidationError as exc:
-        plan.errors.append(f"FRED_API_URL is malformed: {_first_error(exc)}")
+        plan.errors.append(f"FRED_API_KEY or FRED_API_URL is malformed: {_first_error(exc)}")
         return
     where = f"api_url {redact(block.api_url)}" if url else f"api_url as saved, else {FRED_API_URL}"
     plan.blocks.append(PlannedBlock("fred-credentials", FRED_BLOCK, block, f"FRED API key from FRED_API_KEY, {where}"))

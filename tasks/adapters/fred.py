@@ -255,9 +255,14 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
             raise self._http_error(exc) from None
         except (TimeoutError, URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            limit = (
+                f" (the time limit is fetch.timeout_seconds = {self._settings.timeout_seconds:g} s)"
+                if isinstance(reason, TimeoutError)
+                else ""
+            )
             raise self._fail(
                 FredTransientError,
-                f"{sid}: could not reach FRED at {self.root_url}: {type(reason).__name__}: {reason}",
+                f"{sid}: could not reach FRED at {self.root_url}: {type(reason).__name__}: {reason}{limit}",
             ) from None
         try:
             return ET.fromstring(body)  # noqa: S314 - FRED's XML, parsed as fredapi itself does
@@ -291,8 +296,16 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
             message = ET.fromstring(body).get("message") or body[:200].decode(errors="replace")  # noqa: S314
         except (ET.ParseError, OSError):
             message = exc.reason if isinstance(exc.reason, str) else "no error message"
-        if exc.code == 429 or exc.code >= 500:
-            return self._fail(FredTransientError, f"{sid}: FRED HTTP {exc.code}: {message}", exc.code)
+        message = message if message.rstrip().endswith(".") else f"{message.rstrip()}."  # a hint may follow
+        if exc.code == 429:
+            hint = (
+                " FRED allows about 120 requests a minute per API key: lower fetch.requests_per_minute, or look "
+                "for another job using the same key."
+            )
+            return self._fail(FredTransientError, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
+        if exc.code >= 500:
+            hint = " The failure is on FRED's side; a later run usually succeeds."
+            return self._fail(FredTransientError, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
         hint = ""
         if "api_key" in message:
             hint = " Check the API key in the FredCredentials block or FRED_API_KEY."

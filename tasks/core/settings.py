@@ -109,7 +109,13 @@ class FetchSettings(BaseModel):
         description="First retry delay; each further retry doubles it (with jitter).",
     )
     retry_jitter_factor: float = Field(
-        default=0.5, ge=0, le=1, description="Random extra delay, as a fraction of each retry delay."
+        default=0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Randomness of each retry delay: at most this fraction longer, and about as much shorter "
+            "(Prefect's retry_jitter_factor)."
+        ),
     )
     rate_limit_name: str | None = Field(
         default="fred-api",

@@ -7,10 +7,12 @@ from datetime import date
 import pandas as pd
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
 
 from tasks.adapters.fred import DEMO_LABEL, DemoSource, FredSource, Source, fetch_series, load_source, request_budget
 from tasks.core.align import AlignedData, align_sessions
 from tasks.core.calendar import MarketDay, market_day
+from tasks.core.errors import FredTransientError
 from tasks.core.settings import FetchSettings, Settings
 from tasks.core.windows import daily_fetch_start
 from tasks.stages.retry import retry_options
@@ -50,7 +52,14 @@ def resolve_source_task(fred_block: str | None) -> Source:
 def fetch_series_task(source: Source, series_id: str, start: date, end: date, settings: FetchSettings) -> pd.Series:
     """Fetch one series and log what arrived."""
     logger = get_run_logger()
-    values = fetch_series(source, series_id, start, end, settings=settings)
+    try:
+        values = fetch_series(source, series_id, start, end, settings=settings)
+    except FredTransientError as exc:
+        attempt = task_run.get_run_count()
+        if attempt <= settings.retries:
+            raise  # Prefect retries it
+        gave_up = f"Gave up after {attempt} attempts (fetch.retries = {settings.retries})."
+        raise FredTransientError(series_id, f"{exc} {gave_up}", status=exc.status) from None
     label = f" [{DEMO_LABEL}]" if isinstance(source, DemoSource) else ""
     if values.empty:
         logger.warning("%s: no observations between %s and %s%s", series_id, start, end, label)

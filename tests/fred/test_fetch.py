@@ -79,7 +79,7 @@ def test_a_slow_response_times_out_and_the_retry_succeeds(prefect_harness: None,
 
 def test_a_timeout_is_a_transient_error_naming_the_series(fred: FredServer) -> None:
     fred.inject(Fault("timeout", delay=3.0), series_id="SP500")
-    with pytest.raises(FredTransientError, match="SP500: could not reach FRED"):
+    with pytest.raises(FredTransientError, match=r"SP500: could not reach FRED.*fetch.timeout_seconds = 1 s\)$"):
         fetch_fred_series(source_for(fred), "SP500", START, END, settings=FAST)
 
 
@@ -99,11 +99,21 @@ def test_a_refused_connection_is_transient() -> None:
         fetch_fred_series(source, "SP500", START, END, settings=FAST)
 
 
-def test_retries_give_up_with_the_last_transient_error(prefect_harness: None, fred: FredServer) -> None:
+def test_retries_give_up_with_the_last_transient_error_and_say_so(prefect_harness: None, fred: FredServer) -> None:
     fred.inject(500, 500, 500, 500, series_id="SP500")
-    with pytest.raises(FredTransientError, match="SP500: FRED HTTP 500: Internal Server Error"):
+    with pytest.raises(FredTransientError) as caught:
         fetch_flow(source_for(fred), "SP500", FAST)
+    assert str(caught.value) == (
+        "SP500: FRED HTTP 500: Internal Server Error. The failure is on FRED's side; a later run usually "
+        "succeeds. Gave up after 4 attempts (fetch.retries = 3)."
+    )
     assert requests_for(fred, "SP500") == 4  # the first try and 3 retries
+
+
+def test_a_rate_limit_answer_names_the_setting_that_spaces_the_requests(fred: FredServer) -> None:
+    fred.inject(429, series_id="SP500")
+    with pytest.raises(FredTransientError, match=r"SP500: FRED HTTP 429: .*lower fetch.requests_per_minute"):
+        fetch_fred_series(source_for(fred), "SP500", START, END, settings=FAST)
 
 
 def test_a_bad_key_fails_at_once_with_freds_message(prefect_harness: None, fred: FredServer) -> None:
@@ -195,6 +205,22 @@ def test_a_malformed_url_is_reported_without_the_key() -> None:
     with pytest.raises(FredConfigurationError) as caught:
         resolve_source(None, {"FRED_API_KEY": KEY, "FRED_API_URL": "ftp:/nowhere"})
     assert "api_url must be an http(s) URL" in str(caught.value) and KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [f"\u201c{KEY}\u201d", f"{KEY[:16]} {KEY[16:]}", f"{KEY}\x00", f"{KEY[:16]}\u00a0{KEY[16:]}"],
+    ids=["typographic quotes", "inner space", "control character", "no-break space"],
+)
+def test_a_key_that_cannot_be_a_fred_key_is_a_configuration_error_that_hides_it(pasted: str) -> None:
+    with pytest.raises(FredConfigurationError, match="(?s)FRED_API_KEY are not usable: .*api_key holds") as caught:
+        resolve_source(None, {"FRED_API_KEY": pasted})
+    assert KEY[:16] not in str(caught.value) and KEY[16:] not in str(caught.value)
+
+
+def test_surrounding_whitespace_of_the_environment_key_is_ignored() -> None:
+    source = resolve_source(None, {"FRED_API_KEY": f" {KEY}\n"})
+    assert isinstance(source, FredSource) and source.api_key.get_secret_value() == KEY
 
 
 def test_a_saved_block_wins_and_a_missing_one_is_an_error(
