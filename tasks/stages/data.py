@@ -58,7 +58,7 @@ def fetch_series_task(source: Source, series_id: str, start: date, end: date, se
         attempt = task_run.get_run_count()
         if attempt <= settings.retries:
             raise  # Prefect retries it
-        gave_up = f"Gave up after {attempt} attempts (fetch.retries = {settings.retries})."
+        gave_up = f"Gave up after {attempt} attempt{'s' if attempt > 1 else ''} (fetch.retries = {settings.retries})."
         raise FredTransientError(series_id, f"{exc} {gave_up}", status=exc.status) from None
     label = f" [{DEMO_LABEL}]" if isinstance(source, DemoSource) else ""
     if values.empty:

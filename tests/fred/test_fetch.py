@@ -110,6 +110,13 @@ def test_retries_give_up_with_the_last_transient_error_and_say_so(prefect_harnes
     assert requests_for(fred, "SP500") == 4  # the first try and 3 retries
 
 
+def test_without_retries_the_one_attempt_is_named(prefect_harness: None, fred: FredServer) -> None:
+    fred.inject(502, series_id="SP500")
+    with pytest.raises(FredTransientError, match=r"Gave up after 1 attempt \(fetch.retries = 0\)\.$"):
+        fetch_flow(source_for(fred), "SP500", FAST.model_copy(update={"retries": 0}))
+    assert requests_for(fred, "SP500") == 1
+
+
 def test_a_rate_limit_answer_names_the_setting_that_spaces_the_requests(fred: FredServer) -> None:
     fred.inject(429, series_id="SP500")
     with pytest.raises(FredTransientError, match=r"SP500: FRED HTTP 429: .*lower fetch.requests_per_minute"):
