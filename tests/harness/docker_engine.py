@@ -314,6 +314,12 @@ class DockerEngine:
         self.stop()
 
 
+def containerd_namespace(root: Path) -> str:
+    """containerd's namespace of the daemon in `root` (/tmp/mfd-XXXX): mkdtemp's random part may hold
+    '_' anywhere, which containerd refuses at the edges or doubled, so only its letters and digits."""
+    return "mf-" + re.sub(r"[^a-z0-9]", "", root.name.removeprefix("mfd-").lower())
+
+
 class _Dockerd(ManagedProcess):
     """A private dockerd: own data root, exec root, pidfile, socket, config and containerd namespaces."""
 
@@ -331,7 +337,7 @@ class _Dockerd(ManagedProcess):
         (self.root / "daemon.json").write_text("{}\n")  # never the machine's /etc/docker/daemon.json
 
     def command(self) -> list[str]:
-        namespace = f"mf-{self.root.name.removeprefix('mfd-').lower()}"
+        namespace = containerd_namespace(self.root)
         return [
             self.binary,
             "--config-file", str(self.root / "daemon.json"),
