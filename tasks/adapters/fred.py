@@ -297,21 +297,22 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
         except (ET.ParseError, OSError):
             message = exc.reason if isinstance(exc.reason, str) else "no error message"
         message = message if message.rstrip().endswith(".") else f"{message.rstrip()}."  # a hint may follow
+        error: type[FredError] = FredRequestError
+        hint = ""
         if exc.code == 429:
+            error = FredTransientError
             hint = (
                 " FRED allows about 120 requests a minute per API key: lower fetch.requests_per_minute, or look "
                 "for another job using the same key."
             )
-            return self._fail(FredTransientError, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
-        if exc.code >= 500:
+        elif exc.code >= 500:
+            error = FredTransientError
             hint = " The failure is on FRED's side; a later run usually succeeds."
-            return self._fail(FredTransientError, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
-        hint = ""
-        if "api_key" in message:
+        elif "api_key" in message:
             hint = " Check the API key in the FredCredentials block or FRED_API_KEY."
         elif "series does not exist" in message:
             hint = " Check the series id in settings.series (FRED ids are case-sensitive)."
-        return self._fail(FredRequestError, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
+        return self._fail(error, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
 
 
 def fetch_fred_series(
