@@ -30,7 +30,6 @@ from tasks.adapters.blob_store import (
     describe_storage,
     list_paths,
     read_optional,
-    read_stored,
     update_bytes,
     write_bytes,
 )
@@ -179,17 +178,6 @@ def _folder_time(folder: str) -> datetime | None:
         return datetime.strptime(folder, f"{RUNS}/%Y%m%d_%H%M%S").replace(tzinfo=UTC)
     except ValueError:
         return None
-
-
-def read_latest(storage: WritableFileSystem, *, timeout: float) -> LatestPointer | None:
-    """latest.json, or None before the first daily run.
-
-    Raises:
-        InvalidStoredFileError: it is not a valid pointer (the next daily run replaces it).
-    """
-    return read_stored(
-        storage, LATEST, LatestPointer, timeout=timeout, remedy="The next daily run that publishes replaces it."
-    )
 
 
 def publish_run(

@@ -28,8 +28,8 @@ from tasks.adapters.model_store import (
     read_current_champion,
     save_model_version,
 )
-from tasks.adapters.run_store import CLAIM, claim_run_folder, publish_run, read_latest, release_run_folder
-from tasks.core.contracts import ModelCard, RunClaim, RunManifest, sha256_hex
+from tasks.adapters.run_store import CLAIM, claim_run_folder, publish_run, release_run_folder
+from tasks.core.contracts import LatestPointer, ModelCard, RunClaim, RunManifest, sha256_hex
 from tasks.core.errors import ChampionMovedError, StorageTransientError
 from tests.azure.stores import DAILY_AS_OF, unique_name
 from tests.harness.azurite import Azurite
@@ -123,7 +123,7 @@ def test_latest_json_stays_on_a_newer_run_published_while_an_older_one_was_publi
         timeout=TIMEOUT,
         on_file=newer_run_publishes,
     )
-    latest = read_latest(storage, timeout=TIMEOUT)
+    latest = LatestPointer.from_bytes(read_bytes(storage, "latest.json", timeout=TIMEOUT))
     assert latest is not None and latest.run_folder == tuesday
     assert not older.moved_latest and older.latest == latest  # what the older run reports (its log warning)
     assert read_bytes(storage, f"{monday}/manifest.json", timeout=TIMEOUT)  # its folder is published all the same
