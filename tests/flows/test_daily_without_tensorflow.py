@@ -3,7 +3,8 @@
 A model is trained (TensorFlow) on data served by the local FRED-compatible server; then the daily
 flow runs in a fresh process, as a worker runs it, against a real Prefect server. That process never
 imports TensorFlow or Keras, and the forecast it publishes equals, to 1e-5, the forecast computed
-here with the same saved model loaded by Keras.
+here with the same saved model loaded by Keras; so do the network's own unshrunk predictions and
+30-session forecasts (the ensemble alone may give the network no weight).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ import pytest
 
 from flows.train_model import train_model
 from tasks.adapters.blob_store import resolve_storage
-from tasks.adapters.model_store import MODEL_FILE, load_model_files, model_from_bytes, read_champion_pointer
+from tasks.adapters.model_store import (
+    MODEL_FILE,
+    load_champion,
+    load_model_files,
+    model_from_bytes,
+    read_champion_pointer,
+)
 from tasks.core.align import align_sessions
 from tasks.core.demo import generate_demo_series
 from tasks.core.ensemble import Ensemble
@@ -125,6 +132,25 @@ def test_its_forecast_equals_the_tensorflow_forecast_of_the_same_model(daily_run
     assert (merged["date"] == merged["date_tf"]).all()
     for column in BAND_COLUMNS:
         np.testing.assert_allclose(merged[column], merged[f"{column}_tf"], rtol=1e-5, err_msg=column)
+
+    # The ensemble may give the network little or no weight (a tiny model's shrinkage is often 0), so
+    # the comparison above alone could hold with any network. The network itself, unshrunk: the
+    # NumPy forward pass the daily flow loads against Keras, at every published session (the
+    # one-session predictions) and over the 30-session recursive forecast from the last one.
+    loaded = load_champion(storage, daily_run.settings, data_source="fred")
+    unshrunk = loaded.scaler.model_copy(update={"shrinkage": (1.0,) * len(loaded.scaler.series)})
+    origins = np.flatnonzero(levels.index.isin(published.index))
+    horizon = daily_run.settings.forecast_horizon
+    network = {
+        name: replace(ensemble, predictor=predictor, scaler=unshrunk).lstm_paths(levels, origins, horizon)
+        for name, predictor in (("numpy", loaded.predictor), ("keras", ensemble.predictor))
+    }
+    usable = np.isfinite(network["keras"]).all(axis=(1, 2))
+    assert usable.sum() >= len(origins) - 1 and usable[-1]
+    np.testing.assert_allclose(np.exp(network["numpy"][usable]), np.exp(network["keras"][usable]), rtol=1e-5)
+    random_walk = np.log(levels.to_numpy())[origins][:, None, :]
+    moved = np.abs(network["keras"][usable] - random_walk[usable]).max(axis=(0, 1))
+    assert (moved > 1e-4).all(), f"the network's forecast stays at the last level for some series: {moved}"
 
     # The window the daily flow fetched holds everything the forecast reads: on the whole history
     # (from the demo's first day) the same model forecasts the same values and bands.
