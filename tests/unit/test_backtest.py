@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.backtest import BACKTEST_COLUMNS, _band_offsets, run_backtest
+from tasks.core.backtest import BACKTEST_COLUMNS, _band_offsets, _calibration_errors, run_backtest
 from tasks.core.features import Scaler, make_features
 from tasks.core.intervals import (
     adaptive_bands,
@@ -14,6 +14,7 @@ from tasks.core.intervals import (
     calibrated_coverage_range,
     expanding_bands,
     expanding_coverage,
+    horizon_volatility,
     interval_log_bounds,
     widen_with_horizon,
 )
@@ -207,6 +208,12 @@ def test_progress_is_reported_after_every_refit_block(levels: pd.DataFrame) -> N
     features = make_features(levels, 20)
     scaler = Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4))
     reports: list[tuple[int, int]] = []
+    refit_through: list[pd.Timestamp] = []
+
+    def refit(history: pd.DataFrame) -> object:
+        refit_through.append(history.index[-1])
+        return lstm_alone(ZeroPredictor(), scaler)
+
     result = run_backtest(
         lstm_alone(ZeroPredictor(), scaler),
         levels,
@@ -214,10 +221,39 @@ def test_progress_is_reported_after_every_refit_block(levels: pd.DataFrame) -> N
         horizons=(1, 5),
         origin_step=2,
         refit_every=40,
-        refit=lambda history: lstm_alone(ZeroPredictor(), scaler),
+        refit=refit,
         on_progress=lambda done, total: reports.append((done, total)),
     )
     assert len(reports) > 2  # one per block of 40 sessions (20 origins)
     assert [total for _, total in reports] == [result.n_origins] * len(reports)
     done = [d for d, _ in reports]
     assert done == sorted(done) and done[-1] == result.n_origins and done[0] == 20
+    # Each later block's model is refitted on every session up to its first origin, and none after:
+    # origins are feature rows 399, 401, ...; a block starts every 20 origins.
+    offset = len(levels) - len(features)
+    assert refit_through == [levels.index[offset + 399 + 40 * block] for block in range(1, len(reports))]
+
+
+def test_the_interval_calibration_uses_no_error_whose_target_is_in_the_test_part(levels: pd.DataFrame) -> None:
+    features = make_features(levels, 20)
+    offset, test_start_row = len(levels) - len(features), 400
+    scaler = Scaler.fit(features.iloc[:300]).with_shrinkage(np.zeros(4))
+    ensemble = lstm_alone(ZeroPredictor(), scaler)
+    changed = levels.copy()
+    changed.iloc[offset + test_start_row :] *= 1.5  # the test part only
+
+    def calibration(frame: pd.DataFrame) -> tuple[dict[int, np.ndarray], ...]:
+        log_levels = np.log(frame.to_numpy(dtype="float64"))
+        volatility = {h: horizon_volatility(log_levels, h) for h in (1, 5, 20)}
+        return _calibration_errors(
+            ensemble, frame, log_levels[offset:], volatility, offset=offset, test_start_row=test_start_row,
+            calibration_start_row=300, horizons=(1, 5, 20), origin_step=1,
+        )  # fmt: skip
+
+    before, after = calibration(levels), calibration(changed)
+    for h in (1, 5, 20):
+        origins = before[2][h]
+        assert len(origins) > 50 and origins.max() + h == test_start_row - 1  # up to the last target allowed
+        for errors_before, errors_after in zip(before[:2], after[:2], strict=True):
+            assert np.isfinite(errors_before[h]).any()
+            np.testing.assert_array_equal(errors_before[h], errors_after[h])
