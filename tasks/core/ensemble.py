@@ -305,13 +305,3 @@ def fit_ensemble(
             rows.append(MemberWeights(series_id=sid, horizon=h, weights=weights, skill=skill))
     card = draft.card.model_copy(update={"weights": tuple(rows), "method": METHOD.format(z=config.skill_z)})
     return Ensemble(predictor, scaler, card, settings.sequence_length, settings.level_window, mase_scale)
-
-
-def calibration_start(ensemble: Ensemble, *, split: Split, offset: int) -> dict[str, int]:
-    """Per series, the first feature row whose forecasts are out of sample for every member it uses.
-
-    A series that uses the LSTM: the validation slice (the network trained on the rows before it).
-    Otherwise: the first origin with enough history for the classical members.
-    """
-    classical = max(0, ensemble.card.min_estimation_sessions - 1 - offset)
-    return {sid: (split.validation_start - 1 if used else classical) for sid, used in ensemble.uses_lstm.items()}

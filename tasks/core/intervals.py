@@ -251,18 +251,6 @@ def calibrated_coverage_range(
     return tuple(ranges)
 
 
-def expanding_coverage(
-    z: np.ndarray, origins: np.ndarray, h: int, *, prior: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Coverage of 80% and 95% bands built only from errors realised before each origin.
-
-    The error of origin o is known at o + h; the band at origin o uses the `prior` errors (realised
-    before the first origin) and the errors of origins o' with o' + h <= o, and is scored only when
-    at least MIN_CALIBRATION of them exist.
-    """
-    return band_coverage(expanding_bands(z, origins, h, prior=prior), z)
-
-
 def interval_log_bounds(
     z_quantiles: pd.DataFrame, log_levels: np.ndarray, series: tuple[str, ...], horizon: int
 ) -> pd.DataFrame:

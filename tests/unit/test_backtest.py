@@ -13,7 +13,6 @@ from tasks.core.intervals import (
     band_coverage,
     calibrated_coverage_range,
     expanding_bands,
-    expanding_coverage,
     horizon_volatility,
     interval_log_bounds,
     widen_with_horizon,
@@ -83,12 +82,12 @@ def test_coverage_uses_only_errors_realised_before_each_origin() -> None:
     rng = np.random.default_rng(0)
     z = rng.normal(size=(400, 1))
     origins = np.arange(400)
-    cover80, cover95, n = expanding_coverage(z, origins, 5)
+    cover80, cover95, n = band_coverage(expanding_bands(z, origins, 5), z)
     assert n[0] == 400 - (20 + 5 - 1)  # origin o needs 20 errors of origins <= o - 5: o >= 24
     assert abs(cover80[0] - 0.8) < 0.06 and abs(cover95[0] - 0.95) < 0.04
     # A regime change the past could not know: bands calibrated on calm errors miss wild ones.
     z[200:] *= 5
-    assert expanding_coverage(z, origins, 5)[0][0] < 0.7
+    assert band_coverage(expanding_bands(z, origins, 5), z)[0][0] < 0.7
 
 
 def test_without_adaptation_the_adaptive_bands_are_the_expanding_ones() -> None:
