@@ -7,13 +7,14 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics
 
 from tasks.core.calendar import sessions_after
 from tasks.core.contracts import EnsembleCard
 from tasks.core.ensemble import Ensemble
 from tasks.core.features import Scaler, SplitDates, make_features
 from tasks.core.forecast import forecast_levels, forecast_table, one_step_predictions
-from tasks.core.metrics import METRIC_COLUMNS, insample_naive_mae, mase, score_predictions
+from tasks.core.metrics import METRIC_COLUMNS, insample_naive_mae, mae, mase, pinball_loss, r2, rmse, score_predictions
 
 
 def test_rel_mae_is_model_mae_over_random_walk_mae_on_the_same_rows() -> None:
@@ -33,6 +34,19 @@ def test_rel_mae_is_model_mae_over_random_walk_mae_on_the_same_rows() -> None:
     assert row["mse"] == pytest.approx(0.125) and row["naive_mse"] == pytest.approx(1.0)
     assert row["n"] == 4
     assert np.isnan(row["mase"])  # no training scale given: unknown, never the ratio above
+
+
+@pytest.mark.parametrize("tau", [0.025, 0.1, 0.9, 0.975])
+def test_the_metrics_agree_with_scikit_learns(tau: float) -> None:
+    rng = np.random.default_rng(7)
+    actual = rng.normal(100.0, 5.0, 300)
+    predicted = actual + rng.normal(1.0, 3.0, 300)  # biased, so over- and under-forecasts differ
+    # scikit-learn (installed by the [test] extra) as an independent reference.
+    assert mae(actual, predicted) == pytest.approx(metrics.mean_absolute_error(actual, predicted))
+    assert rmse(actual, predicted) == pytest.approx(metrics.root_mean_squared_error(actual, predicted))
+    assert r2(actual, predicted) == pytest.approx(metrics.r2_score(actual, predicted))
+    reference = metrics.mean_pinball_loss(actual, predicted, alpha=tau)
+    assert pinball_loss(actual, predicted, tau) == pytest.approx(reference)
 
 
 def test_mase_scales_by_the_in_sample_naive_mae_of_the_training_part() -> None:
