@@ -134,6 +134,18 @@ def test_gate_keeps_a_champion_better_on_the_mean() -> None:
     assert not decision.promoted and "kept the old champion v1" in decision.reason
 
 
+def test_a_tie_on_the_mean_goes_to_the_new_model() -> None:
+    settings = tiny_settings(series=["SP500", "VIXCLS"])
+    tied = gate_decision(
+        backtest({"SP500": 0.99, "VIXCLS": 0.97}),
+        card(["SP500", "VIXCLS"], rel_mae=0.98),
+        settings,
+        data_source="fred",
+        data_through=THROUGH,
+    )
+    assert tied.promoted and "champion's 0.9800" in tied.reason  # it has seen more recent data
+
+
 def test_gate_never_replaces_a_champion_built_from_later_data() -> None:
     settings = tiny_settings(series=["SP500", "VIXCLS"])
     champion = card(["SP500", "VIXCLS"], rel_mae=0.99)
