@@ -8,6 +8,7 @@ import pytest
 
 from tasks.core.contracts import EnsembleCard, MemberWeights
 from tasks.core.ensemble import Ensemble, combine, fit_ensemble, slope_weight, stagewise_weights, weight_arrays
+from tasks.core.settings import EnsembleSettings
 from tasks.core.training import TrainedModel, fit_lstm
 from tests.harness.settings import tiny_settings
 
@@ -35,6 +36,20 @@ def test_a_mean_reverting_series_leans_on_the_mean_reversion_member(ensemble: En
     # The demo VIX reverts to its mean; its rolling-origin evidence says so at long horizons.
     vix = {w.horizon: w for w in ensemble.card.weights if w.series_id == "VIXCLS"}
     assert vix[30].weights.get("mean_reversion", 0.0) > 0.5 and vix[30].skill < 0.9
+
+
+def test_a_higher_skill_z_moves_weight_back_to_the_random_walk(
+    trained: TrainedModel, ensemble: Ensemble, levels: pd.DataFrame
+) -> None:
+    def random_walk_weights(skill_z: float) -> np.ndarray:
+        settings = tiny_settings(ensemble=EnsembleSettings(skill_z=skill_z))
+        fitted = fit_ensemble(trained.predictor, trained.scaler, levels, split=trained.split, settings=settings)
+        assert fitted.card.method != ensemble.card.method  # the card names the rule it used
+        return np.array([row.weights.get("random_walk", 0.0) for row in fitted.card.weights])
+
+    at_default = np.array([row.weights.get("random_walk", 0.0) for row in ensemble.card.weights])  # skill_z 1
+    trusting, doubting = random_walk_weights(0.0), random_walk_weights(5.0)
+    assert trusting.sum() < at_default.sum() < doubting.sum()
 
 
 def test_without_validated_skill_the_weight_stays_on_the_random_walk() -> None:
