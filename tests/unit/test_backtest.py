@@ -9,6 +9,7 @@ import pytest
 from tasks.core.backtest import BACKTEST_COLUMNS, _band_offsets, _calibration_errors, run_backtest
 from tasks.core.features import Scaler, make_features
 from tasks.core.intervals import (
+    _band_levels,
     adaptive_bands,
     band_coverage,
     calibrated_coverage_range,
@@ -140,6 +141,12 @@ def test_interval_bounds_widen_with_the_horizon(random_walk_result: object, leve
     assert list(sp.index) == list(range(1, 31))
     assert (sp["q025"] < sp["q10"]).all() and (sp["q10"] < sp["q90"]).all() and (sp["q90"] < sp["q975"]).all()
     assert sp.loc[30, "q975"] - sp.loc[30, "q025"] > sp.loc[1, "q975"] - sp.loc[1, "q025"]
+
+
+def test_the_95_band_stays_outside_the_80_band_whatever_the_adaptation_reached() -> None:
+    # Miss levels (80%, 95%) the adaptive correction may reach: the 95% band's never exceeds the 80%'s.
+    np.testing.assert_allclose(_band_levels(np.array([0.2, 0.05])), [0.025, 0.1, 0.9, 0.975])
+    np.testing.assert_allclose(_band_levels(np.array([0.15, 0.3])), [0.075, 0.075, 0.925, 0.925])
 
 
 def test_a_band_never_narrows_as_the_horizon_grows() -> None:
