@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from prefect import Flow
 from prefect.client.schemas.objects import State
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from tasks.core.errors import PipelineError
@@ -130,19 +130,27 @@ def parse_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) 
         _usage_error(parser, "invalid settings:\n" + validation_errors(exc))
     # The flow's own annotations (validators included), checked before a run exists: Prefect would
     # check them too, but only after the run has started, failed it and called its failure hooks.
+    # Together and in the signature's order, as Prefect does: a validator may read an earlier
+    # parameter (the training settings' windows are checked against as_of).
+    parameters = {**values, SETTINGS_PARAMETER: settings}
+    try:
+        _parameters_model(flow).model_validate(parameters)
+    except ValidationError as exc:
+        _usage_error(parser, "invalid flow parameters:\n" + validation_errors(exc))
+    return parameters
+
+
+def _parameters_model(flow: Flow[..., Any]) -> type[BaseModel]:
+    """A pydantic model of the flow's parameters: their annotations and defaults, in order."""
     annotations = typing.get_type_hints(flow.fn, include_extras=True)
-    problems = []
-    for name, value in values.items():
-        try:
-            TypeAdapter(annotations[name]).validate_python(value)
-        except ValidationError as exc:
-            problems.append(validation_errors(exc, prefix=name))
-    if problems:
-        _usage_error(parser, "invalid flow parameters:\n" + "\n".join(problems))
-    return {**values, SETTINGS_PARAMETER: settings}
+    fields: dict[str, Any] = {
+        name: (annotations[name], ... if parameter.default is inspect.Parameter.empty else parameter.default)
+        for name, parameter in inspect.signature(flow.fn).parameters.items()
+    }
+    return create_model("FlowParameters", **fields)
 
 
-def validation_errors(exc: ValidationError, *, prefix: str = "") -> str:
+def validation_errors(exc: ValidationError) -> str:
     """Validation errors, one line each, field path first.
 
     Without pydantic's echo that a list whose items were rejected is too short: `--series sp500` is
@@ -151,7 +159,7 @@ def validation_errors(exc: ValidationError, *, prefix: str = "") -> str:
     errors = exc.errors()
     rejected_items = {tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)}
     return "\n".join(
-        f"  {'.'.join(str(part) for part in (prefix, *e['loc']) if part != '')}: {e['msg']}"
+        f"  {'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
         for e in errors
         if not (e["type"] == "too_short" and tuple(e["loc"]) in rejected_items)
     )

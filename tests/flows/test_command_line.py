@@ -12,6 +12,7 @@ from prefect.client.orchestration import get_client
 from flows.cli import parse_command_line, run_from_command_line
 from flows.common import today_in_new_york
 from flows.daily_forecast import daily_forecast
+from flows.train_model import train_model
 
 
 def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -58,6 +59,24 @@ def test_a_date_after_today_starts_no_run_so_no_failure_alert(
         run_from_command_line(daily_forecast, ["--as-of", later, "--output-dir", str(tmp_path)])
     assert exited.value.code == 2
     assert f"as_of: Value error, as_of {later} is after today" in capsys.readouterr().err
+    assert asyncio.run(flow_run_count()) == before
+
+
+def test_a_history_too_short_for_the_as_of_starts_no_training_run(
+    prefect_harness: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The training settings' check reads as_of, an earlier parameter: the parameters are validated
+    # together, as Prefect validates them.
+    import asyncio
+
+    before = asyncio.run(flow_run_count())
+    argv = ["--as-of", "2025-03-31", "--history-start", "2024-09-01", "--output-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exited:
+        run_from_command_line(train_model, argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "settings: Value error, model group 'default' is too short for its windows: 2024-09-01 .. " in err, err
+    assert "move its history_start earlier" in err
     assert asyncio.run(flow_run_count()) == before
 
 
