@@ -115,7 +115,7 @@ def train_model(
         )
     # Only now, with the training run's folder complete: a champion's training_run_folder (what the
     # daily runs' model_training_run and Power BI's model tables point at) is never half-written.
-    promote_champions(storage, groups, replacing=replacing, promoted_utc=created)
+    promote_champions(storage, groups, replacing=replacing, promoted_utc=utc_now())
     return {
         "run_folder": folder,
         "location": published.location,

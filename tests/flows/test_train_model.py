@@ -12,7 +12,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -145,6 +145,9 @@ def test_model_version_folder_has_model_scaler_and_a_card_with_matching_hashes(d
     assert champion["version"] == result["model_version"]
     assert champion["training_run_folder"] == card["training_run_folder"] == result["run_folder"]
     assert champion["model_card_sha256"] == sha256_hex((version_dir / "model_card.json").read_bytes())
+    # Promoted once the run folder was complete: after its manifest was written, not when the run began.
+    published = datetime.fromtimestamp(int((out / result["run_folder"] / "manifest.json").stat().st_mtime), UTC)
+    assert datetime.fromisoformat(champion["promoted_utc"]) >= published
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pickle"))
 
 
