@@ -262,7 +262,7 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
             )
             raise self._fail(
                 FredTransientError,
-                f"{sid}: could not reach FRED at {self.root_url}: {type(reason).__name__}: {reason}{limit}",
+                f"{sid}: could not reach FRED at {self.root_url}: {type(reason).__name__}: {reason}{limit}.",
             ) from None
         try:
             return ET.fromstring(body)  # noqa: S314 - FRED's XML, parsed as fredapi itself does
@@ -270,7 +270,7 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
             raise self._fail(
                 FredTransientError,
                 f"{sid}: FRED answered with a body that is not XML ({exc}); a proxy error page or a "
-                f"truncated response. First bytes: {body[:80]!r}",
+                f"truncated response. First bytes: {body[:80]!r}.",
             ) from None
 
     def _read_within_the_time_limit(self, response: http.client.HTTPResponse) -> bytes:

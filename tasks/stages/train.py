@@ -38,7 +38,8 @@ def train_lstm_task(levels: pd.DataFrame, settings: Settings) -> TrainedModel:
 
     trained = fit_lstm(levels, settings, on_epoch_end=on_epoch_end)
     logger.info(
-        "Trained on %s up to %s (validation slice from %s); test part %s .. %s held out; shrinkage %s",
+        "Trained on the sessions from %s up to (not including) %s (validation slice from %s); test part "
+        "%s .. %s held out; shrinkage %s",
         trained.data_start,
         trained.split_dates.test_start,
         trained.split_dates.validation_start,
