@@ -50,6 +50,15 @@ def _json(text: str) -> object:
     return cast(object, json.loads(text))
 
 
+def _accepts_none(annotation: object) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
+def _text_or_none(text: str) -> str | None:
+    """A setting that may be None takes `none` (or `null`) on the command line."""
+    return None if text.strip().lower() in {"none", "null"} else text
+
+
 def _is_mapping(annotation: object) -> bool:
     return typing.get_origin(annotation) is dict
 
@@ -99,7 +108,12 @@ def build_parser(flow: Flow[..., Any]) -> tuple[argparse.ArgumentParser, list[tu
         nargs = "+" if _is_sequence(field.annotation) else None
         help_text = (field.description or path) + _default_text(field)
         metavar = path.rsplit(".", 1)[-1].upper()
-        value: dict[str, Any] = {"type": _json, "metavar": "JSON"} if _is_mapping(field.annotation) else {}
+        value: dict[str, Any] = {}
+        if _is_mapping(field.annotation):
+            value = {"type": _json, "metavar": "JSON"}
+        elif _accepts_none(field.annotation):
+            value = {"type": _text_or_none}
+            help_text = f"{field.description or path} On the command line: none.{_default_text(field)}"
         group.add_argument(
             option,
             dest=dest,
@@ -123,7 +137,8 @@ def parse_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) 
             *parents, leaf = path.split(".")
             for parent in parents:
                 node = node.setdefault(parent, {})
-            node[leaf] = values.pop(dest)
+            value = values.pop(dest)
+            node[leaf] = None if value == [None] else value  # `--champion-gate.series none`
     try:
         settings = Settings.model_validate(overrides)
     except ValidationError as exc:

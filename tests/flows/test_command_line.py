@@ -43,6 +43,24 @@ def test_bad_flow_parameters_are_usage_errors(
     assert "invalid flow parameters:" in err and expected in err, err
 
 
+def test_a_setting_whose_none_means_something_takes_none() -> None:
+    argv = [
+        "--storage.incomplete-folder-days",
+        "none",
+        "--champion-gate.series",
+        "None",
+        "--fetch.rate-limit-name",
+        "null",
+    ]
+    settings = parse_command_line(daily_forecast, argv)["settings"]
+    assert settings.storage.incomplete_folder_days is None and settings.champion_gate.series is None
+    assert settings.fetch.rate_limit_name is None
+    assert parse_command_line(daily_forecast, [])["settings"].storage.incomplete_folder_days == 7
+    assert parse_command_line(daily_forecast, ["--champion-gate.series", "SP500"])["settings"].champion_gate.series == (
+        "SP500",
+    )
+
+
 async def flow_run_count() -> int:
     async with get_client() as client:
         return await client.count_flow_runs()
