@@ -14,6 +14,7 @@ import pandas as pd
 
 from tasks.core.calendar import sessions_after
 from tasks.core.ensemble import Ensemble
+from tasks.core.errors import InsufficientDataError
 from tasks.core.features import SplitDates, make_features
 from tasks.core.intervals import interval_log_bounds
 
@@ -41,6 +42,14 @@ def one_step_predictions(
     rows = np.arange(ensemble.sequence_length, len(features))
     if first_date is not None:
         rows = rows[features.index[rows] >= pd.Timestamp(first_date)]
+    if len(rows) == 0:
+        needed = ensemble.level_window + ensemble.sequence_length
+        raise InsufficientDataError(
+            f"No session to predict: the data holds {len(levels)} aligned session(s) "
+            f"({_span(levels.index)}), and the model's first prediction needs {needed} "
+            f"(level_window={ensemble.level_window} + sequence_length={ensemble.sequence_length}). "
+            "Use a later as_of, or data that begins earlier."
+        )
     predicted_log = ensemble.paths(levels, rows - 1 + offset, 1)[:, 0, :]
     on_feature_dates = levels.loc[features.index].to_numpy(dtype="float64")
     previous, actual = on_feature_dates[rows - 1], on_feature_dates[rows]
@@ -58,6 +67,10 @@ def one_step_predictions(
             "split": np.tile(split_dates.label(pd.DatetimeIndex(dates)), len(series)),
         }
     )
+
+
+def _span(index: pd.Index) -> str:
+    return f"{index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}" if len(index) else "none"
 
 
 def forecast_levels(ensemble: Ensemble, levels: pd.DataFrame, *, horizon: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from sklearn import metrics
 from tasks.core.calendar import sessions_after
 from tasks.core.contracts import EnsembleCard
 from tasks.core.ensemble import Ensemble
+from tasks.core.errors import InsufficientDataError
 from tasks.core.features import Scaler, SplitDates, make_features
 from tasks.core.forecast import forecast_levels, forecast_table, one_step_predictions
 from tasks.core.metrics import METRIC_COLUMNS, insample_naive_mae, mae, mase, pinball_loss, r2, rmse, score_predictions
@@ -106,6 +107,15 @@ class ZeroPredictor:
 def lstm_alone(predictor: object, scaler: Scaler, *, sequence_length: int = 5, level_window: int = 20) -> Ensemble:
     """The network alone as the model (what a format-1 model card describes)."""
     return Ensemble(predictor, scaler, EnsembleCard.lstm_only(scaler.series), sequence_length, level_window)
+
+
+def test_too_few_sessions_for_one_prediction_say_how_many_are_needed(levels: pd.DataFrame) -> None:
+    scaler = Scaler.fit(make_features(levels, 20).iloc[:300]).with_shrinkage(np.zeros(4))
+    model = lstm_alone(ZeroPredictor(), scaler)  # sequence_length 5, level_window 20: 25 sessions
+    split = SplitDates(date(2024, 1, 2), date(2024, 6, 3), levels.index[-1].date())
+    assert one_step_predictions(model, levels.iloc[:25], split_dates=split)["date"].nunique() == 1
+    with pytest.raises(InsufficientDataError, match=r"holds 24 aligned session\(s\) \(2023-01-03 .. .*needs 25 "):
+        one_step_predictions(model, levels.iloc[:24], split_dates=split)
 
 
 def test_a_model_with_zero_shrinkage_is_exactly_the_random_walk(levels: pd.DataFrame) -> None:
