@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tasks.core.ensemble import fit_ensemble
-from tasks.core.features import Scaler, make_features
+from tasks.core.features import Scaler, make_features, window_inputs
 from tasks.core.training import fit_lstm, refit_ensemble
 from tests.harness.settings import tiny_settings
 
@@ -111,6 +111,46 @@ def test_changing_the_training_part_changes_the_ensemble_weights(levels: pd.Data
     changed = levels.copy()
     changed.iloc[100:300] = changed.iloc[100:300].to_numpy() * np.linspace(1.0, 1.3, 200)[:, None]
     assert fit_weights(trained, changed).card.weights != before.card.weights
+
+
+def oracle(levels: pd.DataFrame, trained: object, last_origin: int) -> object:
+    """A network that knows the next session's returns for windows ending at feature rows up to
+    `last_origin`, and predicts the random walk elsewhere (recursive windows included)."""
+    settings = tiny_settings()
+    scaler = trained.scaler
+    scaled = scaler.transform(make_features(levels, settings.level_window).to_numpy())
+    n_series = levels.shape[1]
+    origins = np.arange(settings.sequence_length - 1, last_origin + 1)
+    windows = window_inputs(scaled, settings.sequence_length, origins + 1)
+    known = {window.tobytes(): scaled[row + 1, :n_series] for window, row in zip(windows, origins, strict=True)}
+    mean, scale = scaler.return_moments()
+    unknown = -np.asarray(mean) / np.asarray(scale)  # a zero return: the random walk
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float32)
+        return np.array([known.get(window.tobytes(), unknown) for window in x], dtype=np.float32)
+
+    return predict
+
+
+def lstm_weight_at_h1(ensemble: object) -> list[float]:
+    return [row.weights.get("lstm", 0.0) for row in ensemble.card.weights if row.horizon == 1]
+
+
+def test_the_lstms_weight_is_earned_on_the_validation_slice_never_on_its_own_training_windows(
+    levels: pd.DataFrame, trained: object
+) -> None:
+    # A network perfect on the windows it trained on and no better than the random walk after them
+    # (what overfitting looks like at its worst) has shown no skill: no weight.
+    split, unshrunk = trained.split, trained.scaler.with_shrinkage(np.ones(levels.shape[1]))
+
+    def fitted(last_known_origin: int) -> object:
+        predictor = oracle(levels, trained, last_known_origin)
+        return fit_ensemble(predictor, unshrunk, levels, split=split, settings=tiny_settings())
+
+    assert lstm_weight_at_h1(fitted(split.validation_start - 2)) == [0.0] * levels.shape[1]
+    # Not vacuous: the same network, perfect on the validation slice too, does earn weight there.
+    assert min(lstm_weight_at_h1(fitted(split.train_end - 2))) > 0.5
 
 
 def test_history_has_one_row_per_epoch_with_train_and_validation_loss(trained: object) -> None:
