@@ -61,6 +61,24 @@ def test_drift_baseline_differs_from_the_random_walk(random_walk_result: object)
     assert (at_20["drift_mae"] != at_20["naive_mae"]).all()
 
 
+def test_the_drift_baseline_reads_no_session_after_its_origin(levels: pd.DataFrame) -> None:
+    # Multiply the last session by 10: only the last origin's actual changes, for the drift and the
+    # random walk alike, so their summed absolute errors move by nearly the same amount (they differ
+    # by one step of drift). A drift estimated from later sessions would move at every origin.
+    features = make_features(levels, 20)
+    model = lstm_alone(ZeroPredictor(), Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4)))
+    changed = levels.copy()
+    changed.iloc[-1] *= 10.0
+
+    def summed(frame: pd.DataFrame) -> pd.DataFrame:
+        metrics = run_backtest(model, frame, test_start_row=400, horizons=(1,)).metrics.set_index("series_id")
+        return metrics[["drift_mae", "naive_mae"]].mul(metrics["n"], axis=0)
+
+    moved = summed(changed) - summed(levels)
+    assert (moved["naive_mae"] > 8.0 * levels.iloc[-1]).all()  # the change reached the scores
+    np.testing.assert_allclose(moved["drift_mae"], moved["naive_mae"], atol=0, rtol=1e-3)
+
+
 def test_each_coverage_has_the_range_of_a_calibrated_bands_coverage_on_its_origins(levels: pd.DataFrame) -> None:
     features = make_features(levels, 20)
     scaler = Scaler.fit(features.iloc[:400]).with_shrinkage(np.zeros(4))
