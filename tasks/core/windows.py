@@ -64,6 +64,12 @@ def short_groups(settings: Settings, *, as_of: date) -> list[str]:
     problems = []
     for name, group in settings.model_groups.items():
         start = group.history_start or settings.history_start
+        if start > as_of:
+            problems.append(
+                f"model group {name!r} has no history: as_of {as_of} is before its history_start {start}; give "
+                "a later as_of or an earlier history_start"
+            )
+            continue
         held = len(sessions_in_range(start, as_of))
         if held < needed:
             problems.append(

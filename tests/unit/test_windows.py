@@ -9,7 +9,7 @@ import pytest
 from tasks.core.calendar import sessions_in_range
 from tasks.core.intervals import LONG_VOL_WINDOW
 from tasks.core.settings import EnsembleSettings
-from tasks.core.windows import FETCH_MARGIN_SESSIONS, daily_fetch_start
+from tasks.core.windows import FETCH_MARGIN_SESSIONS, daily_fetch_start, short_groups
 from tests.harness.settings import tiny_settings
 
 AS_OF = date(2025, 7, 8)
@@ -30,3 +30,14 @@ def test_the_daily_fetch_holds_the_lookback_and_the_longest_window_before_it(
     )
     start = daily_fetch_start(AS_OF, lookback_sessions=20, settings=settings)
     assert len(sessions_in_range(start, AS_OF)) == 20 + longest + FETCH_MARGIN_SESSIONS
+
+
+def test_a_group_whose_history_starts_after_as_of_is_named_as_such() -> None:
+    settings = tiny_settings(history_start=date(2020, 1, 1))
+    assert short_groups(settings, as_of=date(2015, 6, 1)) == [
+        "model group 'default' has no history: as_of 2015-06-01 is before its history_start 2020-01-01; give a "
+        "later as_of or an earlier history_start"
+    ]
+    short = short_groups(settings, as_of=date(2020, 3, 2))
+    assert len(short) == 1 and "2020-01-01 .. 2020-03-02 holds 41 NYSE sessions" in short[0]
+    assert short_groups(settings, as_of=date(2025, 3, 31)) == []
