@@ -45,8 +45,8 @@ def one_step_predictions(
     if len(rows) == 0:
         needed = ensemble.level_window + ensemble.sequence_length
         raise InsufficientDataError(
-            f"No session to predict: the data holds {len(levels)} aligned session(s) "
-            f"({_span(levels.index)}), and the model's first prediction needs {needed} "
+            f"No session to predict: the data holds {len(levels)} aligned session(s) ({levels.index[0]:%Y-%m-%d} "
+            f".. {levels.index[-1]:%Y-%m-%d}), and the model's first prediction needs {needed} "
             f"(level_window={ensemble.level_window} + sequence_length={ensemble.sequence_length}). "
             "Use a later as_of, or data that begins earlier."
         )
@@ -67,10 +67,6 @@ def one_step_predictions(
             "split": np.tile(split_dates.label(pd.DatetimeIndex(dates)), len(series)),
         }
     )
-
-
-def _span(index: pd.Index) -> str:
-    return f"{index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}" if len(index) else "none"
 
 
 def forecast_levels(ensemble: Ensemble, levels: pd.DataFrame, *, horizon: int) -> np.ndarray:
