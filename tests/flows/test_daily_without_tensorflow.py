@@ -138,7 +138,7 @@ def test_its_forecast_equals_the_tensorflow_forecast_of_the_same_model(daily_run
     # NumPy forward pass the daily flow loads against Keras, at every published session (the
     # one-session predictions) and over the 30-session recursive forecast from the last one.
     loaded = load_champion(storage, daily_run.settings, data_source="fred")
-    unshrunk = loaded.scaler.model_copy(update={"shrinkage": (1.0,) * len(loaded.scaler.series)})
+    unshrunk = loaded.scaler.with_shrinkage(np.ones(len(loaded.scaler.series)))
     origins = np.flatnonzero(levels.index.isin(published.index))
     horizon = daily_run.settings.forecast_horizon
     network = {
