@@ -9,6 +9,8 @@ import pytest
 from tasks.core.backtest import BACKTEST_COLUMNS, _band_offsets, _calibration_errors, run_backtest
 from tasks.core.features import Scaler, make_features
 from tasks.core.intervals import (
+    LONG_VOL_WINDOW,
+    VOL_WINDOW,
     _band_levels,
     adaptive_bands,
     band_coverage,
@@ -18,6 +20,7 @@ from tasks.core.intervals import (
     interval_log_bounds,
     widen_with_horizon,
 )
+from tasks.core.significance import diebold_mariano
 from tests.unit.test_evaluate_forecast import ZeroPredictor, lstm_alone
 
 
@@ -77,6 +80,35 @@ def test_the_drift_baseline_reads_no_session_after_its_origin(levels: pd.DataFra
     moved = summed(changed) - summed(levels)
     assert (moved["naive_mae"] > 8.0 * levels.iloc[-1]).all()  # the change reached the scores
     np.testing.assert_allclose(moved["drift_mae"], moved["naive_mae"], atol=0, rtol=1e-3)
+
+
+def test_the_scores_and_the_significance_test_can_be_recomputed_from_the_levels(levels: pd.DataFrame) -> None:
+    # An unshrunk network that always predicts the training mean return forecasts level * exp(h * mean):
+    # every score of the backtest can then be recomputed by hand from the levels, at every origin.
+    features = make_features(levels, 20)
+    scaler = Scaler.fit(features.iloc[:400])
+    metrics = run_backtest(lstm_alone(ZeroPredictor(), scaler), levels, test_start_row=400, horizons=(1, 5, 20))
+    metrics = metrics.metrics.set_index(["series_id", "horizon"])
+    logs = np.log(levels.to_numpy())
+    mean_return, _ = scaler.return_moments()
+    first_origin = len(levels) - len(features) + 399  # the level row of the last training target
+    for h in (1, 5, 20):
+        origins = np.arange(first_origin, len(levels) - h)
+        for j, sid in enumerate(levels.columns):
+            actual, naive = np.exp(logs[origins + h, j]), np.exp(logs[origins, j])
+            forecast = naive * np.exp(h * mean_return[j])
+            # The drift: the mean daily log-return of the sessions up to and including the origin.
+            drift = naive * np.exp(h * np.array([np.diff(logs[: o + 1, j]).mean() for o in origins]))
+            row = metrics.loc[(sid, h)]
+            assert row["n"] == len(origins)
+            assert row["mae"] == pytest.approx(np.abs(actual - forecast).mean(), rel=1e-9)
+            assert row["naive_mae"] == pytest.approx(np.abs(actual - naive).mean(), rel=1e-9)
+            assert row["drift_mae"] == pytest.approx(np.abs(actual - drift).mean(), rel=1e-9)
+            # Neighbouring h-session errors overlap in h - 1 sessions: the test's correction uses h.
+            test = diebold_mariano(np.abs(actual - forecast), np.abs(actual - naive), horizon=h)
+            assert row["dm_stat"] == pytest.approx(test.statistic, rel=1e-6)
+            assert row["dm_pvalue"] == pytest.approx(test.p_value, rel=1e-6)
+    assert metrics.loc[("SP500", 1), "dm_pvalue"] < 0.1 < metrics.loc[("SP500", 20), "dm_pvalue"]  # not vacuous
 
 
 def test_each_coverage_has_the_range_of_a_calibrated_bands_coverage_on_its_origins(levels: pd.DataFrame) -> None:
@@ -159,6 +191,28 @@ def test_interval_bounds_widen_with_the_horizon(random_walk_result: object, leve
     assert list(sp.index) == list(range(1, 31))
     assert (sp["q025"] < sp["q10"]).all() and (sp["q10"] < sp["q90"]).all() and (sp["q90"] < sp["q975"]).all()
     assert sp.loc[30, "q975"] - sp.loc[30, "q025"] > sp.loc[1, "q975"] - sp.loc[1, "q025"]
+
+
+def test_the_published_bands_scale_by_the_volatility_of_the_whole_history(levels: pd.DataFrame) -> None:
+    # With standardised quantiles of +-1 at every horizon, a bound is the expected volatility of the
+    # h-session change itself: today's recent volatility reverting towards the long-run one, which
+    # needs the last LONG_VOL_WINDOW sessions, not only the recent ones.
+    z_quantiles = pd.DataFrame(
+        [
+            {"series_id": sid, "horizon": h, "q025": -1.0, "q10": -1.0, "q90": 1.0, "q975": 1.0}
+            for sid in levels.columns
+            for h in (1, 30)
+        ]
+    )
+    logs = np.log(levels.to_numpy())
+    assert len(logs) > LONG_VOL_WINDOW + VOL_WINDOW
+    bounds = interval_log_bounds(z_quantiles, logs, tuple(levels.columns), 30)
+    expected = np.array([horizon_volatility(logs, h)[-1] for h in range(1, 31)])  # (horizon, series)
+    for j, sid in enumerate(levels.columns):
+        q975 = bounds[bounds["series_id"] == sid].set_index("horizon")["q975"].to_numpy()
+        np.testing.assert_allclose(q975, np.maximum.accumulate(expected[:, j]), rtol=1e-12)
+    recent_only = horizon_volatility(logs[-VOL_WINDOW - 1 :], 30)[-1]
+    assert not np.allclose(recent_only, expected[-1], rtol=0.02)  # the long run matters on this data
 
 
 def test_the_95_band_stays_outside_the_80_band_whatever_the_adaptation_reached() -> None:

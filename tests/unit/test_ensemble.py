@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.core import ensemble as ensemble_module
 from tasks.core.contracts import EnsembleCard, MemberWeights
 from tasks.core.ensemble import Ensemble, combine, fit_ensemble, slope_weight, stagewise_weights, weight_arrays
 from tasks.core.settings import EnsembleSettings
@@ -50,6 +51,23 @@ def test_a_higher_skill_z_moves_weight_back_to_the_random_walk(
     at_default = np.array([row.weights.get("random_walk", 0.0) for row in ensemble.card.weights])  # skill_z 1
     trusting, doubting = random_walk_weights(0.0), random_walk_weights(5.0)
     assert trusting.sum() < at_default.sum() < doubting.sum()
+
+
+def test_each_horizons_weights_allow_for_the_overlap_of_its_targets(
+    trained: TrainedModel, levels: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # h-session targets of neighbouring origins share h - 1 sessions: the slopes' standard errors
+    # take h - 1 HAC lags, or overlapping evidence would count as independent and earn weight.
+    lags_by_call: list[int] = []
+
+    def recording(departures: object, error: np.ndarray, *, lags: int, skill_z: float) -> object:
+        lags_by_call.append(lags)
+        return stagewise_weights(departures, error, lags=lags, skill_z=skill_z)
+
+    monkeypatch.setattr(ensemble_module, "stagewise_weights", recording)
+    settings = tiny_settings()
+    fit_ensemble(trained.predictor, trained.scaler, levels, split=trained.split, settings=settings)
+    assert lags_by_call == [h - 1 for _ in levels.columns for h in settings.backtest.horizons]
 
 
 def test_without_validated_skill_the_weight_stays_on_the_random_walk() -> None:
