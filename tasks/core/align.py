@@ -132,7 +132,7 @@ def _check_staleness(cleaned: dict[str, pd.Series], sessions: pd.DatetimeIndex, 
         if behind > max_stale:
             stale.append((sid, values.index[-1].date(), behind))
     if stale:
-        raise StaleDataError(stale, as_of, max_stale)
+        raise StaleDataError(stale, as_of, max_stale, every_series=len(stale) == len(cleaned))
 
 
 def _check_gaps(missing: pd.DataFrame, max_fill: int) -> None:

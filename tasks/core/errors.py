@@ -103,7 +103,10 @@ class DataGapError(DataValidationError):
 class StaleDataError(DataValidationError):
     """A series' last observation is too old for as_of."""
 
-    def __init__(self, stale: Sequence[tuple[str, date | None, int]], as_of: date, limit: int) -> None:
+    def __init__(
+        self, stale: Sequence[tuple[str, date | None, int]], as_of: date, limit: int, *, every_series: bool = False
+    ) -> None:
+        """`every_series`: no series reaches as_of (then as_of most likely lies beyond the data)."""
         self.stale = list(stale)
         self.as_of = as_of
         described = "; ".join(
@@ -112,11 +115,19 @@ class StaleDataError(DataValidationError):
             else f"{sid}: no observation at all up to as_of"
             for sid, last, behind in self.stale
         )
-        super().__init__(
-            f"Stale data for as_of {as_of} (limit max_stale_sessions={limit}): {described}. FRED may "
-            "not have published the latest values yet, or the series was discontinued: re-run later, "
-            "run with an earlier as_of, or raise settings.max_stale_sessions."
-        )
+        latest = max((last for _, last, _ in self.stale if last is not None), default=None)
+        if every_series and latest is not None:
+            advice = (
+                f"No series reaches as_of, so as_of most likely lies beyond the data: run with an as_of on "
+                f"or before {latest}. If the data should reach as_of, FRED may not have published the "
+                "latest values yet: re-run later, or raise settings.max_stale_sessions."
+            )
+        else:
+            advice = (
+                "FRED may not have published the latest values yet, or the series was discontinued: re-run "
+                "later, run with an earlier as_of, or raise settings.max_stale_sessions."
+            )
+        super().__init__(f"Stale data for as_of {as_of} (limit max_stale_sessions={limit}): {described}. {advice}")
 
 
 class InsufficientDataError(DataValidationError):

@@ -93,6 +93,17 @@ def test_a_series_that_stopped_updating_is_reported_stale() -> None:
     assert "as_of 2026-11-30" in message
 
 
+def test_an_as_of_beyond_every_series_says_which_as_of_the_data_can_serve() -> None:
+    # Every series ends on 2026-11-13, ten sessions before as_of: the data ends there (a saved
+    # extract, a stopped feed), which a publication lag of one series does not explain.
+    with pytest.raises(StaleDataError) as caught:
+        align({"A": weekday_series(end=date(2026, 11, 12)), "B": weekday_series(end=date(2026, 11, 13))})
+    message = str(caught.value)
+    assert "A: last observation 2026-11-12 is 11 NYSE session(s)" in message
+    assert "as_of most likely lies beyond the data: run with an as_of on or before 2026-11-13." in message
+    assert message.index("on or before") < message.index("FRED may not have published")
+
+
 def test_one_or_two_sessions_of_publication_lag_are_not_stale() -> None:
     result = align({"A": weekday_series(), "LAGGING": weekday_series(end=date(2026, 11, 25))})
     assert result.last_date == date(2026, 11, 30)
