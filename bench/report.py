@@ -321,7 +321,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         digits, ratio_digits = c.digits, None
         if verdict is not None:  # the judged number (the ratio, or the project's own) shows its verdict
             judged, threshold = number(verdict["measured"]), number(verdict["threshold"])
-            on_ratio = judged == number(values["ratio"])
+            on_ratio = c.judged == "ratio"
             decided = _decisive(
                 2 if on_ratio else c.digits,
                 lambda shown, judged=judged, threshold=threshold: shown(judged) <= threshold,

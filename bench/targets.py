@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bench.results import number
 
@@ -48,6 +48,7 @@ class Comparison:
         digits: Decimals printed.
         target: Printed target, or an "(info: ...)" note.
         target_id: The target that judges the row (see `evaluate_targets`), None for information.
+        judged: What that target judges: the ratio, or the project's own number.
     """
 
     id: str
@@ -57,6 +58,7 @@ class Comparison:
     digits: int
     target: str
     target_id: str | None = None
+    judged: Literal["ratio", "project"] = "ratio"
 
 
 HEADLINE = (
@@ -77,6 +79,7 @@ HEADLINE = (
         1,
         f"project <= {FORECAST_MS_MAX:.0f} ms",
         "forecast_ms",
+        "project",
     ),
     Comparison(
         "forecast_ms_first",
@@ -94,6 +97,7 @@ HEADLINE = (
         2,
         f"project <= {DAILY_SECONDS_MAX:.0f} s",
         "daily_seconds",
+        "project",
     ),
     Comparison(
         "peak_rss_mb",

@@ -21,7 +21,7 @@ import pytest
 from bench.processes import REPO_ROOT
 from bench.report import build_report, coverage_lines, format_report, run_main
 from bench.run import main
-from bench.targets import ISSUE12_HORIZONS, ISSUE12_SERIES, compute_ratios
+from bench.targets import HEADLINE, ISSUE12_HORIZONS, ISSUE12_SERIES, compute_ratios
 from tasks.core.demo import generate_demo_series
 from tasks.core.settings import DEFAULT_SERIES
 
@@ -196,6 +196,13 @@ def test_ratios_and_verdicts_follow_the_measured_numbers() -> None:
     # The pinball target is a mean over issue 12's four series: with three not measured, a miss.
     assert verdicts["pinball_h1"] == "MISS" and verdicts["pinball_h20"] == "MISS" and verdicts["pinball_h30"] == "MISS"
     assert verdicts["rel_mae:SP500:h5"] == "MISS"  # a cell of the issue's grid the run lacks
+    # Each judged headline row says what its target measures: the ratio, or the project's own number.
+    measured = {t["id"]: t["measured"] for t in report["targets"]}
+    judged = [c for c in HEADLINE if c.target_id is not None]
+    assert {c.judged for c in judged} == {"ratio", "project"}
+    for c in judged:
+        value, shown = measured[c.target_id], report["headline"][c.id][c.judged]
+        assert value == shown or (math.isnan(value) and math.isnan(shown)), c.id
 
 
 def _grid_backtest(rel_mae: float = 0.99, pinball: float = 0.95) -> list[dict]:
