@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from tests.deploy.deployments import (
     PAST_SESSION,
@@ -21,6 +20,7 @@ from tests.deploy.deployments import (
     PROCESS_POOL,
     REPO,
     TINY_SETTINGS,
+    registered_and_paused,
     run_deployment,
 )
 from tests.harness.prefect_server import PrefectServer, PrefectWorker
@@ -30,25 +30,13 @@ from tests.harness.prefect_server import PrefectServer, PrefectWorker
 def process_deployments(prefect_server: PrefectServer) -> dict[str, Any]:
     """`prefect --no-prompt deploy` of both process deployments, read back from the API by name.
 
-    Their schedules are paused right after they are read, so that no scheduled run (09:30 New York
-    on a weekday, 18:00 on Sunday) can start in the middle of the session and write into the
-    repository's data/ folder.
+    Their schedules are paused right after they are read (`registered_and_paused`): a scheduled run
+    would write into the repository's data/ folder.
     """
     prefect_server.create_work_pool(PROCESS_POOL, type="process")
     names = [arg for name in PROCESS_DEPLOYMENTS for arg in ("--name", name)]
     prefect_server.cli("--no-prompt", "deploy", *names, cwd=REPO, timeout=300)
-    registered: dict[str, Any] = {}
-    with prefect_server.client() as client:
-        for deployment_name, flow_name in PROCESS_DEPLOYMENTS.items():
-            registered[deployment_name] = client.read_deployment_by_name(f"{flow_name}/{deployment_name}")
-        for deployment in registered.values():
-            for schedule in deployment.schedules:
-                client.update_deployment_schedule(deployment.id, schedule.id, active=False)
-        # Runs the scheduler may have created in between are removed as well.
-        ids = [d.id for d in registered.values()]
-        for flow_run in client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids))):
-            client.delete_flow_run(flow_run.id)
-    return registered
+    return registered_and_paused(prefect_server, PROCESS_DEPLOYMENTS)
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,25 @@ class DeploymentRun:
         return self.command.stdout + self.command.stderr
 
 
+def registered_and_paused(server: PrefectServer, deployments: Mapping[str, str]) -> dict[str, Any]:
+    """Deployments (name -> flow name) read back from the API, their schedules paused at once.
+
+    Runs the scheduler may have created in between are deleted too, so that no scheduled run (09:30
+    New York on a weekday, 18:00 on Sunday) starts in the middle of the session.
+    """
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with server.client() as client:
+        registered = {name: client.read_deployment_by_name(f"{flow}/{name}") for name, flow in deployments.items()}
+        for deployment in registered.values():
+            for schedule in deployment.schedules:
+                client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+        ids = [d.id for d in registered.values()]
+        for flow_run in client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids))):
+            client.delete_flow_run(flow_run.id)
+    return registered
+
+
 def run_deployment(server: PrefectServer, name: str, params: Mapping[str, Any], *, watch: bool = True) -> DeploymentRun:
     """`prefect deployment run '<name>' -p k=v ... [--watch]` against the test server.
 

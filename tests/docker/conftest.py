@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests.alerts.stack import HOOK_GRACE_SECONDS, run_blocks_command
-from tests.deploy.deployments import DOCKER_POOL
+from tests.deploy.deployments import DOCKER_DEPLOYMENTS, DOCKER_POOL, registered_and_paused
 from tests.docker.stack import (
     AZURE_CONTAINER,
     DEPLOYMENT_TARGETS,
@@ -43,7 +43,6 @@ from tests.docker.stack import (
     demo_fred,
     deploy_docker_flavour,
     git_sha,
-    registered_and_paused,
 )
 from tests.harness.ci import unavailable
 from tests.harness.docker_engine import DockerEngine, DockerUnavailable, ensure_base_image
@@ -127,7 +126,7 @@ def stack(
         server.create_work_pool(DOCKER_POOL, type="docker")
 
         output, seconds = deploy_docker_flavour(server, docker_engine, base_image, log_dir / "deploy.log")
-        deployments = registered_and_paused(server)
+        deployments = registered_and_paused(server, DOCKER_DEPLOYMENTS)
         worker = server.start_worker(DOCKER_POOL, cwd=log_dir, extra_env=docker_engine.env(), ready_timeout=90)
         sha = git_sha()
         yield DockerStack(

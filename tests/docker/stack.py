@@ -221,23 +221,6 @@ def deploy_docker_flavour(server: PrefectServer, engine: DockerEngine, base: str
     return output, seconds
 
 
-def registered_and_paused(server: PrefectServer) -> dict[str, Any]:
-    """The two Docker deployments read back; their schedules paused, scheduled runs deleted."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
-    with server.client() as client:
-        registered = {
-            name: client.read_deployment_by_name(f"{flow}/{name}") for name, flow in DOCKER_DEPLOYMENTS.items()
-        }
-        for deployment in registered.values():
-            for schedule in deployment.schedules:
-                client.update_deployment_schedule(deployment.id, schedule.id, active=False)
-        ids = [d.id for d in registered.values()]
-        for flow_run in client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids))):
-            client.delete_flow_run(flow_run.id)
-    return registered
-
-
 def container_text(container: Any) -> str:
     """Everything `docker logs` and `docker inspect` show of a container."""
     logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
