@@ -101,7 +101,9 @@ def build_parser(flow: Flow[..., Any]) -> tuple[argparse.ArgumentParser, list[tu
             run.add_argument(
                 option, dest=name, metavar=name.upper(), default=argparse.SUPPRESS, help=help_text + default
             )
-    group = parser.add_argument_group("settings (tasks/core/settings.py)")
+    # The flow's own word on its settings (its docstring, as the Prefect UI shows it): what it ignores.
+    settings_help = schema.get(SETTINGS_PARAMETER, {}).get("description")
+    group = parser.add_argument_group("settings (tasks/core/settings.py)", settings_help)
     settings_dests: list[tuple[str, str]] = []
     for option, path, field in _setting_options(Settings):
         dest = "setting:" + path
@@ -142,7 +144,7 @@ def parse_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) 
     try:
         settings = Settings.model_validate(overrides)
     except ValidationError as exc:
-        _usage_error(parser, "invalid settings:\n" + validation_errors(exc))
+        _usage_error(parser, "invalid settings:\n" + validation_errors(exc, whole="settings"))
     # The flow's own annotations (validators included), checked before a run exists: Prefect would
     # check them too, but only after the run has started, failed it and called its failure hooks.
     # Together and in the signature's order, as Prefect does: a validator may read an earlier
@@ -151,7 +153,7 @@ def parse_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) 
     try:
         _parameters_model(flow).model_validate(parameters)
     except ValidationError as exc:
-        _usage_error(parser, "invalid flow parameters:\n" + validation_errors(exc))
+        _usage_error(parser, "invalid flow parameters:\n" + validation_errors(exc, whole="parameters"))
     return parameters
 
 
@@ -165,8 +167,8 @@ def _parameters_model(flow: Flow[..., Any]) -> type[BaseModel]:
     return create_model("FlowParameters", **fields)
 
 
-def validation_errors(exc: ValidationError) -> str:
-    """Validation errors, one line each, field path first.
+def validation_errors(exc: ValidationError, *, whole: str) -> str:
+    """Validation errors, one line each, field path first (`whole` for a check of several fields).
 
     Without pydantic's echo that a list whose items were rejected is too short: `--series sp500` is
     one bad id, not an empty list.
@@ -174,7 +176,7 @@ def validation_errors(exc: ValidationError) -> str:
     errors = exc.errors()
     rejected_items = {tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)}
     return "\n".join(
-        f"  {'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+        f"  {'.'.join(str(part) for part in e['loc']) or whole}: {e['msg']}"
         for e in errors
         if not (e["type"] == "too_short" and tuple(e["loc"]) in rejected_items)
     )

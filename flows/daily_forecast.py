@@ -40,8 +40,12 @@ def daily_forecast(
     Args:
         as_of: Reference date, at the latest today; no observation after it is used. Default: today in New York.
         force: Run even when the NYSE is closed on as_of.
-        settings: Pipeline settings; each model group's series must match its champion's (windows
-            are taken from the champion).
+        settings: Pipeline settings; each model group's series must match its champion's. The input
+            windows (sequence_length, level_window, ensemble.estimation_sessions and
+            ensemble.min_estimation_sessions) are taken from the champion; history_start and the
+            settings only training reads (epochs, batch_size, lstm_*, loss, learning_rate,
+            test_fraction, validation_fraction, shrinkage_confidence_z, seed, backtest.*,
+            ensemble.members, ensemble.skill_z, champion_gate.*) have no effect here.
         lookback_sessions: Sessions predicted and scored before the forecast.
         output_dir: Local folder for models and runs when no storage_block is given.
         storage_block: A saved storage block, '<block-type-slug>/<name>'; None = output_dir.

@@ -29,6 +29,22 @@ def test_a_bad_series_id_is_one_error_without_the_long_usage(capsys: pytest.Capt
     assert "usage:" not in err and len(err.splitlines()) == 3, err
 
 
+def test_a_check_of_several_settings_is_named_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    err = usage_error(["--backtest.horizons", "1", "5", "40"], capsys)
+    assert "\n  settings: Value error, backtest.horizons go up to 40 sessions, beyond forecast_horizon" in err, err
+
+
+def test_the_daily_help_says_which_settings_it_takes_from_the_champion_or_ignores(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_command_line(daily_forecast, ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    windows = "sequence_length, level_window, ensemble.estimation_sessions and ensemble.min_estimation_sessions"
+    assert f"input windows ({windows}) are taken from the champion" in text
+    assert "(epochs, batch_size, lstm_*," in text and "champion_gate.*) have no effect here" in text
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [

@@ -14,10 +14,11 @@ from flows.common import not_after_today, today_in_new_york
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
 from tasks.core.contracts import sha256_hex
+from tasks.core.settings import BacktestSettings, ChampionGateSettings, EnsembleSettings, Settings
 from tasks.ops import artifacts
 from tests.flows.test_train_model import chart_names, run_artifact
 from tests.harness.flow_runs import flow_run_logs
-from tests.harness.settings import promoting_settings
+from tests.harness.settings import promoting_settings, tiny_settings
 
 TRAIN_AS_OF, DAILY_AS_OF = date(2025, 6, 30), date(2025, 7, 8)
 
@@ -55,6 +56,37 @@ def test_daily_run_publishes_a_complete_folder_and_moves_latest(store: Path) -> 
     assert manifest["kind"] == "daily" and manifest["model_version"] == result["model_version"]
     training_run = store / manifest["model_training_run"]
     assert (training_run / "model_history.csv").exists() and (training_run / "backtest_metrics.csv").exists()
+
+
+def test_the_settings_only_training_reads_change_nothing_in_a_daily_run(store: Path) -> None:
+    # What the daily command's help says: training settings are accepted and have no effect, and the
+    # input windows come from the champion. Every published file is the same, byte for byte.
+    def published(settings: Settings) -> dict[str, str]:
+        result = daily_forecast(as_of=DAILY_AS_OF, settings=settings, output_dir=str(store))
+        manifest = json.loads((store / result["run_folder"] / "manifest.json").read_text())
+        return {f["name"]: f["sha256"] for f in manifest["files"]}
+
+    training_only = tiny_settings(
+        history_start=date(2024, 1, 2),
+        epochs=9,
+        batch_size=8,
+        lstm_units=3,
+        lstm_dropout=0.5,
+        loss="mse",
+        learning_rate=0.1,
+        test_fraction=0.3,
+        validation_fraction=0.3,
+        shrinkage_confidence_z=3.0,
+        seed=7,
+        sequence_length=6,
+        level_window=40,
+        backtest=BacktestSettings(horizons=(1, 2), origin_step=3, refit_every=50),
+        ensemble=EnsembleSettings(
+            members=("drift",), skill_z=3.0, estimation_sessions=300, min_estimation_sessions=100
+        ),
+        champion_gate=ChampionGateSettings(max_rel_mae=0.5, tolerance=0.0),
+    )
+    assert published(training_only) == published(promoting_settings())
 
 
 def test_replaying_a_past_day_publishes_its_folder_but_latest_keeps_the_newer_forecast(store: Path) -> None:
