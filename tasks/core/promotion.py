@@ -67,6 +67,24 @@ def settings_for_model(card: ModelCard, settings: Settings) -> tuple[Settings, l
     return (settings.model_copy(update=changed) if changed else settings), notes
 
 
+def uncalibrated_horizons(card: ModelCard, settings: Settings) -> str | None:
+    """Why the run forecasts sessions its model never calibrated, or None when it does not.
+
+    The intervals (and the ensemble's weights) are fitted at the model's backtest horizons and
+    interpolated between them; beyond the last one they hold its values, which no backtest scored.
+    """
+    horizons = [int(row["horizon"]) for row in card.interval_z_quantiles]
+    last = max(horizons, default=0)
+    if settings.forecast_horizon <= last:
+        return None
+    return (
+        f"forecast_horizon={settings.forecast_horizon} goes beyond the last horizon the model {card.version} "
+        f"was backtested and calibrated at ({last}): the intervals and ensemble weights of sessions "
+        f"{last + 1}..{settings.forecast_horizon} repeat horizon {last}'s, which no backtest scored. Train "
+        f"with backtest.horizons that reach {settings.forecast_horizon} to calibrate them."
+    )
+
+
 def _taken(card: ModelCard, name: str, value: object, run_value: object) -> str:
     """The log's sentence for a setting a run takes from its model."""
     return f"{name}={value} as the model {card.version} was trained (this run's settings say {run_value})"

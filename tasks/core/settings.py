@@ -173,7 +173,10 @@ class BacktestSettings(BaseModel):
     horizons: tuple[int, ...] = Field(
         default=(1, 5, 10, 20, 30),
         min_length=1,
-        description="Forecast horizons (in NYSE sessions) reported in backtest_metrics.csv.",
+        description=(
+            "Forecast horizons (in NYSE sessions) reported in backtest_metrics.csv; the ensemble's weights and "
+            "the interval quantiles are fitted at them (interpolated between, the last one's held beyond)."
+        ),
     )
     refit_every: int = Field(
         default=0,

@@ -25,6 +25,7 @@ from tasks.adapters.model_store import (
     serialize_model,
 )
 from tasks.core.contracts import ModelCard
+from tasks.core.promotion import uncalibrated_horizons
 from tasks.core.settings import DEFAULT_GROUP, Settings
 from tasks.core.training import TrainedModel
 from tasks.ops.alerts import PROMOTE_TASK
@@ -43,6 +44,9 @@ def _load_champion(
     logger = get_run_logger()
     for note in loaded.adopted:
         logger.warning("Using %s", note)
+    beyond = uncalibrated_horizons(loaded.card, loaded.settings)
+    if beyond is not None:
+        logger.warning("Champion%s: %s", _of_group(group), beyond)
     if loaded.card.data.end > as_of:
         logger.warning(
             "The champion model%s %s was built from data through %s, after this run's as_of %s: it has seen "

@@ -112,6 +112,21 @@ def test_a_replay_before_the_champions_data_end_warns_that_the_model_saw_the_fut
     assert not any("has seen sessions" in m for m in on_time_logs)
 
 
+def test_a_forecast_beyond_the_champions_calibrated_horizons_warns(store: Path) -> None:
+    state = daily_forecast(
+        as_of=DAILY_AS_OF, settings=promoting_settings(forecast_horizon=40), output_dir=str(store), return_state=True
+    )
+    assert state.is_completed()
+    forecast = pd.read_csv(store / state.result()["run_folder"] / "forecasted_data.csv")
+    assert forecast["horizon"].max() == 40
+    warning = next(m for m in flow_run_logs(state.state_details.flow_run_id) if "goes beyond" in m)
+    assert "forecast_horizon=40 goes beyond the last horizon the model" in warning
+    assert "calibrated at (30): the intervals and ensemble weights of sessions 31..40 repeat horizon 30's" in warning
+    at_30 = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store), return_state=True)
+    logs = flow_run_logs(at_30.state_details.flow_run_id)
+    assert any(m.startswith("Champion model ") for m in logs) and not any("goes beyond" in m for m in logs)
+
+
 def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store: Path) -> None:
     result = daily_forecast(
         as_of=DAILY_AS_OF, settings=promoting_settings(), lookback_sessions=120, output_dir=str(store)
