@@ -290,10 +290,12 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
 
     def _http_error(self, exc: HTTPError) -> FredError:
         sid = self._series_id
+        fred_message: str | None = None
         try:
             body = exc.read()
             # FRED's error body: <error code=".." message=".."/>
-            message = ET.fromstring(body).get("message") or body[:200].decode(errors="replace")  # noqa: S314
+            fred_message = ET.fromstring(body).get("message")  # noqa: S314
+            message = fred_message or body[:200].decode(errors="replace")
         except (ET.ParseError, OSError):
             message = exc.reason if isinstance(exc.reason, str) else "no error message"
         message = message if message.rstrip().endswith(".") else f"{message.rstrip()}."  # a hint may follow
@@ -312,6 +314,11 @@ class _FredClient(Fred):  # type: ignore[misc]  # fredapi ships no type informat
             hint = " Check the API key in the FredCredentials block or FRED_API_KEY."
         elif "series does not exist" in message:
             hint = " Check the series id in settings.series (FRED ids are case-sensitive)."
+        elif exc.code == 404 or fred_message is None:  # FRED answers 400 for a bad key or series id
+            hint = (
+                f" {self.root_url} did not take the request as FRED's API does: check the API URL in the "
+                f"FredCredentials block or FRED_API_URL (FRED's own is {FRED_API_URL})."
+            )
         return self._fail(error, f"{sid}: FRED HTTP {exc.code}: {message}{hint}", exc.code)
 
 

@@ -137,6 +137,17 @@ def test_an_unknown_series_fails_at_once_naming_it(prefect_harness: None, fred: 
     assert requests_for(fred, "NOSUCHSERIES") == 1
 
 
+def test_an_address_that_is_not_freds_api_says_to_check_the_api_url(fred: FredServer) -> None:
+    # The server's root without /fred: FRED's 404 for a path it does not serve.
+    wrong = FredSource(SecretStr(KEY), fred.url.removesuffix("/fred"), origin="test")
+    with pytest.raises(FredRequestError) as caught:
+        fetch_fred_series(wrong, "SP500", START, END, settings=FAST)
+    assert str(caught.value).startswith(
+        f"SP500: FRED HTTP 404: Not Found. {wrong.api_url} did not take the request as FRED's API does: check "
+        "the API URL in the FredCredentials block or FRED_API_URL (FRED's own is https://"
+    )
+
+
 def test_the_api_key_never_appears_in_logs_states_or_errors(prefect_harness: None, fred: FredServer) -> None:
     from prefect.client.orchestration import get_client
 
