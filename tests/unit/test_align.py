@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -102,6 +102,18 @@ def test_an_as_of_beyond_every_series_says_which_as_of_the_data_can_serve() -> N
     assert "A: last observation 2026-11-12 is 11 NYSE session(s)" in message
     assert "as_of most likely lies beyond the data: run with an as_of on or before 2026-11-13." in message
     assert message.index("on or before") < message.index("FRED may not have published")
+
+
+def test_a_series_that_begins_after_as_of_says_to_use_a_later_as_of() -> None:
+    late = weekday_series(start=AS_OF + timedelta(days=3), end=AS_OF + timedelta(days=10))
+    with pytest.raises(StaleDataError) as caught:
+        align({"A": weekday_series(), "LATE": late})
+    message = str(caught.value)
+    assert "LATE: no observation at all up to as_of" in message
+    assert message.endswith(
+        "A series with no observation up to as_of begins after it: use a later as_of, or leave the series out "
+        "of settings.series."
+    )
 
 
 def test_one_or_two_sessions_of_publication_lag_are_not_stale() -> None:
