@@ -27,14 +27,17 @@ def check_model_card(card: ModelCard, settings: Settings, *, data_source: str) -
     problems = []
     if card.series != settings.series:
         problems.append(f"it was trained on series {list(card.series)}, this run asks for {list(settings.series)}")
+    advice = "Run the train-model flow with the same settings and data source to train a matching champion."
     if card.data_source != data_source:
         problems.append(f"it was trained on {card.data_source} data, this run uses {data_source} data")
+        if data_source == "demo":  # what a run without FRED credentials uses
+            advice = (
+                "This run found no FRED credentials: give it FRED_API_KEY, or a FredCredentials block as "
+                "fred_block, as the training run had. " + advice
+            )
     if problems:
-        raise ModelMismatchError(
-            f"The champion model {card.version} cannot serve this run: "
-            + "; ".join(problems)
-            + ". Run the train-model flow with the same settings and data source to train a matching champion."
-        )
+        reasons = "; ".join(problems)
+        raise ModelMismatchError(f"The champion model {card.version} cannot serve this run: {reasons}. {advice}")
 
 
 def settings_for_model(card: ModelCard, settings: Settings) -> tuple[Settings, list[str]]:

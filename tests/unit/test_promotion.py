@@ -194,8 +194,15 @@ def test_a_stored_model_for_other_series_or_data_is_refused_clearly() -> None:
     check_model_card(card(["SP500", "VIXCLS"]), settings, data_source="fred")
     with pytest.raises(ModelMismatchError, match=r"trained on series \['SP500'\]"):
         check_model_card(card(["SP500"]), settings, data_source="fred")
-    with pytest.raises(ModelMismatchError, match="trained on demo data, this run uses fred data"):
+    with pytest.raises(ModelMismatchError, match="trained on demo data, this run uses fred data") as caught:
         check_model_card(card(["SP500", "VIXCLS"], source="demo"), settings, data_source="fred")
+    assert "no FRED credentials" not in str(caught.value)
+    # A run without FRED credentials falls back on demo data: the fix is the credentials, not a retraining.
+    with pytest.raises(ModelMismatchError) as caught:
+        check_model_card(card(["SP500", "VIXCLS"]), settings, data_source="demo")
+    assert "trained on fred data, this run uses demo data. This run found no FRED credentials: give it " in str(
+        caught.value
+    )
 
 
 def test_a_run_uses_the_input_windows_the_model_was_trained_with() -> None:
