@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from tasks.adapters.blob_store import (
     delete_paths,
     describe_storage,
+    list_paths,
     read_bytes,
     read_optional,
     read_stored,
@@ -408,6 +409,32 @@ def read_current_champion(
     return CurrentChampion(version=pointer.version, card=card)
 
 
+def _other_champions(storage: WritableFileSystem, *, timeout: float) -> str:
+    """A sentence naming the champions the storage holds for other model groups ('' for none or no listing).
+
+    A daily run whose settings.groups differ from the training run's looks for champions that are
+    not there; the ones that are say what to pass.
+    """
+    try:
+        paths = list_paths(storage, f"{MODELS}/", timeout=timeout) or []
+    except StorageError:
+        return ""  # only a hint: the missing champion is the error
+    groups = sorted(
+        DEFAULT_GROUP if path == champion_path() else path.split("/")[1]
+        for path in paths
+        if path.endswith(f"/{CHAMPION_FILE}") and path.count("/") in (1, 2)
+    )
+    if not groups:
+        return ""
+    if groups == [DEFAULT_GROUP]:
+        return "It holds a champion trained without model groups: run without settings.groups, as that training did. "
+    named = ", ".join(repr(g) for g in groups)
+    return (
+        f"It holds champions of the model group(s) {named}: give this run the settings.groups the training "
+        "run had (on the command line --groups). "
+    )
+
+
 def load_champion(
     storage: WritableFileSystem, settings: Settings, *, data_source: str, group: str = DEFAULT_GROUP
 ) -> LoadedModel:
@@ -424,7 +451,8 @@ def load_champion(
         of_group = "" if group == DEFAULT_GROUP else f" of model group {group!r}"
         raise ModelStoreError(
             f"No champion model{of_group} in {describe_storage(storage)} ({champion_path(group)} is missing). "
-            "Run the train-model flow with the same settings against the same storage first; if it ran, "
+            + _other_champions(storage, timeout=timeout)
+            + "Run the train-model flow with the same settings against the same storage first; if it ran, "
             "its summary says why its model was not promoted."
         )
     files, card = load_model_files(
