@@ -54,6 +54,8 @@ class PublishedRun:
     location: str
     latest: LatestPointer | None
     """What latest.json points at after the publish (None: nothing, before the first daily run)."""
+    replaced_unreadable_latest: bool = False
+    """latest.json held something no LatestPointer of this version reads (broken, or a newer format)."""
 
 
 def run_folder_name(created_utc: datetime) -> str:
@@ -255,19 +257,28 @@ def publish_run(
     pointer_bytes = pointer.to_bytes()
     try:
         # Decided on latest.json as it is when written: a run that moved it meanwhile is never undone.
-        now, moves = update_bytes(
-            storage,
-            LATEST,
-            lambda current: pointer_bytes if pointer.supersedes(_valid_latest(current)) else None,
-            timeout=timeout,
-        )
+        unreadable = [False]  # of the content last decided on
+
+        def decide(current: bytes | None) -> bytes | None:
+            valid = _valid_latest(current)
+            unreadable[0] = current is not None and valid is None
+            return pointer_bytes if pointer.supersedes(valid) else None
+
+        now, moves = update_bytes(storage, LATEST, decide, timeout=timeout)
     except StorageError as exc:
         raise PublishError(
             f"{folder} was published completely (manifest.json written), but latest.json could "
             f"not be updated and may still point at {previous or 'nothing'}: {exc}. Re-run, or "
             f"point latest.json at {folder} by hand."
         ) from exc
-    return PublishedRun(folder, manifest, moves, describe_storage(storage), pointer if moves else _valid_latest(now))
+    return PublishedRun(
+        folder,
+        manifest,
+        moves,
+        describe_storage(storage),
+        pointer if moves else _valid_latest(now),
+        replaced_unreadable_latest=moves and unreadable[0],
+    )
 
 
 def _valid_latest(content: bytes | None) -> LatestPointer | None:

@@ -204,7 +204,14 @@ def _publish_run(
         storage, files, manifest, move_latest=move_latest, timeout=settings.storage.timeout_seconds, on_file=on_file
     )
     newer = _newer_latest(published, move_latest=move_latest)
-    if published.moved_latest:
+    if published.replaced_unreadable_latest:
+        logger.warning(
+            "latest.json in %s could not be read as this version's pointer (broken, or written by a newer "
+            "version of the pipeline); it was replaced and now points at %s",
+            published.location,
+            published.folder,
+        )
+    elif published.moved_latest:
         logger.info("latest.json now points at %s in %s", published.folder, published.location)
     elif newer is not None:
         logger.warning(

@@ -127,6 +127,15 @@ def test_a_forecast_beyond_the_champions_calibrated_horizons_warns(store: Path) 
     assert any(m.startswith("Champion model ") for m in logs) and not any("goes beyond" in m for m in logs)
 
 
+def test_an_unreadable_latest_json_is_replaced_with_a_warning(store: Path) -> None:
+    daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store))
+    (store / "latest.json").write_text('{"format": "market-forecast-latest/9", "run_folder": "runs/x"}')
+    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store), return_state=True)
+    assert json.loads((store / "latest.json").read_text())["run_folder"] == state.result()["run_folder"]
+    warning = next(m for m in flow_run_logs(state.state_details.flow_run_id) if m.startswith("latest.json in "))
+    assert "could not be read as this version's pointer (broken, or written by a newer version" in warning
+
+
 def test_daily_predictions_score_each_split_separately_and_mark_live_rows(store: Path) -> None:
     result = daily_forecast(
         as_of=DAILY_AS_OF, settings=promoting_settings(), lookback_sessions=120, output_dir=str(store)

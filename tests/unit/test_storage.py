@@ -263,8 +263,10 @@ def test_a_reader_never_sees_a_half_written_local_file(tmp_path: Path) -> None:
 def test_a_broken_latest_json_is_replaced_by_the_next_complete_run(tmp_path: Path) -> None:
     publish(local(tmp_path), "runs/20261123_143000")
     (tmp_path / "latest.json").write_bytes(b'{"format": "market-forecast-latest/1", "run_fol')  # cut short
-    publish(local(tmp_path), "runs/20261124_143000")
+    published = publish(local(tmp_path), "runs/20261124_143000")
     assert json.loads((tmp_path / "latest.json").read_text())["run_folder"] == "runs/20261124_143000"
+    assert published.replaced_unreadable_latest  # the run's log says so
+    assert not publish(local(tmp_path), "runs/20261125_143000").replaced_unreadable_latest
 
 
 def test_a_broken_champion_json_is_never_taken_for_no_champion(tmp_path: Path) -> None:
