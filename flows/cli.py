@@ -13,16 +13,26 @@ Values are validated by the same pydantic models as the flow's parameters, befor
 a bad value exits with status 2 and a message naming the field (no run, so no failure alert). A run
 that fails with one of the pipeline's own errors (tasks/core/errors.py) ends with `error: <what to
 do>` on stderr and status 1, after the run's log; any other error keeps its traceback.
+
+Ctrl-C (SIGINT) stops a run within `INTERRUPT_GRACE_SECONDS`, with status 130 and an `error:` line.
+Without the grace period's end, Prefect would report the crash to a temporary server the same
+Ctrl-C has stopped, retrying for minutes, while the training threads run on to their end.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import inspect
 import json
+import os
+import signal
 import sys
+import threading
+import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,6 +45,9 @@ from tasks.core.errors import PipelineError
 from tasks.core.settings import Settings
 
 SETTINGS_PARAMETER = "settings"
+# Seconds a run has, after Ctrl-C, to stop by itself before the process ends regardless.
+INTERRUPT_GRACE_SECONDS = 10.0
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports it
 
 
 def _is_model(annotation: object) -> bool:
@@ -187,9 +200,55 @@ def _usage_error(parser: argparse.ArgumentParser, message: str) -> typing.NoRetu
     parser.exit(2, f"{parser.prog}: error: {message}\n(see {parser.prog} --help)\n")
 
 
+def _interrupted_line(flow: Flow[..., Any]) -> str:
+    return (
+        f"error: {flow.name} interrupted (Ctrl-C): nothing more is published. A run folder left without "
+        "manifest.json is ignored by readers and removed by a later run; latest.json and champion.json "
+        "are each written whole or not at all. Run the flow again."
+    )
+
+
+@contextlib.contextmanager
+def _stopping_on_ctrl_c(flow: Flow[..., Any]) -> Iterator[None]:
+    """Ctrl-C interrupts the run as usual, and ends the process if the run has not stopped in time.
+
+    The process ends through the exit handlers (Prefect's temporary server is stopped by one), then
+    `os._exit`: threads still training cannot be stopped otherwise. Nothing is installed outside the
+    main thread (signal handlers live there) or when SIGINT is not Python's default.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def end_after_grace() -> None:
+        time.sleep(INTERRUPT_GRACE_SECONDS)
+        print(_interrupted_line(flow), file=sys.stderr, flush=True)
+        atexit._run_exitfuncs()  # what a normal exit runs (os._exit skips it): the temporary server stops
+        os._exit(INTERRUPTED_STATUS)
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: Python's own
+        print(f"\n{flow.name}: interrupted, stopping (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        threading.Thread(target=end_after_grace, name="end-after-ctrl-c", daemon=True).start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(_interrupted_line(flow), file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_STATUS) from None
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_from_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) -> None:
     """Run `flow` with the command line's arguments and print where its outputs went."""
-    state = cast(State, flow(**parse_command_line(flow, argv), return_state=True))
+    parameters = parse_command_line(flow, argv)
+    with _stopping_on_ctrl_c(flow):
+        state = cast(State, flow(**parameters, return_state=True))
     result = state.result(raise_on_failure=False)
     if isinstance(result, PipelineError):
         # The run's log above already holds the traceback; the last line says what to do.

@@ -3,16 +3,22 @@ errors end with one line saying what to do."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.cli import parse_command_line, run_from_command_line
+from flows.cli import INTERRUPT_GRACE_SECONDS, INTERRUPTED_STATUS, parse_command_line, run_from_command_line
 from flows.common import today_in_new_york
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
+from tests.deploy.deployments import REPO
 
 
 def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -124,3 +130,35 @@ def test_a_pipeline_error_ends_with_what_to_do_and_status_1(
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: daily-forecast Failed: No champion model in local folder"), last
     assert "Run the train-model flow" in last
+
+
+def test_ctrl_c_ends_a_training_run_promptly_with_status_130_and_publishes_nothing(tmp_path: Path) -> None:
+    # As a terminal's Ctrl-C: SIGINT to the whole process group, Prefect's temporary server included.
+    # Before, Prefect retried reporting the crash to that stopped server for minutes while the
+    # training thread ran on; the run now has INTERRUPT_GRACE_SECONDS to stop, then the process ends.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "FRED_"))}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env |= {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90", "PYTHONPATH": str(REPO)}
+    out = tmp_path / "store"
+    command = [
+        sys.executable, "-m", "flows.train_model", "--as-of", "2025-06-30", "--output-dir", str(out),
+        "--history-start", "2023-01-01", "--level-window", "20", "--lstm-units", "4", "--epochs", "1000",
+    ]  # fmt: skip
+    log = tmp_path / "run.log"
+    with open(log, "w") as stdout, open(tmp_path / "stderr.log", "w") as stderr:
+        child = subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "epoch 2/1000" not in (tmp_path / "stderr.log").read_text() + log.read_text():
+            assert child.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.log").read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(child.pid, signal.SIGINT)
+        code = child.wait(timeout=INTERRUPT_GRACE_SECONDS + 60)  # it took over 200 s before
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    err = (tmp_path / "stderr.log").read_text()
+    assert code == INTERRUPTED_STATUS, err[-3000:]
+    assert "train-model: interrupted, stopping (Ctrl-C again to quit at once)" in err
+    assert "error: train-model interrupted (Ctrl-C): nothing more is published." in err
+    assert not list(out.glob("runs/*/manifest.json")) and not (out / "models" / "champion.json").exists()
