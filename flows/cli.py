@@ -203,7 +203,8 @@ def _usage_error(parser: argparse.ArgumentParser, message: str) -> typing.NoRetu
 def _interrupted_line(flow: Flow[..., Any]) -> str:
     return (
         f"error: {flow.name} interrupted (Ctrl-C): nothing more is published. A run folder left without "
-        "manifest.json is ignored by readers and removed by a later run; latest.json and champion.json "
+        "manifest.json is ignored by readers, and removed by a later run once older than "
+        "storage.incomplete_folder_days; latest.json and champion.json "
         "are each written whole or not at all. Run the flow again."
     )
 
