@@ -76,6 +76,8 @@ def short_groups(settings: Settings, *, as_of: date) -> list[str]:
                 f"model group {name!r} is too short for its windows: {start} .. {as_of} holds {held} NYSE "
                 f"sessions, level_window={settings.level_window}, sequence_length={settings.sequence_length}, "
                 f"the split and backtest horizons up to {max(settings.backtest.horizons)} need {needed}; move its "
-                "history_start earlier"
+                "history_start earlier, or ask for less: a smaller level_window or sequence_length, shorter "
+                f"backtest.horizons, or a larger test_fraction (now {settings.test_fraction:g}: the test part "
+                "must hold more sessions than the longest horizon)"
             )
     return problems

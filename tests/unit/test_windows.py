@@ -41,3 +41,11 @@ def test_a_group_whose_history_starts_after_as_of_is_named_as_such() -> None:
     short = short_groups(settings, as_of=date(2020, 3, 2))
     assert len(short) == 1 and "2020-01-01 .. 2020-03-02 holds 41 NYSE sessions" in short[0]
     assert short_groups(settings, as_of=date(2025, 3, 31)) == []
+
+
+def test_a_tiny_test_fraction_is_named_among_the_ways_out() -> None:
+    # 0.001 of the rows must exceed the longest horizon: some 30,000 sessions, more than the calendar
+    # holds, so moving history_start alone cannot help.
+    (short,) = short_groups(tiny_settings(test_fraction=0.001), as_of=date(2025, 3, 31))
+    assert "move its history_start earlier, or ask for less:" in short
+    assert "a larger test_fraction (now 0.001: the test part must hold more sessions than the longest horizon)" in short
