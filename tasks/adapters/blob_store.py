@@ -79,7 +79,13 @@ def resolve_storage(storage_block: str | None, output_dir: str) -> WritableFileS
         StorageError: the block cannot be loaded or cannot read and write files.
     """
     if storage_block is None:
-        return LocalFileSystem(basepath=str(Path(output_dir).expanduser().resolve()))
+        folder = Path(output_dir).expanduser().resolve()
+        if folder.exists() and not folder.is_dir():
+            raise StorageError(
+                f"output_dir {folder} is a file, not a folder: give a folder (created if missing), or the "
+                "storage_block of a saved storage block."
+            )
+        return LocalFileSystem(basepath=str(folder))
     if "/" not in storage_block:
         raise StorageError(
             f"storage_block {storage_block!r} must name the block type too, as "

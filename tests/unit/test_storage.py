@@ -204,6 +204,13 @@ def test_a_storage_block_name_needs_its_type() -> None:
         resolve_storage("forecast", "data")
 
 
+def test_an_output_dir_that_is_a_file_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(StorageError, match=r"output_dir .*/afile is a file, not a folder: give a folder"):
+        resolve_storage(None, str(tmp_path / "afile"))
+    assert resolve_storage(None, str(tmp_path / "new")).basepath == str(tmp_path / "new")  # created when written
+
+
 def test_a_second_run_in_the_same_second_gets_the_next_folder(tmp_path: Path) -> None:
     storage = local(tmp_path)
     assert claim_run_folder(storage, CREATED, flow_run_id=None, timeout=TIMEOUT) == "runs/20261123_143000"
