@@ -47,6 +47,7 @@ from tasks.core.contracts import ChampionPointer, ModelCard, sha256_hex
 from tasks.core.ensemble import Ensemble
 from tasks.core.errors import (
     ChampionMovedError,
+    ModelIncompleteError,
     ModelIntegrityError,
     ModelStoreError,
     StorageError,
@@ -343,7 +344,8 @@ def load_model_files(
         card_bytes = read_bytes(storage, f"{folder}/{MODEL_CARD}", timeout=timeout)
         files = {name: read_bytes(storage, f"{folder}/{name}", timeout=timeout) for name in MODEL_FILES}
     except StorageNotFoundError as exc:
-        raise ModelStoreError(f"Model version {version} is incomplete in {describe_storage(storage)}: {exc}") from None
+        where = describe_storage(storage)
+        raise ModelIncompleteError(f"Model version {version} is incomplete in {where}: {exc}") from None
     if card_sha256 is not None and sha256_hex(card_bytes) != card_sha256:
         raise ModelIntegrityError(
             f"{folder}/{MODEL_CARD} does not match the sha256 recorded in {champion_path(group)}: the card was "
@@ -455,9 +457,15 @@ def load_champion(
             + "Run the train-model flow with the same settings against the same storage first; if it ran, "
             "its summary says why its model was not promoted."
         )
-    files, card = load_model_files(
-        storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout, group=group
-    )
+    try:
+        files, card = load_model_files(
+            storage, pointer.version, card_sha256=pointer.model_card_sha256, timeout=timeout, group=group
+        )
+    except ModelIncompleteError as exc:
+        raise ModelIncompleteError(
+            f"The champion cannot be used: {exc}. Restore the file, or run the train-model flow: it replaces "
+            "a champion whose files cannot be used."
+        ) from None
     check_model_card(card, settings, data_source=data_source)
     scaler = Scaler.from_json(files[SCALER_FILE])
     if scaler.series != settings.series:

@@ -159,6 +159,10 @@ class ModelIntegrityError(ModelStoreError):
     """A model file's sha256 does not match its model card."""
 
 
+class ModelIncompleteError(ModelStoreError):
+    """A file of a model version is missing."""
+
+
 class ModelMismatchError(ModelStoreError):
     """The stored model was trained for other series or settings than this run asks for."""
 

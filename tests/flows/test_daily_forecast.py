@@ -210,6 +210,17 @@ def test_a_tampered_model_file_is_refused(store: Path) -> None:
     assert state.is_failed() and "scaler.json has sha256" in state.message
 
 
+def test_a_champion_with_a_file_missing_says_how_to_recover(store: Path) -> None:
+    version = json.loads((store / "models/champion.json").read_text())["version"]
+    (store / "models" / version / "lstm_model.keras").unlink()
+    state = daily_forecast(as_of=DAILY_AS_OF, settings=promoting_settings(), output_dir=str(store), return_state=True)
+    assert state.is_failed() and f"The champion cannot be used: Model version {version} is incomplete" in state.message
+    assert "lstm_model.keras: not found" in state.message
+    assert "Restore the file, or run the train-model flow: it replaces a champion whose files cannot be used." in (
+        state.message
+    )
+
+
 def test_a_champion_for_other_series_is_refused(store: Path) -> None:
     settings = promoting_settings(series=["SP500", "VIXCLS"])
     state = daily_forecast(as_of=DAILY_AS_OF, settings=settings, output_dir=str(store), return_state=True)
