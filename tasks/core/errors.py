@@ -127,11 +127,14 @@ class StaleDataError(DataValidationError):
                 "FRED may not have published the latest values yet, or the series was discontinued: re-run "
                 "later, run with an earlier as_of, or raise settings.max_stale_sessions."
             )
-        if any(last is None for _, last, _ in self.stale):
-            advice += (
-                " A series with no observation up to as_of begins after it: use a later as_of, or leave the "
-                "series out of settings.series."
-            )
+        begins_later = (
+            "A series with no observation up to as_of begins after it: use a later as_of, or leave the "
+            "series out of settings.series."
+        )
+        if all(last is None for _, last, _ in self.stale):
+            advice = begins_later  # an earlier as_of cannot help
+        elif any(last is None for _, last, _ in self.stale):
+            advice += " " + begins_later
         super().__init__(f"Stale data for as_of {as_of} (limit max_stale_sessions={limit}): {described}. {advice}")
 
 

@@ -114,6 +114,10 @@ def test_a_series_that_begins_after_as_of_says_to_use_a_later_as_of() -> None:
         "A series with no observation up to as_of begins after it: use a later as_of, or leave the series out "
         "of settings.series."
     )
+    # Every stale series begins after as_of: an earlier as_of cannot help, so it is not suggested.
+    with pytest.raises(StaleDataError) as caught:
+        align({"LATE": late, "LATER": late})
+    assert "earlier as_of" not in str(caught.value) and "use a later as_of" in str(caught.value)
 
 
 def test_one_or_two_sessions_of_publication_lag_are_not_stale() -> None:
