@@ -12,7 +12,8 @@ docstring, and the pydantic fields of `Settings`), so the help can never drift f
 Values are validated by the same pydantic models as the flow's parameters, before any run starts:
 a bad value exits with status 2 and a message naming the field (no run, so no failure alert). A run
 that fails with one of the pipeline's own errors (tasks/core/errors.py) ends with `error: <what to
-do>` on stderr and status 1, after the run's log; any other error keeps its traceback.
+do>` on stderr and status 1, after the run's log, which names the error without Prefect's traceback
+(kept at PREFECT_LOGGING_LEVEL=DEBUG); any other error keeps its traceback.
 
 Ctrl-C (SIGINT) stops a run within `INTERRUPT_GRACE_SECONDS`, with status 130 and an `error:` line.
 Without the grace period's end, Prefect would report the crash to a temporary server the same
@@ -26,6 +27,7 @@ import atexit
 import contextlib
 import inspect
 import json
+import logging
 import os
 import signal
 import sys
@@ -48,6 +50,8 @@ SETTINGS_PARAMETER = "settings"
 # Seconds a run has, after Ctrl-C, to stop by itself before the process ends regardless.
 INTERRUPT_GRACE_SECONDS = 10.0
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports it
+# Prefect's loggers of flow and task runs: where a failed run's traceback is logged.
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
 def _is_model(annotation: object) -> bool:
@@ -245,14 +249,44 @@ def _stopping_on_ctrl_c(flow: Flow[..., Any]) -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+class _PipelineErrorsWithoutTraceback(logging.Filter):
+    """Drops the traceback from a run's log record whose exception is one of the pipeline's own errors.
+
+    Such an error's message says what happened and what to do; the traceback through Prefect's
+    engine only buries it. Any other exception keeps its traceback, and so does every record when
+    the logger is at DEBUG (PREFECT_LOGGING_LEVEL=DEBUG).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger = logging.getLogger(record.name)
+        if record.exc_info and isinstance(record.exc_info[1], PipelineError) and not logger.isEnabledFor(logging.DEBUG):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+@contextlib.contextmanager
+def _pipeline_errors_without_traceback() -> Iterator[None]:
+    """While the block runs, the run loggers log the pipeline's own errors without their traceback."""
+    loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
+    dropping = _PipelineErrorsWithoutTraceback()
+    for logger in loggers:
+        logger.addFilter(dropping)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(dropping)
+
+
 def run_from_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) -> None:
     """Run `flow` with the command line's arguments and print where its outputs went."""
     parameters = parse_command_line(flow, argv)
-    with _stopping_on_ctrl_c(flow):
+    with _stopping_on_ctrl_c(flow), _pipeline_errors_without_traceback():
         state = cast(State, flow(**parameters, return_state=True))
     result = state.result(raise_on_failure=False)
     if isinstance(result, PipelineError):
-        # The run's log above already holds the traceback; the last line says what to do.
+        # The run's log above names the error; the last line says what to do.
         print(f"error: {flow.name} {state.name}: {result}", file=sys.stderr)
         raise SystemExit(1)
     if isinstance(result, BaseException):

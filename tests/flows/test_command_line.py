@@ -3,6 +3,7 @@ errors end with one line saying what to do."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -12,12 +13,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prefect import flow
 from prefect.client.orchestration import get_client
 
-from flows.cli import INTERRUPT_GRACE_SECONDS, INTERRUPTED_STATUS, parse_command_line, run_from_command_line
+from flows.cli import (
+    INTERRUPT_GRACE_SECONDS,
+    INTERRUPTED_STATUS,
+    RUN_LOGGERS,
+    parse_command_line,
+    run_from_command_line,
+)
 from flows.common import today_in_new_york
 from flows.daily_forecast import daily_forecast
 from flows.train_model import train_model
+from tasks.core.settings import Settings
 from tests.deploy.deployments import REPO
 
 
@@ -130,6 +139,64 @@ def test_a_pipeline_error_ends_with_what_to_do_and_status_1(
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: daily-forecast Failed: No champion model in local folder"), last
     assert "Run the train-model flow" in last
+
+
+class RunLogRecords(logging.Handler):
+    """The records of Prefect's flow-run and task-run loggers while the block runs."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> RunLogRecords:
+        for name in RUN_LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in RUN_LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+    def failures(self) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.getMessage().startswith("Encountered exception during execution")]
+
+
+@flow(name="fails-unexpectedly")
+def fails_unexpectedly(settings: Settings = Settings()) -> None:
+    raise RuntimeError("a bug, not a pipeline error")
+
+
+def test_the_log_names_a_pipeline_error_without_a_traceback_but_keeps_any_other_errors(
+    prefect_harness: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    daily = ["--as-of", (today_in_new_york() - timedelta(days=1)).isoformat(), "--force", "--output-dir", str(tmp_path)]
+    with RunLogRecords() as logged, pytest.raises(SystemExit):
+        run_from_command_line(daily_forecast, daily)
+    [failure] = logged.failures()
+    assert "ModelStoreError('No champion model in local folder" in failure.getMessage()
+    assert failure.exc_info is None, "a pipeline error's message says what to do: no traceback"
+
+    with RunLogRecords() as logged, pytest.raises(RuntimeError, match="a bug"):
+        run_from_command_line(fails_unexpectedly, [])
+    [failure] = logged.failures()
+    assert failure.exc_info is not None and isinstance(failure.exc_info[1], RuntimeError)
+
+    flow_runs = logging.getLogger("prefect.flow_runs")
+    level = flow_runs.level
+    flow_runs.setLevel(logging.DEBUG)
+    try:
+        with RunLogRecords() as logged, pytest.raises(SystemExit):
+            run_from_command_line(daily_forecast, daily)
+    finally:
+        flow_runs.setLevel(level)
+    [failure] = logged.failures()
+    assert failure.exc_info is not None, "at DEBUG the traceback is kept"
+    for name in RUN_LOGGERS:
+        assert not [f for f in logging.getLogger(name).filters if "PipelineErrors" in type(f).__name__], "removed after"
+    capsys.readouterr()
 
 
 def test_ctrl_c_ends_a_training_run_promptly_with_status_130_and_publishes_nothing(tmp_path: Path) -> None:
