@@ -218,8 +218,8 @@ def _stopping_on_ctrl_c(flow: Flow[..., Any]) -> Iterator[None]:
     """Ctrl-C interrupts the run as usual, and ends the process if the run has not stopped in time.
 
     The process ends through the exit handlers (Prefect's temporary server is stopped by one), then
-    `os._exit`: threads still training cannot be stopped otherwise. Nothing is installed outside the
-    main thread (signal handlers live there) or when SIGINT is not Python's default.
+    `os._exit`: threads still training cannot be stopped otherwise. A second Ctrl-C ends it at once.
+    Nothing is installed outside the main thread (signal handlers live there) or when SIGINT is not Python's default.
     """
     if threading.current_thread() is not threading.main_thread() or (
         signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -227,14 +227,25 @@ def _stopping_on_ctrl_c(flow: Flow[..., Any]) -> Iterator[None]:
         yield
         return
 
+    announced = threading.Lock()
+
+    def announce() -> None:  # the interrupted line, once, whichever way the process ends
+        if announced.acquire(blocking=False):
+            print(_interrupted_line(flow), file=sys.stderr, flush=True)
+
     def end_after_grace() -> None:
         time.sleep(INTERRUPT_GRACE_SECONDS)
-        print(_interrupted_line(flow), file=sys.stderr, flush=True)
+        announce()
         atexit._run_exitfuncs()  # what a normal exit runs (os._exit skips it): the temporary server stops
         os._exit(INTERRUPTED_STATUS)
 
+    def quit_at_once(signum: int, frame: object) -> None:
+        # No exit handlers: the terminal's Ctrl-C has stopped the temporary server already.
+        announce()
+        os._exit(INTERRUPTED_STATUS)
+
     def on_interrupt(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: Python's own
+        signal.signal(signal.SIGINT, quit_at_once)
         print(f"\n{flow.name}: interrupted, stopping (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
         threading.Thread(target=end_after_grace, name="end-after-ctrl-c", daemon=True).start()
         raise KeyboardInterrupt
@@ -243,10 +254,12 @@ def _stopping_on_ctrl_c(flow: Flow[..., Any]) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        print(_interrupted_line(flow), file=sys.stderr, flush=True)
+        announce()
         raise SystemExit(INTERRUPTED_STATUS) from None
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # After a Ctrl-C, a second one still quits at once while the process winds down.
+        if signal.getsignal(signal.SIGINT) is on_interrupt:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class _PipelineErrorsWithoutTraceback(logging.Filter):
