@@ -219,7 +219,8 @@ def _stopping_on_ctrl_c(flow: Flow[..., Any]) -> Iterator[None]:
 
     The process ends through the exit handlers (Prefect's temporary server is stopped by one), then
     `os._exit`: threads still training cannot be stopped otherwise. A second Ctrl-C ends it at once.
-    Nothing is installed outside the main thread (signal handlers live there) or when SIGINT is not Python's default.
+    Nothing is installed outside the main thread (signal handlers live there) or when SIGINT is not
+    Python's default.
     """
     if threading.current_thread() is not threading.main_thread() or (
         signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -262,40 +263,37 @@ def _stopping_on_ctrl_c(flow: Flow[..., Any]) -> Iterator[None]:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-class _PipelineErrorsWithoutTraceback(logging.Filter):
-    """Drops the traceback from a run's log record whose exception is one of the pipeline's own errors.
+def _pipeline_errors_without_traceback(record: logging.LogRecord) -> bool:
+    """A log filter: drops the traceback from a run's record whose exception is one of the pipeline's own errors.
 
     Such an error's message says what happened and what to do; the traceback through Prefect's
     engine only buries it. Any other exception keeps its traceback, and so does every record when
     the logger is at DEBUG (PREFECT_LOGGING_LEVEL=DEBUG).
     """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        logger = logging.getLogger(record.name)
-        if record.exc_info and isinstance(record.exc_info[1], PipelineError) and not logger.isEnabledFor(logging.DEBUG):
-            record.exc_info = None
-            record.exc_text = None
-        return True
+    pipeline_error = record.exc_info is not None and isinstance(record.exc_info[1], PipelineError)
+    if pipeline_error and not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 @contextlib.contextmanager
-def _pipeline_errors_without_traceback() -> Iterator[None]:
+def _run_logs_filtered() -> Iterator[None]:
     """While the block runs, the run loggers log the pipeline's own errors without their traceback."""
     loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
-    dropping = _PipelineErrorsWithoutTraceback()
     for logger in loggers:
-        logger.addFilter(dropping)
+        logger.addFilter(_pipeline_errors_without_traceback)
     try:
         yield
     finally:
         for logger in loggers:
-            logger.removeFilter(dropping)
+            logger.removeFilter(_pipeline_errors_without_traceback)
 
 
 def run_from_command_line(flow: Flow[..., Any], argv: Sequence[str] | None = None) -> None:
     """Run `flow` with the command line's arguments and print where its outputs went."""
     parameters = parse_command_line(flow, argv)
-    with _stopping_on_ctrl_c(flow), _pipeline_errors_without_traceback():
+    with _stopping_on_ctrl_c(flow), _run_logs_filtered():
         state = cast(State, flow(**parameters, return_state=True))
     result = state.result(raise_on_failure=False)
     if isinstance(result, PipelineError):

@@ -20,6 +20,7 @@ from flows.cli import (
     INTERRUPT_GRACE_SECONDS,
     INTERRUPTED_STATUS,
     RUN_LOGGERS,
+    _pipeline_errors_without_traceback,
     parse_command_line,
     run_from_command_line,
 )
@@ -141,62 +142,36 @@ def test_a_pipeline_error_ends_with_what_to_do_and_status_1(
     assert "Run the train-model flow" in last
 
 
-class RunLogRecords(logging.Handler):
-    """The records of Prefect's flow-run and task-run loggers while the block runs."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.NOTSET)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def __enter__(self) -> RunLogRecords:
-        for name in RUN_LOGGERS:
-            logging.getLogger(name).addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for name in RUN_LOGGERS:
-            logging.getLogger(name).removeHandler(self)
-
-    def failures(self) -> list[logging.LogRecord]:
-        return [r for r in self.records if r.getMessage().startswith("Encountered exception during execution")]
-
-
 @flow(name="fails-unexpectedly")
 def fails_unexpectedly(settings: Settings = Settings()) -> None:
     raise RuntimeError("a bug, not a pipeline error")
 
 
 def test_the_log_names_a_pipeline_error_without_a_traceback_but_keeps_any_other_errors(
-    prefect_harness: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    prefect_harness: None, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
+    def failure() -> logging.LogRecord:
+        [record] = [r for r in caplog.records if r.getMessage().startswith("Encountered exception during execution")]
+        caplog.clear()
+        return record
+
     daily = ["--as-of", (today_in_new_york() - timedelta(days=1)).isoformat(), "--force", "--output-dir", str(tmp_path)]
-    with RunLogRecords() as logged, pytest.raises(SystemExit):
+    with pytest.raises(SystemExit):
         run_from_command_line(daily_forecast, daily)
-    [failure] = logged.failures()
-    assert "ModelStoreError('No champion model in local folder" in failure.getMessage()
-    assert failure.exc_info is None, "a pipeline error's message says what to do: no traceback"
+    record = failure()
+    assert "ModelStoreError('No champion model in local folder" in record.getMessage()
+    assert record.exc_info is None, "a pipeline error's message says what to do: no traceback"
 
-    with RunLogRecords() as logged, pytest.raises(RuntimeError, match="a bug"):
+    with pytest.raises(RuntimeError, match="a bug"):
         run_from_command_line(fails_unexpectedly, [])
-    [failure] = logged.failures()
-    assert failure.exc_info is not None and isinstance(failure.exc_info[1], RuntimeError)
+    record = failure()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
 
-    flow_runs = logging.getLogger("prefect.flow_runs")
-    level = flow_runs.level
-    flow_runs.setLevel(logging.DEBUG)
-    try:
-        with RunLogRecords() as logged, pytest.raises(SystemExit):
-            run_from_command_line(daily_forecast, daily)
-    finally:
-        flow_runs.setLevel(level)
-    [failure] = logged.failures()
-    assert failure.exc_info is not None, "at DEBUG the traceback is kept"
+    with caplog.at_level(logging.DEBUG, logger="prefect.flow_runs"), pytest.raises(SystemExit):
+        run_from_command_line(daily_forecast, daily)
+    assert failure().exc_info is not None, "at DEBUG the traceback is kept"
     for name in RUN_LOGGERS:
-        assert not [f for f in logging.getLogger(name).filters if "PipelineErrors" in type(f).__name__], "removed after"
-    capsys.readouterr()
+        assert _pipeline_errors_without_traceback not in logging.getLogger(name).filters, "removed after the run"
 
 
 @pytest.mark.parametrize("presses", [1, 2], ids=["ctrl-c", "ctrl-c-twice"])
